@@ -1,0 +1,219 @@
+//! `dateFormat`: Python `strptime` patterns (what Site24x7 users write) compiled to chrono formats, plus the
+//! special values `unix`, `unix…` (milliseconds) and `agent_time`.
+//!
+//! Differences from Python, on purpose: `%f` takes 0–9 digits (audit MicroTime has 6, AKS `time` has 9), `%z`
+//! also takes `Z` and `+hh:mm`. With no `dateFormat` at all, any RFC 3339 timestamp is accepted.
+
+use crate::ConfigError;
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use serde_json::Value;
+
+/// A compiled `dateFormat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DateFormat {
+    /// Any RFC 3339 timestamp (also `YYYY-MM-DD hh:mm:ss[.f]` read as UTC); `zone` applies when none is given.
+    Rfc3339 { zone: Option<FixedOffset> },
+    /// `unix`: epoch seconds, number or string.
+    UnixSeconds,
+    /// Any other value containing `unix`: epoch milliseconds.
+    UnixMillis,
+    /// `agent_time`: the time the forwarder processed the event.
+    AgentTime,
+    /// A strptime pattern translated to chrono.
+    Pattern {
+        chrono_format: String,
+        has_zone: bool,
+        has_year: bool,
+        zone: Option<FixedOffset>,
+    },
+}
+
+/// Why one timestamp could not be read. Carries no part of the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DateParseError {
+    #[error("timestamp has the wrong JSON type")]
+    WrongType,
+    #[error("timestamp does not match the date format")]
+    NoMatch,
+}
+
+const SUPPORTED: &str = "YmdHMSfzyBbAaIpjT%";
+
+impl DateFormat {
+    /// Compile a `dateFormat` value, with the optional `timezone` (`+hhmm`, `-hh:mm`).
+    pub fn compile(pattern: &str, timezone: Option<&str>) -> Result<Self, ConfigError> {
+        let zone = timezone.map(parse_zone).transpose()?;
+        if pattern == "agent_time" {
+            return Ok(Self::AgentTime);
+        }
+        if pattern == "unix" {
+            return Ok(Self::UnixSeconds);
+        }
+        if pattern.contains("unix") {
+            return Ok(Self::UnixMillis);
+        }
+        let mut chrono_format = String::with_capacity(pattern.len() + 4);
+        let (mut has_zone, mut has_year) = (false, false);
+        let mut chars = pattern.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                // `.%f` is chrono's `%.f`: the dot and 0–9 digits, all optional.
+                if c == '.' && chars.peek() == Some(&'%') {
+                    let mut ahead = chars.clone();
+                    ahead.next();
+                    if ahead.peek() == Some(&'f') {
+                        chars.next();
+                        chars.next();
+                        chrono_format.push_str("%.f");
+                        continue;
+                    }
+                }
+                chrono_format.push(c);
+                continue;
+            }
+            let directive = chars.next().ok_or(ConfigError::DateDirective { directive: '%' })?;
+            if !SUPPORTED.contains(directive) {
+                return Err(ConfigError::DateDirective { directive });
+            }
+            match directive {
+                'z' => {
+                    has_zone = true;
+                    chrono_format.push_str("%#z");
+                }
+                'f' => chrono_format.push_str("%.f"),
+                'Y' | 'y' => {
+                    has_year = true;
+                    chrono_format.push('%');
+                    chrono_format.push(directive);
+                }
+                _ => {
+                    chrono_format.push('%');
+                    chrono_format.push(directive);
+                }
+            }
+        }
+        if !has_year {
+            chrono_format.insert_str(0, "%Y ");
+        }
+        Ok(Self::Pattern {
+            chrono_format,
+            has_zone,
+            has_year,
+            zone,
+        })
+    }
+
+    /// The default format (RFC 3339) with a `timezone` for values that carry none.
+    pub fn rfc3339_with_zone(timezone: Option<&str>) -> Result<Self, ConfigError> {
+        Ok(Self::Rfc3339 {
+            zone: timezone.map(parse_zone).transpose()?,
+        })
+    }
+
+    /// Milliseconds since the epoch for `value`; `now_ms` serves `agent_time` and year-less patterns.
+    pub fn parse_ms(&self, value: &Value, now_ms: i64) -> Result<i64, DateParseError> {
+        match self {
+            Self::AgentTime => Ok(now_ms),
+            Self::UnixSeconds => number(value).map(|s| (s * 1000.0).round() as i64),
+            Self::UnixMillis => number(value).map(|ms| ms.round() as i64),
+            Self::Rfc3339 { zone } => {
+                let text = value.as_str().ok_or(DateParseError::WrongType)?.trim();
+                parse_rfc3339_ms(text, *zone).ok_or(DateParseError::NoMatch)
+            }
+            Self::Pattern {
+                chrono_format,
+                has_zone,
+                has_year,
+                zone,
+            } => {
+                let owned;
+                let text = match value {
+                    Value::String(s) => s.trim(),
+                    Value::Number(n) => {
+                        owned = n.to_string();
+                        &owned
+                    }
+                    _ => return Err(DateParseError::WrongType),
+                };
+                if *has_zone {
+                    return DateTime::parse_from_str(text, chrono_format)
+                        .map(|t| t.timestamp_millis())
+                        .map_err(|_| DateParseError::NoMatch);
+                }
+                let local = |naive: NaiveDateTime| naive_to_ms(naive, *zone);
+                if *has_year {
+                    return NaiveDateTime::parse_from_str(text, chrono_format)
+                        .map(local)
+                        .map_err(|_| DateParseError::NoMatch);
+                }
+                // No year in the pattern: this year, unless that puts the event more than a day ahead.
+                let year = Utc
+                    .timestamp_millis_opt(now_ms)
+                    .single()
+                    .map_or(1970, |t| t.year());
+                let parse = |y: i32| {
+                    NaiveDateTime::parse_from_str(&format!("{y} {text}"), chrono_format)
+                        .map(local)
+                        .map_err(|_| DateParseError::NoMatch)
+                };
+                let this_year = parse(year)?;
+                if this_year > now_ms + 86_400_000 {
+                    parse(year - 1)
+                } else {
+                    Ok(this_year)
+                }
+            }
+        }
+    }
+}
+
+impl Default for DateFormat {
+    fn default() -> Self {
+        Self::Rfc3339 { zone: None }
+    }
+}
+
+fn naive_to_ms(naive: NaiveDateTime, zone: Option<FixedOffset>) -> i64 {
+    match zone {
+        Some(offset) => offset
+            .from_local_datetime(&naive)
+            .single()
+            .map_or_else(|| naive.and_utc().timestamp_millis(), |t| t.timestamp_millis()),
+        None => naive.and_utc().timestamp_millis(),
+    }
+}
+
+/// RFC 3339 with any fraction and a zone; without a zone (`2022-11-29 00:09:04.38`), `zone` or UTC.
+fn parse_rfc3339_ms(text: &str, zone: Option<FixedOffset>) -> Option<i64> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_millis());
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+        .map(|naive| naive_to_ms(naive, zone))
+}
+
+fn number(value: &Value) -> Result<f64, DateParseError> {
+    match value {
+        Value::Number(n) => n.as_f64().ok_or(DateParseError::NoMatch),
+        Value::String(s) => s.trim().parse::<f64>().map_err(|_| DateParseError::NoMatch),
+        _ => Err(DateParseError::WrongType),
+    }
+}
+
+fn parse_zone(text: &str) -> Result<FixedOffset, ConfigError> {
+    let t = text.trim();
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1, &t[1..]),
+        Some(b'-') => (-1, &t[1..]),
+        _ => return Err(ConfigError::Timezone),
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(ConfigError::Timezone);
+    }
+    let hours: i32 = digits[..2].parse().map_err(|_| ConfigError::Timezone)?;
+    let minutes: i32 = digits[2..].parse().map_err(|_| ConfigError::Timezone)?;
+    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)).ok_or(ConfigError::Timezone)
+}

@@ -1,0 +1,69 @@
+//! Envelope decoders: the first step of the path. They take what a cloud (or a file) hands us and produce a
+//! [`Batch`]: where the events came from ([`Source`]) and the raw events, each still one audit event as text
+//! or JSON. They know nothing of profiles or the upload wire format.
+//!
+//! - [`cloudwatch`]: CloudWatch Logs subscription payloads (EKS), from the Lambda's `LogsEvent` or from a file
+//!   (`{"awslogs":{"data":…}}` or the decoded payload), with the audit-stream selection.
+//! - [`lines`]: plain audit JSON lines (`.log`, `.jsonl`), blank lines skipped.
+//! - [`sniff`]: recognise which of these a replay file holds.
+
+pub mod cloudwatch;
+pub mod lines;
+pub mod sniff;
+
+use serde_json::Value;
+
+/// Where a batch came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Source {
+    /// The cluster (EKS: from the log group name), sent as `s247agentuid`.
+    pub cluster: String,
+    /// The log stream (EKS) or file the events were read from.
+    pub stream: String,
+}
+
+/// One event as the envelope carried it: still to be parsed and checked by the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvent {
+    /// Stable id within the source (CloudWatch event id, `file:line`): keys the deterministic upload id.
+    pub id: String,
+    /// The envelope's own time for the event (ms), the fallback when the event's timestamp is unreadable.
+    pub envelope_time_ms: Option<i64>,
+    pub payload: Payload,
+}
+
+/// An event as text (to parse) or already parsed by the envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Text(String),
+    Json(Value),
+}
+
+/// Events of one source, in order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Batch {
+    pub source: Source,
+    pub events: Vec<RawEvent>,
+}
+
+/// What an envelope decoder counted while deciding what to forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EnvelopeStats {
+    /// CloudWatch `CONTROL_MESSAGE` payloads (reachability probes).
+    pub control_messages: u64,
+    /// Events of streams that are not audit streams (e.g. `kube-apiserver-…`, `authenticator-…`).
+    pub skipped_stream_events: u64,
+}
+
+/// An envelope that could not be read at all. Carries positions, never content.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("`awslogs.data` is not valid base64")]
+    Base64,
+    #[error("`awslogs.data` is not valid gzip: {0}")]
+    Gzip(std::io::Error),
+    #[error("subscription payload is not the expected JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("line {line}: not valid JSON ({reason})")]
+    Line { line: usize, reason: String },
+}

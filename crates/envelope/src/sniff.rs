@@ -1,0 +1,174 @@
+//! Recognise what a replay file holds, so `kube-audit-forwarder replay` takes whatever the user has:
+//!
+//! | content | example |
+//! |---|---|
+//! | Lambda CloudWatch event | `{"awslogs":{"data":"H4sI…"}}`, one per file or one per line |
+//! | Lambda OnFailure destination record | `{"requestPayload":{"awslogs":{…}}, …}` (SQS replay), one per line |
+//! | decoded subscription payload | `{"messageType":"DATA_MESSAGE","logGroup":…,"logEvents":[…]}` |
+//! | audit events | JSON lines, a JSON array, or one pretty-printed event |
+//!
+//! Any of them may be gzip-compressed (recognised by its magic bytes, not the file name).
+
+use crate::cloudwatch::SubscriptionPayload;
+use crate::{Batch, EnvelopeError, EnvelopeStats, Payload, RawEvent, Source, lines};
+use serde_json::Value;
+use std::io::Read as _;
+
+/// How plain audit events (which carry no cloud identity) are attributed.
+#[derive(Debug, Clone)]
+pub struct FileContext<'a> {
+    /// Names the file in event ids and as the stream.
+    pub origin: &'a str,
+    /// `s247agentuid` for events that do not say their cluster.
+    pub cluster: &'a str,
+    /// Audit-stream prefix for CloudWatch payloads.
+    pub stream_prefix: &'a str,
+}
+
+/// Decode a whole replay file into batches (one per CloudWatch payload, one for plain events).
+pub fn decode_file(bytes: &[u8], ctx: &FileContext<'_>, stats: &mut EnvelopeStats) -> Result<Vec<Batch>, EnvelopeError> {
+    let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = String::new();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_string(&mut out)
+            .map_err(EnvelopeError::Gzip)?;
+        out
+    } else {
+        String::from_utf8_lossy(bytes).into_owned()
+    };
+
+    let plain = |events: Vec<RawEvent>| Batch {
+        source: Source {
+            cluster: ctx.cluster.to_string(),
+            stream: ctx.origin.to_string(),
+        },
+        events,
+    };
+
+    // A file that is one JSON document: a cloud envelope, an array of events, or a single event.
+    if let Ok(doc) = serde_json::from_str::<Value>(&text) {
+        if let Some(payload) = subscription_in(&doc)? {
+            return Ok(vec![payload.into_batch(ctx.stream_prefix, stats)]);
+        }
+        let events = match doc {
+            Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| RawEvent {
+                    id: format!("{}:[{i}]", ctx.origin),
+                    envelope_time_ms: None,
+                    payload: Payload::Json(item),
+                })
+                .collect(),
+            other => vec![RawEvent {
+                id: format!("{}:1", ctx.origin),
+                envelope_time_ms: None,
+                payload: Payload::Json(other),
+            }],
+        };
+        return Ok(vec![plain(events)]);
+    }
+
+    // JSON lines. Lines holding cloud envelopes are decoded each; the first one decides.
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let envelope_lines = first.contains("\"awslogs\"") || first.contains("\"logEvents\"");
+    if !envelope_lines {
+        return Ok(vec![plain(lines::events(&text, ctx.origin))]);
+    }
+    let mut batches = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let doc: Value = serde_json::from_str(line).map_err(|e| EnvelopeError::Line {
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
+        match subscription_in(&doc)? {
+            Some(payload) => batches.push(payload.into_batch(ctx.stream_prefix, stats)),
+            None => {
+                return Err(EnvelopeError::Line {
+                    line: i + 1,
+                    reason: "expected a CloudWatch subscription event like the first line".into(),
+                });
+            }
+        }
+    }
+    Ok(batches)
+}
+
+/// The subscription payload inside a Lambda event, a destination record, or the payload itself.
+fn subscription_in(doc: &Value) -> Result<Option<SubscriptionPayload>, EnvelopeError> {
+    let awslogs = doc
+        .get("awslogs")
+        .or_else(|| doc.get("requestPayload").and_then(|p| p.get("awslogs")));
+    if let Some(data) = awslogs.and_then(|a| a.get("data")).and_then(Value::as_str) {
+        return SubscriptionPayload::from_awslogs_data(data).map(Some);
+    }
+    if doc.get("logEvents").is_some() && doc.get("logGroup").is_some() {
+        return serde_json::from_value(doc.clone()).map(Some).map_err(EnvelopeError::Json);
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::cloudwatch::LogEvent;
+    use base64::Engine as _;
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write as _;
+
+    const CTX: FileContext<'static> = FileContext {
+        origin: "f",
+        cluster: "local",
+        stream_prefix: "kube-apiserver-audit-",
+    };
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn lambda_event() -> String {
+        let payload = SubscriptionPayload {
+            message_type: "DATA_MESSAGE".into(),
+            log_group: "/aws/eks/c1/cluster".into(),
+            log_stream: "kube-apiserver-audit-1".into(),
+            log_events: vec![LogEvent {
+                id: "1".into(),
+                timestamp: 5,
+                message: "{\"kind\":\"Event\"}".into(),
+            }],
+            ..Default::default()
+        };
+        let data = base64::engine::general_purpose::STANDARD.encode(gzip(&serde_json::to_vec(&payload).unwrap()));
+        serde_json::json!({"awslogs": {"data": data}}).to_string()
+    }
+
+    #[test]
+    fn recognises_every_replay_shape() {
+        let mut stats = EnvelopeStats::default();
+        let one = decode_file(lambda_event().as_bytes(), &CTX, &mut stats).unwrap();
+        assert_eq!((one.len(), one[0].source.cluster.as_str()), (1, "c1"));
+
+        let destination = format!("{{\"version\":\"1.0\",\"requestPayload\":{}}}", lambda_event());
+        let two_lines = format!("{destination}\n\n{}\n", lambda_event());
+        let batches = decode_file(gzip(two_lines.as_bytes()).as_slice(), &CTX, &mut stats).unwrap();
+        assert_eq!(batches.len(), 2);
+
+        let lines = decode_file(b"{\"kind\":\"Event\"}\n{\"kind\":\"Event\"}\n", &CTX, &mut stats).unwrap();
+        assert_eq!((lines[0].events.len(), lines[0].source.cluster.as_str()), (2, "local"));
+
+        let array = decode_file(b"[{\"a\":1},{\"b\":2},{\"c\":3}]", &CTX, &mut stats).unwrap();
+        assert_eq!(array[0].events.len(), 3);
+        let pretty = decode_file(b"{\n  \"kind\": \"Event\"\n}\n", &CTX, &mut stats).unwrap();
+        assert_eq!(pretty[0].events.len(), 1);
+    }
+
+    #[test]
+    fn a_bad_envelope_line_names_its_line() {
+        let text = format!("{}\nnot json\n", lambda_event());
+        let err = decode_file(text.as_bytes(), &CTX, &mut EnvelopeStats::default()).unwrap_err();
+        assert!(err.to_string().starts_with("line 2:"), "{err}");
+    }
+}

@@ -1,0 +1,382 @@
+//! The record pipeline: the middle of the path, the same for every envelope (EKS, AKS, files).
+//!
+//! It takes a decoded [`Batch`] from `kaf-envelope` and hands flat [`Record`]s (field name → value, the profile
+//! schema) to whatever delivers them (the upload client, or stdout in the CLI). Per event, in this order:
+//!
+//! parse and check it is an audit event → normalise old API versions → map with the profile (`jsonPath`) →
+//! `_zl_timestamp` from the unmasked value → filter → mask → hash → derive → drop `ignoredFields` → add
+//! `s247agentuid` and `logstream` → size limit.
+//!
+//! A bad event never takes the batch down: it is counted in [`PipelineStats`] and sampled (without content)
+//! in [`Processed::rejects`].
+//!
+//! ```
+//! use kaf_envelope::{Batch, Payload, RawEvent, Source};
+//! let pipeline = kaf_pipeline::Pipeline::new(None).unwrap();
+//! let event = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a1","stage":"ResponseComplete",
+//!   "verb":"list","user":{"username":"bob"},"responseStatus":{"code":403},
+//!   "requestReceivedTimestamp":"2026-04-20T16:32:59.930178Z"}"#;
+//! let batch = Batch {
+//!     source: Source { cluster: "demo".into(), stream: "kube-apiserver-audit-1".into() },
+//!     events: vec![RawEvent { id: "1".into(), envelope_time_ms: None, payload: Payload::Text(event.into()) }],
+//! };
+//! let out = pipeline.process(batch, 0);
+//! let record = &out.records[0].record;
+//! assert_eq!(record["responsestatus_code"], 403);
+//! assert_eq!(record["username"], "bob");
+//! assert_eq!(record["_zl_timestamp"], 1_776_702_779_930_i64);
+//! assert_eq!(record["s247agentuid"], "demo");
+//! ```
+
+pub mod limits;
+pub mod lookup;
+pub mod rules;
+
+use kaf_config::{ConfigError, DateFormat, FieldFilter, HashRule, JsonPathEntry, LogTypeConfig, MaskRule, ValueType};
+use kaf_envelope::{Batch, Payload, Source};
+use serde_json::{Map, Value};
+
+/// One output record: a flat map in the profile schema.
+pub type Record = Map<String, Value>;
+
+/// The default profile for Kubernetes audit events, shipped as data (documented field by field there).
+pub const DEFAULT_PROFILE_JSON: &str = include_str!("../../../templates/logtypes/kubernetes-audit.json");
+
+/// Upload API limit for one record, in bytes of compact JSON.
+pub const MAX_RECORD_BYTES: usize = 1_000_000;
+
+/// Which fields a record has and where the event time comes from.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub entries: Vec<JsonPathEntry>,
+    /// An output field name, or else a dotted path on the source event.
+    pub date_field: String,
+    pub date_format: DateFormat,
+}
+
+impl Profile {
+    /// The shipped Kubernetes audit profile.
+    pub fn kubernetes_audit() -> Result<Self, ConfigError> {
+        let doc: Value = serde_json::from_str(DEFAULT_PROFILE_JSON).map_err(|e| ConfigError::Json {
+            line: e.line(),
+            column: e.column(),
+        })?;
+        let entries = kaf_config::compile_json_path("jsonPath", doc.get("jsonPath").unwrap_or(&Value::Null))?;
+        let date_field = doc
+            .get("dateField")
+            .and_then(Value::as_str)
+            .unwrap_or("requestreceivedtimestamp")
+            .to_string();
+        Ok(Self {
+            entries,
+            date_field,
+            date_format: DateFormat::default(),
+        })
+    }
+
+    /// The config's own `jsonPath` if it has one, else the default profile; date settings from the config win.
+    pub fn from_config(config: &LogTypeConfig) -> Result<Self, ConfigError> {
+        let mut profile = match &config.json_path {
+            Some(entries) => Self {
+                entries: entries.clone(),
+                date_field: "requestReceivedTimestamp".into(),
+                date_format: DateFormat::default(),
+            },
+            None => Self::kubernetes_audit()?,
+        };
+        if let Some(field) = &config.date_field {
+            profile.date_field = field.clone();
+        }
+        if let Some(format) = &config.date_format {
+            profile.date_format = format.clone();
+        }
+        Ok(profile)
+    }
+}
+
+/// Counters of one run of the pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PipelineStats {
+    pub events_in: u64,
+    pub forwarded: u64,
+    /// Not JSON at all.
+    pub malformed: u64,
+    /// JSON, but not a Kubernetes audit event.
+    pub non_audit: u64,
+    pub filtered: u64,
+    /// Event time unreadable: the envelope time (or the ingest time) was used instead.
+    pub timestamp_fallbacks: u64,
+    /// Records shrunk to the per-record limit.
+    pub truncated: u64,
+    /// Records that could not be shrunk to the limit (never seen in practice; counted, not sent).
+    pub oversize_dropped: u64,
+}
+
+impl std::ops::AddAssign for PipelineStats {
+    fn add_assign(&mut self, o: Self) {
+        self.events_in += o.events_in;
+        self.forwarded += o.forwarded;
+        self.malformed += o.malformed;
+        self.non_audit += o.non_audit;
+        self.filtered += o.filtered;
+        self.timestamp_fallbacks += o.timestamp_fallbacks;
+        self.truncated += o.truncated;
+        self.oversize_dropped += o.oversize_dropped;
+    }
+}
+
+/// Why one event was not forwarded, for a log line. Never holds event content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub event_id: String,
+    pub reason: String,
+}
+
+/// A record with the id of the event it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutRecord {
+    pub event_id: String,
+    pub record: Record,
+}
+
+/// The pipeline's result for one batch.
+#[derive(Debug, Clone, Default)]
+pub struct Processed {
+    pub source: Source,
+    pub records: Vec<OutRecord>,
+    pub stats: PipelineStats,
+    /// The first few rejected events, for a short log sample.
+    pub rejects: Vec<Reject>,
+}
+
+const MAX_REJECT_SAMPLES: usize = 5;
+
+/// A compiled pipeline: profile plus the config's rules.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    profile: Profile,
+    filters: Vec<FieldFilter>,
+    masks: Vec<MaskRule>,
+    hashes: Vec<HashRule>,
+    derives: Vec<kaf_config::DeriveRule>,
+    ignored_fields: Vec<String>,
+    max_record_bytes: usize,
+}
+
+impl Pipeline {
+    /// Without a config: the default profile and no rules (the CLI's stdout mode).
+    pub fn new(config: Option<&LogTypeConfig>) -> Result<Self, ConfigError> {
+        Ok(match config {
+            None => Self {
+                profile: Profile::kubernetes_audit()?,
+                filters: Vec::new(),
+                masks: Vec::new(),
+                hashes: Vec::new(),
+                derives: Vec::new(),
+                ignored_fields: Vec::new(),
+                max_record_bytes: MAX_RECORD_BYTES,
+            },
+            Some(c) => Self {
+                profile: Profile::from_config(c)?,
+                filters: c.filters.clone(),
+                masks: c.masks.clone(),
+                hashes: c.hashes.clone(),
+                derives: c.derives.clone(),
+                ignored_fields: c.ignored_fields.clone(),
+                max_record_bytes: MAX_RECORD_BYTES,
+            },
+        })
+    }
+
+    /// Lower the per-record limit (tests, or receivers with smaller limits).
+    pub fn with_max_record_bytes(mut self, max: usize) -> Self {
+        self.max_record_bytes = max.min(MAX_RECORD_BYTES);
+        self
+    }
+
+    /// Run every event of `batch` through the pipeline. `now_ms` is the ingest time (injected for tests).
+    pub fn process(&self, batch: Batch, now_ms: i64) -> Processed {
+        let mut out = Processed {
+            records: Vec::with_capacity(batch.events.len()),
+            ..Processed::default()
+        };
+        for event in batch.events {
+            out.stats.events_in += 1;
+            let mut doc = match parse_event(event.payload) {
+                Ok(doc) => doc,
+                Err(rejection) => {
+                    match rejection {
+                        Rejection::Malformed(_) => out.stats.malformed += 1,
+                        Rejection::NotAudit(_) => out.stats.non_audit += 1,
+                    }
+                    if out.rejects.len() < MAX_REJECT_SAMPLES {
+                        out.rejects.push(Reject {
+                            event_id: event.id,
+                            reason: rejection.to_string(),
+                        });
+                    }
+                    continue;
+                }
+            };
+            normalize(&mut doc);
+            let mut record = self.map(&mut doc);
+
+            let timestamp = self.event_time(&record, &mut doc, now_ms);
+            let time_ms = match timestamp {
+                Some(ms) => ms,
+                None => {
+                    out.stats.timestamp_fallbacks += 1;
+                    event.envelope_time_ms.unwrap_or(now_ms)
+                }
+            };
+            if !rules::passes(&self.filters, &record) {
+                out.stats.filtered += 1;
+                continue;
+            }
+            rules::mask(&self.masks, &mut record);
+            rules::hash(&self.hashes, &mut record);
+            rules::derive(&self.derives, &mut record);
+            for field in &self.ignored_fields {
+                record.remove(field);
+            }
+            record.insert("_zl_timestamp".into(), Value::from(time_ms));
+            record.insert("s247agentuid".into(), Value::String(batch.source.cluster.clone()));
+            record.insert("logstream".into(), Value::String(batch.source.stream.clone()));
+            match limits::fit(&mut record, self.max_record_bytes) {
+                Ok(true) => out.stats.truncated += 1,
+                Ok(false) => {}
+                Err(()) => {
+                    out.stats.oversize_dropped += 1;
+                    continue;
+                }
+            }
+            out.stats.forwarded += 1;
+            out.records.push(OutRecord {
+                event_id: event.id,
+                record,
+            });
+        }
+        out.source = batch.source;
+        out
+    }
+
+    fn map(&self, doc: &mut Value) -> Record {
+        let mut record = Record::new();
+        for entry in &self.profile.entries {
+            let Some(found) = lookup::lookup(doc, &entry.key) else {
+                continue;
+            };
+            let Some(value) = field_value(found, entry.value_type) else {
+                continue;
+            };
+            if let Some(pattern) = &entry.pattern {
+                if let Some(caps) = pattern.captures(&rules::string_form(&value)) {
+                    for name in pattern.capture_names().flatten() {
+                        if let Some(m) = caps.name(name) {
+                            record.insert(name.to_string(), Value::String(m.as_str().to_string()));
+                        }
+                    }
+                    continue;
+                }
+            }
+            record.insert(entry.name.clone(), value);
+        }
+        record
+    }
+
+    /// The event time from the profile's date field, `None` when absent or unreadable.
+    fn event_time(&self, record: &Record, doc: &mut Value, now_ms: i64) -> Option<i64> {
+        let field = &self.profile.date_field;
+        let value = match record.get(field) {
+            Some(v) => v,
+            None => lookup::lookup(doc, field)?,
+        };
+        self.profile.date_format.parse_ms(value, now_ms).ok()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Rejection {
+    #[error("not JSON: {0}")]
+    Malformed(String),
+    #[error("not a Kubernetes audit event ({0})")]
+    NotAudit(String),
+}
+
+fn parse_event(payload: Payload) -> Result<Value, Rejection> {
+    let doc = match payload {
+        Payload::Json(v) => v,
+        Payload::Text(text) => match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => lookup::parse_lenient(&text).ok_or_else(|| Rejection::Malformed(e.to_string()))?,
+        },
+    };
+    let Value::Object(map) = &doc else {
+        return Err(Rejection::NotAudit("not a JSON object".into()));
+    };
+    let is_event = match map.get("kind") {
+        Some(Value::String(kind)) => kind == "Event",
+        // Some exporters strip kind/apiVersion (webhook EventList items): recognise the event by its keys.
+        None => map.get("auditID").is_some_and(Value::is_string) && map.get("stage").is_some_and(Value::is_string),
+        Some(_) => false,
+    };
+    if !is_event {
+        let keys: Vec<&str> = map.keys().take(6).map(String::as_str).collect();
+        return Err(Rejection::NotAudit(format!("top-level keys: {}", keys.join(", "))));
+    }
+    Ok(doc)
+}
+
+/// `audit.k8s.io/v1beta1` archives carry the received time as `timestamp` and the stage time as
+/// `metadata.creationTimestamp`; fill the v1 fields from them when missing.
+fn normalize(doc: &mut Value) {
+    let Value::Object(map) = doc else { return };
+    let missing = |m: &Map<String, Value>, k: &str| m.get(k).is_none_or(Value::is_null);
+    if missing(map, "requestReceivedTimestamp") {
+        if let Some(ts) = map.get("timestamp").filter(|v| v.is_string()).cloned() {
+            map.insert("requestReceivedTimestamp".into(), ts);
+        }
+    }
+    if missing(map, "stageTimestamp") {
+        if let Some(ts) = map
+            .get("metadata")
+            .and_then(|m| m.get("creationTimestamp"))
+            .filter(|v| v.is_string())
+            .cloned()
+        {
+            map.insert("stageTimestamp".into(), ts);
+        }
+    }
+}
+
+/// A looked-up value as a field value: absent for `null` and `""` (kept: `0`, `false`).
+fn field_value(found: &Value, value_type: ValueType) -> Option<Value> {
+    match (value_type, found) {
+        (_, Value::Null) => None,
+        (_, Value::String(s)) if s.is_empty() => None,
+        (ValueType::JsonObject, Value::Object(map)) => Some(key_value_list(map)),
+        (ValueType::JsonObject, Value::String(s)) => match lookup::parse_lenient(s) {
+            Some(Value::Object(map)) => Some(key_value_list(&map)),
+            _ => Some(found.clone()),
+        },
+        (_, Value::Object(_) | Value::Array(_)) => Some(Value::String(found.to_string())),
+        (_, scalar) => Some(scalar.clone()),
+    }
+}
+
+fn key_value_list(map: &Map<String, Value>) -> Value {
+    Value::Array(
+        map.iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                serde_json::json!({"key": k, "value": value})
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests;

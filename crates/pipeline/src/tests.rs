@@ -1,0 +1,188 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use kaf_envelope::RawEvent;
+use serde_json::json;
+
+fn config(extra: Value) -> LogTypeConfig {
+    let mut v = json!({"apiKey": "k", "logType": "t", "uploadDomain": "d"});
+    v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    LogTypeConfig::from_json(&v.to_string()).unwrap()
+}
+
+fn batch(events: Vec<(Option<i64>, Payload)>) -> Batch {
+    Batch {
+        source: Source {
+            cluster: "demo".into(),
+            stream: "kube-apiserver-audit-1".into(),
+        },
+        events: events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (t, payload))| RawEvent {
+                id: format!("e{i}"),
+                envelope_time_ms: t,
+                payload,
+            })
+            .collect(),
+    }
+}
+
+fn event(extra: Value) -> Value {
+    let mut v = json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": "id-1",
+        "stage": "ResponseComplete", "requestURI": "/api/v1/namespaces/default/pods", "verb": "list",
+        "user": {"username": "alice", "groups": ["g1", "g2"]}, "sourceIPs": ["10.0.0.1", "10.0.0.2"],
+        "requestReceivedTimestamp": "2026-04-20T16:32:59.930178Z", "stageTimestamp": "2026-04-20T16:32:59.940000Z"
+    });
+    v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    v
+}
+
+#[test]
+fn default_profile_is_valid_and_maps_the_documented_fields() {
+    let p = Pipeline::new(None).unwrap();
+    let e = event(json!({
+        "user": {"username": "arn-user", "uid": "u1", "groups": ["system:authenticated"],
+                 "extra": {"sessionName": ["s1"], "arn": ["arn:aws:sts::1:assumed-role/r/s1"], "principalId": ["AROA1"]}},
+        "impersonatedUser": {"username": "bob"},
+        "objectRef": {"resource": "pods", "namespace": "default", "apiVersion": "v1"},
+        "responseStatus": {"code": 403, "reason": "Forbidden", "message": "nope", "status": "Failure"},
+        "annotations": {"authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": "no rbac"},
+        "requestObject": {"kind": "Pod", "spec": {"x": 1}}
+    }));
+    let out = p.process(batch(vec![(None, Payload::Json(e))]), 0);
+    let r = &out.records[0].record;
+    assert_eq!(r["username"], json!("arn-user"));
+    assert_eq!(r["user_sessionname"], json!("s1"));
+    assert_eq!(r["user_arn"], json!("arn:aws:sts::1:assumed-role/r/s1"));
+    assert_eq!(r["user_principalid"], json!("AROA1"));
+    assert_eq!(r["usergroups"], json!("[\"system:authenticated\"]"));
+    assert_eq!(r["impersonateduser_username"], json!("bob"));
+    assert_eq!(r["sourceip"], json!("10.0.0.1"));
+    assert_eq!(r["sourceips"], json!("[\"10.0.0.1\",\"10.0.0.2\"]"));
+    assert_eq!(r["responsestatus_code"], json!(403));
+    assert_eq!(r["authorization_decision"], json!("forbid"));
+    assert_eq!(r["authorization_reason"], json!("no rbac"));
+    assert_eq!(
+        r["annotations"],
+        json!([{"key": "authorization.k8s.io/decision", "value": "forbid"}, {"key": "authorization.k8s.io/reason", "value": "no rbac"}])
+    );
+    assert_eq!(r["requestobject"], json!("{\"kind\":\"Pod\",\"spec\":{\"x\":1}}"));
+    assert_eq!(r["objectref_resource"], json!("pods"));
+    assert_eq!(r["_zl_timestamp"], json!(1_776_702_779_930_i64));
+    assert_eq!((r["s247agentuid"].as_str(), r["logstream"].as_str()), (Some("demo"), Some("kube-apiserver-audit-1")));
+    assert!(!r.contains_key("responseobject"));
+}
+
+#[test]
+fn config_json_path_alone_defines_the_record_and_keeps_falsy_values() {
+    let c = config(json!({"jsonPath": [
+        {"name": "code", "key": "responseStatus.code"}, {"name": "flag", "key": "x.flag"},
+        {"name": "empty", "key": "x.empty"}, {"name": "nothing", "key": "x.null"}, {"name": "verb"}
+    ]}));
+    let p = Pipeline::new(Some(&c)).unwrap();
+    let e = event(json!({"responseStatus": {"code": 0}, "x": {"flag": false, "empty": "", "null": null}}));
+    let r = p.process(batch(vec![(None, Payload::Json(e))]), 0).records.remove(0).record;
+    let keys: Vec<&str> = r.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["_zl_timestamp", "code", "flag", "logstream", "s247agentuid", "verb"]);
+    assert_eq!((r["code"].clone(), r["flag"].clone()), (json!(0), json!(false)));
+}
+
+#[test]
+fn unreadable_timestamps_fall_back_to_the_envelope_then_ingest_time_and_are_counted() {
+    let p = Pipeline::new(None).unwrap();
+    let bad = event(json!({"requestReceivedTimestamp": "yesterday"}));
+    let out = p.process(
+        batch(vec![(Some(1_700_000_000_000), Payload::Json(bad.clone())), (None, Payload::Json(bad))]),
+        42,
+    );
+    assert_eq!(out.records[0].record["_zl_timestamp"], json!(1_700_000_000_000_i64));
+    assert_eq!(out.records[1].record["_zl_timestamp"], json!(42));
+    assert_eq!(out.stats.timestamp_fallbacks, 2);
+}
+
+#[test]
+fn v1beta1_events_get_their_times_from_legacy_fields() {
+    let p = Pipeline::new(None).unwrap();
+    let mut e = event(json!({"apiVersion": "audit.k8s.io/v1beta1", "timestamp": "2017-09-11T19:55:05Z",
+                             "metadata": {"creationTimestamp": "2017-09-11T19:55:06Z"}}));
+    e.as_object_mut().unwrap().remove("requestReceivedTimestamp");
+    e.as_object_mut().unwrap().remove("stageTimestamp");
+    let out = p.process(batch(vec![(None, Payload::Json(e))]), 0);
+    assert_eq!(out.stats.timestamp_fallbacks, 0);
+    assert_eq!(out.records[0].record["_zl_timestamp"], json!(1_505_159_705_000_i64));
+    assert_eq!(out.records[0].record["stagetimestamp"], json!("2017-09-11T19:55:06Z"));
+}
+
+#[test]
+fn custom_date_field_and_format_from_the_config() {
+    let c = config(json!({"dateField": "stageTimestamp", "dateFormat": "%Y-%m-%dT%H:%M:%S.%fZ"}));
+    let p = Pipeline::new(Some(&c)).unwrap();
+    let out = p.process(batch(vec![(None, Payload::Json(event(json!({}))))]), 0);
+    assert_eq!(out.stats.timestamp_fallbacks, 0);
+    assert_eq!(out.records[0].record["_zl_timestamp"], json!(1_776_702_779_940_i64));
+}
+
+#[test]
+fn filter_runs_on_unmasked_values_then_mask_hash_derive_and_ignore() {
+    let c = config(json!({
+        "filterConfig": {"username": {"match": true, "values": ["^alice$"]}},
+        "maskingConfig": {"username": {"regex": "(ali)ce", "string": "***"}},
+        "hashingConfig": {"sourceip": {"regex": "(.*)"}},
+        "derivedConfig": {"requesturi": ["^/api/(?<apiver>v\\d+)/namespaces/(?<ns>[^/]+)"]},
+        "ignoredFields": ["useragent", "sourceips"]
+    }));
+    let p = Pipeline::new(Some(&c)).unwrap();
+    let bob = event(json!({"user": {"username": "bob"}}));
+    let out = p.process(
+        batch(vec![(None, Payload::Json(event(json!({"userAgent": "kubectl"})))), (None, Payload::Json(bob))]),
+        0,
+    );
+    assert_eq!(out.stats.filtered, 1);
+    let r = &out.records[0].record;
+    assert_eq!(r["username"], json!("***ce"));
+    assert_eq!(r["sourceip"], json!(rules::sha256_hex("10.0.0.1")));
+    assert_eq!((r["apiver"].clone(), r["ns"].clone()), (json!("v1"), json!("default")));
+    assert!(!r.contains_key("useragent") && !r.contains_key("sourceips"));
+}
+
+#[test]
+fn bad_events_are_counted_and_sampled_without_content_and_never_stop_the_batch() {
+    let p = Pipeline::new(None).unwrap();
+    let out = p.process(
+        batch(vec![
+            (None, Payload::Text("{\"kind\": 0}".into())),
+            (None, Payload::Text("password=hunter2 not json".into())),
+            (None, Payload::Text("{\"records\": []}".into())),
+            (None, Payload::Json(event(json!({})))),
+        ]),
+        0,
+    );
+    assert_eq!((out.stats.events_in, out.stats.forwarded), (4, 1));
+    assert_eq!((out.stats.malformed, out.stats.non_audit), (1, 2));
+    assert_eq!(out.rejects.len(), 3);
+    assert!(out.rejects.iter().all(|r| !r.reason.contains("hunter2")), "{:?}", out.rejects);
+    assert!(out.rejects[0].reason.contains("keys: kind"));
+}
+
+#[test]
+fn events_without_kind_are_recognised_by_audit_id_and_stage() {
+    let p = Pipeline::new(None).unwrap();
+    let mut e = event(json!({}));
+    e.as_object_mut().unwrap().remove("kind");
+    e.as_object_mut().unwrap().remove("apiVersion");
+    assert_eq!(p.process(batch(vec![(None, Payload::Json(e))]), 0).stats.forwarded, 1);
+}
+
+#[test]
+fn over_size_records_are_shrunk_and_counted() {
+    let p = Pipeline::new(None).unwrap().with_max_record_bytes(50_000);
+    let e = event(json!({"requestObject": {"data": "x".repeat(120_000)}}));
+    let out = p.process(batch(vec![(None, Payload::Json(e))]), 0);
+    assert_eq!(out.stats.truncated, 1);
+    let r = &out.records[0].record;
+    assert!(limits::serialized_len(r) <= 50_000);
+    assert!(r["requestobject"].as_str().unwrap().ends_with(limits::TRUNCATION_MARKER));
+    assert_eq!(r["verb"], json!("list"));
+}

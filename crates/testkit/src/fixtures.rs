@@ -1,0 +1,47 @@
+//! The bundled samples (`tests/fixtures/samples`, copied with their licences).
+
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// The repository's `tests/fixtures` folder.
+pub fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+pub fn sample(path: &str) -> PathBuf {
+    dir().join("samples").join(path)
+}
+
+/// `testdata/demo.log` of audit2rbac: 37 v1 events, 11 × 403, impersonation.
+pub fn audit2rbac_demo() -> PathBuf {
+    sample("liggitt__audit2rbac/testdata__demo.log")
+}
+
+/// The 757-event v1beta1 log of audit2rbac (stage pairs).
+pub fn audit2rbac_v1beta1() -> PathBuf {
+    sample("liggitt__audit2rbac/testdata__demo.log@501d132")
+}
+
+/// Every non-blank line of a JSON-lines sample, parsed; lines that are not JSON are skipped.
+pub fn events(path: &PathBuf) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .expect("sample readable")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Every audit event of the Falco trace files (well-formed ones only).
+pub fn falco_events() -> Vec<Value> {
+    let mut files: Vec<_> = std::fs::read_dir(sample("falcosecurity__falco"))
+        .expect("falco samples")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(events)
+        .filter(|e| e.get("kind").and_then(Value::as_str) == Some("Event"))
+        .collect()
+}

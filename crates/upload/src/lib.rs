@@ -1,0 +1,67 @@
+//! Upload client for the Site24x7-style AppLogs API: the last step of the path.
+//!
+//! It takes the pipeline's records and delivers them: split into requests within the API limits
+//! ([`batch`]: ≤500 records, ≤5 MB uncompressed), each a gzip'd JSON array with every header of the contract
+//! and a deterministic `upload-id` (a retried invocation resends the same id), sent with bounded concurrency
+//! and retried with capped exponential backoff and jitter inside the caller's deadline ([`client`]).
+//!
+//! Every failure is classified once ([`DeliveryError`]): transient (worth retrying later), quota (the account
+//! or log type is blocked: retrying now will not help) or rejected (configuration: bad key, bad request).
+//! The caller decides what to do with the records of failed requests — the Lambda returns an error so that
+//! Lambda's async retries and the OnFailure destination keep them; other callers park them.
+//!
+//! TLS uses rustls with the system trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured); verification
+//! cannot be switched off.
+
+pub mod batch;
+pub mod client;
+
+pub use batch::{BatchPlan, Limits};
+pub use client::{DeliveryOutcome, FailedRequest, TrustRoots, UploadSettings, UploadStats, Uploader};
+
+/// Why a request was not delivered. Messages never include the API key or record content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Network errors, timeouts, 429, 5xx, 200 without `x-uploadid`, still failing at the deadline.
+    #[error("transient upload failure, retries exhausted within the deadline: {last}")]
+    Transient { last: String },
+    /// The service signalled a quota or account condition (e.g. `LOG_LICENSE_EXCEEDS`): do not retry blindly.
+    #[error("upload refused by quota or account signal `{signal}` (HTTP {status})")]
+    Quota { signal: String, status: u16 },
+    /// The request itself was refused (401/403: bad apiKey; other 4xx): retrying cannot help.
+    #[error("upload rejected with HTTP {status}: check apiKey, logType and uploadDomain")]
+    Rejected { status: u16 },
+}
+
+impl DeliveryError {
+    /// Stable class name, for error types, metrics and exit codes.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Transient { .. } => "transient",
+            Self::Quota { .. } => "quota",
+            Self::Rejected { .. } => "configuration",
+        }
+    }
+
+    /// Order used to report the one error of a run that had several: configuration first, then quota.
+    pub fn severity(&self) -> u8 {
+        match self {
+            Self::Rejected { .. } => 3,
+            Self::Quota { .. } => 2,
+            Self::Transient { .. } => 1,
+        }
+    }
+}
+
+/// The upload client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("no trusted root certificates found (system store, SSL_CERT_FILE, SSL_CERT_DIR)")]
+    NoTrustRoots,
+    #[error("cannot read CA file {0}: {1}")]
+    CaFile(std::path::PathBuf, std::io::Error),
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
