@@ -1,1 +1,60 @@
-fn main() {}
+//! `kube-audit-forwarder`: the forwarding pipeline on your machine.
+//!
+//! `replay FILE…` reads what the cloud functions read (Lambda CloudWatch events, OnFailure destination records,
+//! decoded subscription payloads) or plain audit JSON lines, runs the same pipeline, and either prints the
+//! records as JSON lines on stdout (no logtypeconfig) or uploads them (with one). A summary goes to stderr.
+
+mod replay;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kube-audit-forwarder",
+    version,
+    about = "Forward Kubernetes audit logs to an AppLogs-style upload API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run files through the pipeline: print records as JSON lines, or upload them with a logtypeconfig.
+    Replay(replay::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Replay(args) => replay::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        // `replay … | head`: the reader is gone, which is not an error of ours.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(replay::EXIT_USAGE)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                .is_some_and(|k| k == std::io::ErrorKind::BrokenPipe)
+    })
+}

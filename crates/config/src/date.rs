@@ -71,7 +71,9 @@ impl DateFormat {
                 chrono_format.push(c);
                 continue;
             }
-            let directive = chars.next().ok_or(ConfigError::DateDirective { directive: '%' })?;
+            let directive = chars
+                .next()
+                .ok_or(ConfigError::DateDirective { directive: '%' })?;
             if !SUPPORTED.contains(directive) {
                 return Err(ConfigError::DateDirective { directive });
             }
@@ -175,10 +177,10 @@ impl Default for DateFormat {
 
 fn naive_to_ms(naive: NaiveDateTime, zone: Option<FixedOffset>) -> i64 {
     match zone {
-        Some(offset) => offset
-            .from_local_datetime(&naive)
-            .single()
-            .map_or_else(|| naive.and_utc().timestamp_millis(), |t| t.timestamp_millis()),
+        Some(offset) => offset.from_local_datetime(&naive).single().map_or_else(
+            || naive.and_utc().timestamp_millis(),
+            |t| t.timestamp_millis(),
+        ),
         None => naive.and_utc().timestamp_millis(),
     }
 }

@@ -17,7 +17,10 @@ pub enum ConfigError {
     #[error("logtypeconfig field `{0}` is missing or empty")]
     Missing(&'static str),
     #[error("logtypeconfig field `{field}` must be {expected}")]
-    WrongType { field: String, expected: &'static str },
+    WrongType {
+        field: String,
+        expected: &'static str,
+    },
     #[error("logtypeconfig field `{field}` holds a regex that does not compile: {reason}")]
     Regex { field: String, reason: String },
     #[error("logtypeconfig field `dateFormat` uses unsupported directive `%{directive}`")]

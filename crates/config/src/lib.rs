@@ -92,7 +92,8 @@ impl fmt::Debug for LogTypeConfig {
 
 /// Standard or URL-safe alphabet, padding optional: what Site24x7's own setup pages and scripts produce.
 fn base64_engines() -> [GeneralPurpose; 2] {
-    let lenient = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let lenient =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     [
         GeneralPurpose::new(&base64::alphabet::STANDARD, lenient),
         GeneralPurpose::new(&base64::alphabet::URL_SAFE, lenient),
@@ -148,7 +149,9 @@ impl LogTypeConfig {
                 // Compiled only to report typos early; audit input is JSON, so the line parsers are unused.
                 regex::Regex::new(&pattern).map_err(|e| ConfigError::regex(field, &e))?;
                 if field != "dateRegex" {
-                    warnings.push(format!("field `{field}` is ignored: audit events are parsed as JSON"));
+                    warnings.push(format!(
+                        "field `{field}` is ignored: audit events are parsed as JSON"
+                    ));
                 }
             }
         }
@@ -209,7 +212,10 @@ fn upload_host(domain: &str) -> Result<String, ConfigError> {
     }
     let domain = domain.strip_prefix("https://").unwrap_or(domain);
     if domain.is_empty() || domain.contains('/') || domain.contains(char::is_whitespace) {
-        return Err(ConfigError::wrong_type("uploadDomain", "a host name, optionally with :port"));
+        return Err(ConfigError::wrong_type(
+            "uploadDomain",
+            "a host name, optionally with :port",
+        ));
     }
     const DATA_CENTRES: [&str; 6] = ["com", "in", "eu", "net.au", "cn", "jp"];
     match domain.strip_prefix("site24x7.") {
@@ -218,7 +224,10 @@ fn upload_host(domain: &str) -> Result<String, ConfigError> {
     }
 }
 
-fn first_present<'a>(obj: &'a Map<String, Value>, names: &[&'static str]) -> Option<(&'static str, &'a Value)> {
+fn first_present<'a>(
+    obj: &'a Map<String, Value>,
+    names: &[&'static str],
+) -> Option<(&'static str, &'a Value)> {
     names
         .iter()
         .find_map(|name| obj.get(*name).filter(|v| !v.is_null()).map(|v| (*name, v)))
@@ -231,7 +240,10 @@ fn required_str(obj: &Map<String, Value>, field: &'static str) -> Result<String,
     }
 }
 
-fn optional_str(obj: &Map<String, Value>, field: &'static str) -> Result<Option<String>, ConfigError> {
+fn optional_str(
+    obj: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, ConfigError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),

@@ -65,7 +65,11 @@ fn object<'a>(field: &str, value: &'a Value) -> Result<&'a Map<String, Value>, C
         .ok_or_else(|| ConfigError::wrong_type(field.to_string(), "an object"))
 }
 
-fn str_member(obj: &Map<String, Value>, path: &str, key: &str) -> Result<Option<String>, ConfigError> {
+fn str_member(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+) -> Result<Option<String>, ConfigError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -75,7 +79,10 @@ fn str_member(obj: &Map<String, Value>, path: &str, key: &str) -> Result<Option<
 
 pub(crate) fn json_path(field: &str, value: &Value) -> Result<Vec<JsonPathEntry>, ConfigError> {
     let Value::Array(items) = value else {
-        return Err(ConfigError::wrong_type(field.to_string(), "an array of {name, key} objects"));
+        return Err(ConfigError::wrong_type(
+            field.to_string(),
+            "an array of {name, key} objects",
+        ));
     };
     items
         .iter()
@@ -85,14 +92,21 @@ pub(crate) fn json_path(field: &str, value: &Value) -> Result<Vec<JsonPathEntry>
             let obj = object(&path, item)?;
             let name = str_member(obj, &path, "name")?
                 .filter(|n| !n.is_empty())
-                .ok_or_else(|| ConfigError::wrong_type(format!("{path}.name"), "a non-empty string"))?;
+                .ok_or_else(|| {
+                    ConfigError::wrong_type(format!("{path}.name"), "a non-empty string")
+                })?;
             let key = str_member(obj, &path, "key")?
                 .filter(|k| !k.is_empty())
                 .unwrap_or_else(|| name.clone());
             let value_type = match str_member(obj, &path, "type")?.as_deref() {
                 None | Some("") => ValueType::Plain,
                 Some("json-object") => ValueType::JsonObject,
-                Some(_) => return Err(ConfigError::wrong_type(format!("{path}.type"), "absent or \"json-object\"")),
+                Some(_) => {
+                    return Err(ConfigError::wrong_type(
+                        format!("{path}.type"),
+                        "absent or \"json-object\"",
+                    ));
+                }
             };
             let pattern = match str_member(obj, &path, "pattern")? {
                 Some(p) => Some(compile(&format!("{path}.pattern"), &p)?),
@@ -117,26 +131,41 @@ pub(crate) fn filters(value: &Value) -> Result<Vec<FieldFilter>, ConfigError> {
             let include = match spec.get("match") {
                 None | Some(Value::Null) => true,
                 Some(Value::Bool(b)) => *b,
-                Some(_) => return Err(ConfigError::wrong_type(format!("{path}.match"), "a boolean")),
+                Some(_) => {
+                    return Err(ConfigError::wrong_type(
+                        format!("{path}.match"),
+                        "a boolean",
+                    ));
+                }
             };
             let exact = matches!(spec.get("exact"), Some(Value::Bool(true)));
             let values = match spec.get("values") {
                 Some(Value::Array(values)) => values,
                 Some(Value::String(_)) | None | Some(_) => {
-                    return Err(ConfigError::wrong_type(format!("{path}.values"), "an array of regexes"));
+                    return Err(ConfigError::wrong_type(
+                        format!("{path}.values"),
+                        "an array of regexes",
+                    ));
                 }
             };
             let mut alternatives = Vec::with_capacity(values.len());
             for (i, v) in values.iter().enumerate() {
                 let Value::String(s) = v else {
-                    return Err(ConfigError::wrong_type(format!("{path}.values[{i}]"), "a string"));
+                    return Err(ConfigError::wrong_type(
+                        format!("{path}.values[{i}]"),
+                        "a string",
+                    ));
                 };
                 // Each value alone must compile, so the error can point at it.
                 compile(&format!("{path}.values[{i}]"), s)?;
                 alternatives.push(format!("(?:{s})"));
             }
             let joined = alternatives.join("|");
-            let pattern = if exact { format!("^(?:{joined})$") } else { joined };
+            let pattern = if exact {
+                format!("^(?:{joined})$")
+            } else {
+                joined
+            };
             Ok(FieldFilter {
                 field: field.clone(),
                 include,
@@ -146,7 +175,11 @@ pub(crate) fn filters(value: &Value) -> Result<Vec<FieldFilter>, ConfigError> {
         .collect()
 }
 
-pub(crate) fn masks(field: &str, value: &Value, warnings: &mut Vec<String>) -> Result<Vec<MaskRule>, ConfigError> {
+pub(crate) fn masks(
+    field: &str,
+    value: &Value,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<MaskRule>, ConfigError> {
     let obj = object(field, value)?;
     obj.iter()
         .map(|(name, spec)| {
@@ -157,7 +190,9 @@ pub(crate) fn masks(field: &str, value: &Value, warnings: &mut Vec<String>) -> R
             let replacement = str_member(spec, &path, "string")?.unwrap_or_default();
             let regex = compile(&format!("{path}.regex"), &pattern)?;
             if regex.captures_len() == 1 {
-                warnings.push(format!("`{path}.regex` has no capture group: the whole match is masked"));
+                warnings.push(format!(
+                    "`{path}.regex` has no capture group: the whole match is masked"
+                ));
             }
             Ok(MaskRule {
                 field: name.clone(),

@@ -18,12 +18,19 @@ fn minimal() -> Value {
 #[test]
 fn accepts_standard_and_url_safe_base64_with_or_without_padding_and_whitespace() {
     // A payload whose base64 has '+', '/' and padding, so the alphabets really differ.
-    let json = json!({"apiKey": "??>>~~", "logType": "t", "uploadDomain": "site24x7.com", "x": "ÿÿ"}).to_string();
+    let json =
+        json!({"apiKey": "??>>~~", "logType": "t", "uploadDomain": "site24x7.com", "x": "ÿÿ"})
+            .to_string();
     let standard = STANDARD.encode(&json);
     assert!(standard.contains('+') || standard.contains('/'));
     let url_safe = URL_SAFE_NO_PAD.encode(&json);
     let wrapped = format!("  {}\n{}\n", &standard[..10], &standard[10..]);
-    for text in [standard.as_str(), standard.trim_end_matches('='), url_safe.as_str(), wrapped.as_str()] {
+    for text in [
+        standard.as_str(),
+        standard.trim_end_matches('='),
+        url_safe.as_str(),
+        wrapped.as_str(),
+    ] {
         let cfg = LogTypeConfig::decode(text).unwrap();
         assert_eq!(cfg.api_key.expose(), "??>>~~");
     }
@@ -35,9 +42,15 @@ fn site24x7_domains_map_to_collectors_and_others_pass_through() {
     let cfg = LogTypeConfig::decode(&encode(&v)).unwrap();
     assert_eq!(cfg.upload_url(), "https://logc.site24x7.eu/upload");
     v["uploadDomain"] = json!("127.0.0.1:8443");
-    assert_eq!(LogTypeConfig::decode(&encode(&v)).unwrap().upload_url(), "https://127.0.0.1:8443/upload");
+    assert_eq!(
+        LogTypeConfig::decode(&encode(&v)).unwrap().upload_url(),
+        "https://127.0.0.1:8443/upload"
+    );
     v["uploadDomain"] = json!("http://evil.example");
-    assert_eq!(LogTypeConfig::decode(&encode(&v)).unwrap_err(), ConfigError::InsecureUploadDomain);
+    assert_eq!(
+        LogTypeConfig::decode(&encode(&v)).unwrap_err(),
+        ConfigError::InsecureUploadDomain
+    );
 }
 
 #[test]
@@ -46,7 +59,10 @@ fn errors_name_the_field_and_never_the_value() {
         (json!({"logType": "t", "uploadDomain": "d"}), "`apiKey`"),
         (json!({"apiKey": SECRET, "uploadDomain": "d"}), "`logType`"),
         (json!({"apiKey": SECRET, "logType": "t"}), "`uploadDomain`"),
-        (json!({"apiKey": SECRET, "logType": "t", "uploadDomain": "d", "jsonPath": [{"key": "x"}]}), "`jsonPath[0].name`"),
+        (
+            json!({"apiKey": SECRET, "logType": "t", "uploadDomain": "d", "jsonPath": [{"key": "x"}]}),
+            "`jsonPath[0].name`",
+        ),
         (
             json!({"apiKey": SECRET, "logType": "t", "uploadDomain": "d", "filterConfig": {"verb": {"match": true, "values": ["ok", "(unclosed"]}}}),
             "`filterConfig.verb.values[1]`",
@@ -59,22 +75,48 @@ fn errors_name_the_field_and_never_the_value() {
             json!({"apiKey": SECRET, "logType": "t", "uploadDomain": "d", "derivedConfig": {"requesturi": ["(?<x>a", "b"]}}),
             "`derivedConfig.requesturi[0]`",
         ),
-        (json!({"apiKey": SECRET, "logType": "t", "uploadDomain": "d", "dateFormat": "%Y-%Q"}), "`%Q`"),
-        (json!({"apiKey": SECRET, "logType": "t", "uploadDomain": "d", "timezone": "EST"}), "`timezone`"),
-        (json!({"apiKey": 42, "logType": "t", "uploadDomain": "d"}), "`apiKey`"),
+        (
+            json!({"apiKey": SECRET, "logType": "t", "uploadDomain": "d", "dateFormat": "%Y-%Q"}),
+            "`%Q`",
+        ),
+        (
+            json!({"apiKey": SECRET, "logType": "t", "uploadDomain": "d", "timezone": "EST"}),
+            "`timezone`",
+        ),
+        (
+            json!({"apiKey": 42, "logType": "t", "uploadDomain": "d"}),
+            "`apiKey`",
+        ),
     ];
     for (value, expected) in cases {
-        let message = LogTypeConfig::decode(&encode(&value)).unwrap_err().to_string();
-        assert!(message.contains(expected), "{message:?} should name {expected}");
+        let message = LogTypeConfig::decode(&encode(&value))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(expected),
+            "{message:?} should name {expected}"
+        );
         assert!(!message.contains("SECRET"), "{message:?} leaks the key");
     }
-    assert_eq!(LogTypeConfig::decode("!!!not base64!!!").unwrap_err(), ConfigError::Base64);
+    assert_eq!(
+        LogTypeConfig::decode("!!!not base64!!!").unwrap_err(),
+        ConfigError::Base64
+    );
     assert_eq!(
         LogTypeConfig::decode(&STANDARD.encode("{\"apiKey\": ")).unwrap_err(),
-        ConfigError::Json { line: 1, column: 11 }
+        ConfigError::Json {
+            line: 1,
+            column: 11
+        }
     );
-    assert_eq!(LogTypeConfig::decode(&STANDARD.encode("[1]")).unwrap_err(), ConfigError::NotAnObject);
-    assert_eq!(LogTypeConfig::decode("  \n").unwrap_err(), ConfigError::Empty);
+    assert_eq!(
+        LogTypeConfig::decode(&STANDARD.encode("[1]")).unwrap_err(),
+        ConfigError::NotAnObject
+    );
+    assert_eq!(
+        LogTypeConfig::decode("  \n").unwrap_err(),
+        ConfigError::Empty
+    );
 }
 
 #[test]
@@ -102,15 +144,27 @@ fn aliases_and_all_documented_fields_are_read() {
     });
     let cfg = LogTypeConfig::decode(&encode(&v)).unwrap();
     let paths = cfg.json_path.as_ref().unwrap();
-    assert_eq!((paths[0].name.as_str(), paths[0].key.as_str()), ("verb", "verb"));
+    assert_eq!(
+        (paths[0].name.as_str(), paths[0].key.as_str()),
+        ("verb", "verb")
+    );
     assert_eq!(paths[1].value_type, ValueType::JsonObject);
     assert_eq!(cfg.filters.len(), 1);
     assert!(!cfg.filters[0].include);
     assert!(cfg.filters[0].regex.is_match("get") && !cfg.filters[0].regex.is_match("getx"));
-    assert_eq!((cfg.masks.len(), cfg.hashes.len(), cfg.derives.len()), (1, 1, 1));
+    assert_eq!(
+        (cfg.masks.len(), cfg.hashes.len(), cfg.derives.len()),
+        (1, 1, 1)
+    );
     assert_eq!(cfg.ignored_fields, vec!["useragent".to_string()]);
     assert!(cfg.warnings.iter().any(|w| w.contains("`regex`")));
-    assert!(matches!(cfg.date_format, Some(DateFormat::Pattern { has_zone: false, .. })));
+    assert!(matches!(
+        cfg.date_format,
+        Some(DateFormat::Pattern {
+            has_zone: false,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -122,14 +176,31 @@ fn missing_date_settings_are_not_fatal() {
 #[test]
 fn strptime_patterns_accept_nine_fraction_digits_zulu_and_offsets() {
     let f = DateFormat::compile("%Y-%m-%dT%H:%M:%S.%fZ", None).unwrap();
-    let micro = f.parse_ms(&json!("2026-04-20T16:32:59.930178Z"), 0).unwrap();
+    let micro = f
+        .parse_ms(&json!("2026-04-20T16:32:59.930178Z"), 0)
+        .unwrap();
     assert_eq!(micro, 1_776_702_779_930);
-    assert_eq!(f.parse_ms(&json!("2026-04-20T16:32:59.930178417Z"), 0).unwrap(), micro);
-    assert_eq!(f.parse_ms(&json!("2026-04-20T16:32:59Z"), 0).unwrap(), micro - 930);
+    assert_eq!(
+        f.parse_ms(&json!("2026-04-20T16:32:59.930178417Z"), 0)
+            .unwrap(),
+        micro
+    );
+    assert_eq!(
+        f.parse_ms(&json!("2026-04-20T16:32:59Z"), 0).unwrap(),
+        micro - 930
+    );
 
     let zoned = DateFormat::compile("%Y-%m-%dT%H:%M:%S%z", Some("+0100")).unwrap();
-    assert_eq!(zoned.parse_ms(&json!("2026-04-20T18:32:59+02:00"), 0).unwrap(), micro - 930);
-    assert_eq!(zoned.parse_ms(&json!("2026-04-20T16:32:59Z"), 0).unwrap(), micro - 930);
+    assert_eq!(
+        zoned
+            .parse_ms(&json!("2026-04-20T18:32:59+02:00"), 0)
+            .unwrap(),
+        micro - 930
+    );
+    assert_eq!(
+        zoned.parse_ms(&json!("2026-04-20T16:32:59Z"), 0).unwrap(),
+        micro - 930
+    );
 
     // timezone applies only without %z.
     let local = DateFormat::compile("%d/%b/%Y:%H:%M:%S", Some("+0530")).unwrap();
@@ -137,17 +208,29 @@ fn strptime_patterns_accept_nine_fraction_digits_zulu_and_offsets() {
         local.parse_ms(&json!("20/Apr/2026:22:02:59"), 0).unwrap(),
         micro - 930
     );
-    assert_eq!(f.parse_ms(&json!("yesterday"), 0), Err(DateParseError::NoMatch));
+    assert_eq!(
+        f.parse_ms(&json!("yesterday"), 0),
+        Err(DateParseError::NoMatch)
+    );
     assert_eq!(f.parse_ms(&json!(null), 0), Err(DateParseError::WrongType));
 }
 
 #[test]
 fn unix_and_agent_time_formats() {
     let s = DateFormat::compile("unix", None).unwrap();
-    assert_eq!(s.parse_ms(&json!(1_700_000_000), 0).unwrap(), 1_700_000_000_000);
-    assert_eq!(s.parse_ms(&json!("1700000000.5"), 0).unwrap(), 1_700_000_000_500);
+    assert_eq!(
+        s.parse_ms(&json!(1_700_000_000), 0).unwrap(),
+        1_700_000_000_000
+    );
+    assert_eq!(
+        s.parse_ms(&json!("1700000000.5"), 0).unwrap(),
+        1_700_000_000_500
+    );
     let ms = DateFormat::compile("unix_ms", None).unwrap();
-    assert_eq!(ms.parse_ms(&json!("1700000000123"), 0).unwrap(), 1_700_000_000_123);
+    assert_eq!(
+        ms.parse_ms(&json!("1700000000123"), 0).unwrap(),
+        1_700_000_000_123
+    );
     let agent = DateFormat::compile("agent_time", None).unwrap();
     assert_eq!(agent.parse_ms(&json!("whatever"), 42).unwrap(), 42);
 }
@@ -155,16 +238,35 @@ fn unix_and_agent_time_formats() {
 #[test]
 fn year_less_pattern_uses_last_year_when_this_year_is_in_the_future() {
     let f = DateFormat::compile("%b %d %H:%M:%S", None).unwrap();
-    let now = DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z").unwrap().timestamp_millis();
+    let now = DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z")
+        .unwrap()
+        .timestamp_millis();
     let dec = f.parse_ms(&json!("Dec 31 23:00:00"), now).unwrap();
-    assert_eq!(dec, DateTime::parse_from_rfc3339("2025-12-31T23:00:00Z").unwrap().timestamp_millis());
+    assert_eq!(
+        dec,
+        DateTime::parse_from_rfc3339("2025-12-31T23:00:00Z")
+            .unwrap()
+            .timestamp_millis()
+    );
     let jan = f.parse_ms(&json!("Jan 01 23:00:00"), now).unwrap();
-    assert_eq!(jan, DateTime::parse_from_rfc3339("2026-01-01T23:00:00Z").unwrap().timestamp_millis());
+    assert_eq!(
+        jan,
+        DateTime::parse_from_rfc3339("2026-01-01T23:00:00Z")
+            .unwrap()
+            .timestamp_millis()
+    );
 }
 
 #[test]
 fn default_format_reads_rfc3339_and_naive_utc() {
     let f = DateFormat::default();
-    assert_eq!(f.parse_ms(&json!("2026-04-20T18:32:59.930+02:00"), 0).unwrap(), 1_776_702_779_930);
-    assert_eq!(f.parse_ms(&json!("2022-11-29 00:09:04.38"), 0).unwrap(), 1_669_680_544_380);
+    assert_eq!(
+        f.parse_ms(&json!("2026-04-20T18:32:59.930+02:00"), 0)
+            .unwrap(),
+        1_776_702_779_930
+    );
+    assert_eq!(
+        f.parse_ms(&json!("2022-11-29 00:09:04.38"), 0).unwrap(),
+        1_669_680_544_380
+    );
 }

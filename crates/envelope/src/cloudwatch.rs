@@ -73,7 +73,9 @@ impl SubscriptionPayload {
             &base64::alphabet::STANDARD,
             GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
         );
-        let compressed = engine.decode(data.trim()).map_err(|_| EnvelopeError::Base64)?;
+        let compressed = engine
+            .decode(data.trim())
+            .map_err(|_| EnvelopeError::Base64)?;
         let mut json = Vec::with_capacity(compressed.len() * 8);
         flate2::read::MultiGzDecoder::new(compressed.as_slice())
             .read_to_end(&mut json)
@@ -90,11 +92,17 @@ impl SubscriptionPayload {
         };
         if self.message_type == "CONTROL_MESSAGE" {
             stats.control_messages += 1;
-            return Batch { source, events: Vec::new() };
+            return Batch {
+                source,
+                events: Vec::new(),
+            };
         }
         if !source.stream.starts_with(stream_prefix) {
             stats.skipped_stream_events += self.log_events.len() as u64;
-            return Batch { source, events: Vec::new() };
+            return Batch {
+                source,
+                events: Vec::new(),
+            };
         }
         let events = self
             .log_events
@@ -141,22 +149,40 @@ mod tests {
     fn cluster_name_comes_from_the_eks_log_group() {
         assert_eq!(cluster_from_log_group("/aws/eks/prod-1/cluster"), "prod-1");
         assert_eq!(cluster_from_log_group("/custom/group"), "/custom/group");
-        assert_eq!(cluster_from_log_group("/aws/eks//cluster"), "/aws/eks//cluster");
+        assert_eq!(
+            cluster_from_log_group("/aws/eks//cluster"),
+            "/aws/eks//cluster"
+        );
     }
 
     #[test]
     fn audit_streams_are_forwarded_and_others_counted() {
         let mut stats = EnvelopeStats::default();
-        let audit = payload("kube-apiserver-audit-0123456789abcdef0123456789abcdef", "DATA_MESSAGE");
+        let audit = payload(
+            "kube-apiserver-audit-0123456789abcdef0123456789abcdef",
+            "DATA_MESSAGE",
+        );
         let batch = audit.into_batch(AUDIT_STREAM_PREFIX, &mut stats);
         assert_eq!(batch.events.len(), 1);
         assert_eq!(batch.source.cluster, "demo");
         assert_eq!(batch.events[0].envelope_time_ms, Some(1_760_000_000_000));
 
-        let api = payload("kube-apiserver-0123456789abcdef0123456789abcdef", "DATA_MESSAGE");
-        assert!(api.into_batch(AUDIT_STREAM_PREFIX, &mut stats).events.is_empty());
+        let api = payload(
+            "kube-apiserver-0123456789abcdef0123456789abcdef",
+            "DATA_MESSAGE",
+        );
+        assert!(
+            api.into_batch(AUDIT_STREAM_PREFIX, &mut stats)
+                .events
+                .is_empty()
+        );
         let control = payload("kube-apiserver-audit-x", "CONTROL_MESSAGE");
-        assert!(control.into_batch(AUDIT_STREAM_PREFIX, &mut stats).events.is_empty());
+        assert!(
+            control
+                .into_batch(AUDIT_STREAM_PREFIX, &mut stats)
+                .events
+                .is_empty()
+        );
         assert_eq!(
             stats,
             EnvelopeStats {
@@ -175,7 +201,10 @@ mod tests {
         let data = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&two_members);
         let decoded = SubscriptionPayload::from_awslogs_data(&data).unwrap();
         assert_eq!(decoded.log_stream, "kube-apiserver-audit-a");
-        assert!(matches!(SubscriptionPayload::from_awslogs_data("%%%"), Err(EnvelopeError::Base64)));
+        assert!(matches!(
+            SubscriptionPayload::from_awslogs_data("%%%"),
+            Err(EnvelopeError::Base64)
+        ));
         assert!(matches!(
             SubscriptionPayload::from_awslogs_data("aGVsbG8="),
             Err(EnvelopeError::Gzip(_))

@@ -47,12 +47,20 @@ pub struct Batch {
 }
 
 /// What an envelope decoder counted while deciding what to forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EnvelopeStats {
     /// CloudWatch `CONTROL_MESSAGE` payloads (reachability probes).
     pub control_messages: u64,
     /// Events of streams that are not audit streams (e.g. `kube-apiserver-…`, `authenticator-…`).
     pub skipped_stream_events: u64,
+}
+
+impl std::ops::AddAssign for EnvelopeStats {
+    fn add_assign(&mut self, o: Self) {
+        self.control_messages += o.control_messages;
+        self.skipped_stream_events += o.skipped_stream_events;
+    }
 }
 
 /// An envelope that could not be read at all. Carries positions, never content.

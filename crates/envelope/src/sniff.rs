@@ -26,7 +26,11 @@ pub struct FileContext<'a> {
 }
 
 /// Decode a whole replay file into batches (one per CloudWatch payload, one for plain events).
-pub fn decode_file(bytes: &[u8], ctx: &FileContext<'_>, stats: &mut EnvelopeStats) -> Result<Vec<Batch>, EnvelopeError> {
+pub fn decode_file(
+    bytes: &[u8],
+    ctx: &FileContext<'_>,
+    stats: &mut EnvelopeStats,
+) -> Result<Vec<Batch>, EnvelopeError> {
     let text = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = String::new();
         flate2::read::MultiGzDecoder::new(bytes)
@@ -76,7 +80,11 @@ pub fn decode_file(bytes: &[u8], ctx: &FileContext<'_>, stats: &mut EnvelopeStat
         return Ok(vec![plain(lines::events(&text, ctx.origin))]);
     }
     let mut batches = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let doc: Value = serde_json::from_str(line).map_err(|e| EnvelopeError::Line {
             line: i + 1,
             reason: e.to_string(),
@@ -103,7 +111,9 @@ fn subscription_in(doc: &Value) -> Result<Option<SubscriptionPayload>, EnvelopeE
         return SubscriptionPayload::from_awslogs_data(data).map(Some);
     }
     if doc.get("logEvents").is_some() && doc.get("logGroup").is_some() {
-        return serde_json::from_value(doc.clone()).map(Some).map_err(EnvelopeError::Json);
+        return serde_json::from_value(doc.clone())
+            .map(Some)
+            .map_err(EnvelopeError::Json);
     }
     Ok(None)
 }
@@ -141,7 +151,8 @@ mod tests {
             }],
             ..Default::default()
         };
-        let data = base64::engine::general_purpose::STANDARD.encode(gzip(&serde_json::to_vec(&payload).unwrap()));
+        let data = base64::engine::general_purpose::STANDARD
+            .encode(gzip(&serde_json::to_vec(&payload).unwrap()));
         serde_json::json!({"awslogs": {"data": data}}).to_string()
     }
 
@@ -151,13 +162,24 @@ mod tests {
         let one = decode_file(lambda_event().as_bytes(), &CTX, &mut stats).unwrap();
         assert_eq!((one.len(), one[0].source.cluster.as_str()), (1, "c1"));
 
-        let destination = format!("{{\"version\":\"1.0\",\"requestPayload\":{}}}", lambda_event());
+        let destination = format!(
+            "{{\"version\":\"1.0\",\"requestPayload\":{}}}",
+            lambda_event()
+        );
         let two_lines = format!("{destination}\n\n{}\n", lambda_event());
         let batches = decode_file(gzip(two_lines.as_bytes()).as_slice(), &CTX, &mut stats).unwrap();
         assert_eq!(batches.len(), 2);
 
-        let lines = decode_file(b"{\"kind\":\"Event\"}\n{\"kind\":\"Event\"}\n", &CTX, &mut stats).unwrap();
-        assert_eq!((lines[0].events.len(), lines[0].source.cluster.as_str()), (2, "local"));
+        let lines = decode_file(
+            b"{\"kind\":\"Event\"}\n{\"kind\":\"Event\"}\n",
+            &CTX,
+            &mut stats,
+        )
+        .unwrap();
+        assert_eq!(
+            (lines[0].events.len(), lines[0].source.cluster.as_str()),
+            (2, "local")
+        );
 
         let array = decode_file(b"[{\"a\":1},{\"b\":2},{\"c\":3}]", &CTX, &mut stats).unwrap();
         assert_eq!(array[0].events.len(), 3);

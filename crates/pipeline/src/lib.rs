@@ -32,7 +32,10 @@ pub mod limits;
 pub mod lookup;
 pub mod rules;
 
-use kaf_config::{ConfigError, DateFormat, FieldFilter, HashRule, JsonPathEntry, LogTypeConfig, MaskRule, ValueType};
+use kaf_config::{
+    ConfigError, DateFormat, FieldFilter, HashRule, JsonPathEntry, LogTypeConfig, MaskRule,
+    ValueType,
+};
 use kaf_envelope::{Batch, Payload, Source};
 use serde_json::{Map, Value};
 
@@ -40,7 +43,8 @@ use serde_json::{Map, Value};
 pub type Record = Map<String, Value>;
 
 /// The default profile for Kubernetes audit events, shipped as data (documented field by field there).
-pub const DEFAULT_PROFILE_JSON: &str = include_str!("../../../templates/logtypes/kubernetes-audit.json");
+pub const DEFAULT_PROFILE_JSON: &str =
+    include_str!("../../../templates/logtypes/kubernetes-audit.json");
 
 /// Upload API limit for one record, in bytes of compact JSON.
 pub const MAX_RECORD_BYTES: usize = 1_000_000;
@@ -57,11 +61,13 @@ pub struct Profile {
 impl Profile {
     /// The shipped Kubernetes audit profile.
     pub fn kubernetes_audit() -> Result<Self, ConfigError> {
-        let doc: Value = serde_json::from_str(DEFAULT_PROFILE_JSON).map_err(|e| ConfigError::Json {
-            line: e.line(),
-            column: e.column(),
-        })?;
-        let entries = kaf_config::compile_json_path("jsonPath", doc.get("jsonPath").unwrap_or(&Value::Null))?;
+        let doc: Value =
+            serde_json::from_str(DEFAULT_PROFILE_JSON).map_err(|e| ConfigError::Json {
+                line: e.line(),
+                column: e.column(),
+            })?;
+        let entries =
+            kaf_config::compile_json_path("jsonPath", doc.get("jsonPath").unwrap_or(&Value::Null))?;
         let date_field = doc
             .get("dateField")
             .and_then(Value::as_str)
@@ -96,6 +102,7 @@ impl Profile {
 
 /// Counters of one run of the pipeline.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PipelineStats {
     pub events_in: u64,
     pub forwarded: u64,
@@ -240,8 +247,14 @@ impl Pipeline {
                 record.remove(field);
             }
             record.insert("_zl_timestamp".into(), Value::from(time_ms));
-            record.insert("s247agentuid".into(), Value::String(batch.source.cluster.clone()));
-            record.insert("logstream".into(), Value::String(batch.source.stream.clone()));
+            record.insert(
+                "s247agentuid".into(),
+                Value::String(batch.source.cluster.clone()),
+            );
+            record.insert(
+                "logstream".into(),
+                Value::String(batch.source.stream.clone()),
+            );
             match limits::fit(&mut record, self.max_record_bytes) {
                 Ok(true) => out.stats.truncated += 1,
                 Ok(false) => {}
@@ -269,15 +282,15 @@ impl Pipeline {
             let Some(value) = field_value(found, entry.value_type) else {
                 continue;
             };
-            if let Some(pattern) = &entry.pattern {
-                if let Some(caps) = pattern.captures(&rules::string_form(&value)) {
-                    for name in pattern.capture_names().flatten() {
-                        if let Some(m) = caps.name(name) {
-                            record.insert(name.to_string(), Value::String(m.as_str().to_string()));
-                        }
+            if let Some(pattern) = &entry.pattern
+                && let Some(caps) = pattern.captures(&rules::string_form(&value))
+            {
+                for name in pattern.capture_names().flatten() {
+                    if let Some(m) = caps.name(name) {
+                        record.insert(name.to_string(), Value::String(m.as_str().to_string()));
                     }
-                    continue;
                 }
+                continue;
             }
             record.insert(entry.name.clone(), value);
         }
@@ -308,7 +321,9 @@ fn parse_event(payload: Payload) -> Result<Value, Rejection> {
         Payload::Json(v) => v,
         Payload::Text(text) => match serde_json::from_str(&text) {
             Ok(v) => v,
-            Err(e) => lookup::parse_lenient(&text).ok_or_else(|| Rejection::Malformed(e.to_string()))?,
+            Err(e) => {
+                lookup::parse_lenient(&text).ok_or_else(|| Rejection::Malformed(e.to_string()))?
+            }
         },
     };
     let Value::Object(map) = &doc else {
@@ -317,12 +332,18 @@ fn parse_event(payload: Payload) -> Result<Value, Rejection> {
     let is_event = match map.get("kind") {
         Some(Value::String(kind)) => kind == "Event",
         // Some exporters strip kind/apiVersion (webhook EventList items): recognise the event by its keys.
-        None => map.get("auditID").is_some_and(Value::is_string) && map.get("stage").is_some_and(Value::is_string),
+        None => {
+            map.get("auditID").is_some_and(Value::is_string)
+                && map.get("stage").is_some_and(Value::is_string)
+        }
         Some(_) => false,
     };
     if !is_event {
         let keys: Vec<&str> = map.keys().take(6).map(String::as_str).collect();
-        return Err(Rejection::NotAudit(format!("top-level keys: {}", keys.join(", "))));
+        return Err(Rejection::NotAudit(format!(
+            "top-level keys: {}",
+            keys.join(", ")
+        )));
     }
     Ok(doc)
 }
@@ -332,20 +353,19 @@ fn parse_event(payload: Payload) -> Result<Value, Rejection> {
 fn normalize(doc: &mut Value) {
     let Value::Object(map) = doc else { return };
     let missing = |m: &Map<String, Value>, k: &str| m.get(k).is_none_or(Value::is_null);
-    if missing(map, "requestReceivedTimestamp") {
-        if let Some(ts) = map.get("timestamp").filter(|v| v.is_string()).cloned() {
-            map.insert("requestReceivedTimestamp".into(), ts);
-        }
+    if missing(map, "requestReceivedTimestamp")
+        && let Some(ts) = map.get("timestamp").filter(|v| v.is_string()).cloned()
+    {
+        map.insert("requestReceivedTimestamp".into(), ts);
     }
-    if missing(map, "stageTimestamp") {
-        if let Some(ts) = map
+    if missing(map, "stageTimestamp")
+        && let Some(ts) = map
             .get("metadata")
             .and_then(|m| m.get("creationTimestamp"))
             .filter(|v| v.is_string())
             .cloned()
-        {
-            map.insert("stageTimestamp".into(), ts);
-        }
+    {
+        map.insert("stageTimestamp".into(), ts);
     }
 }
 

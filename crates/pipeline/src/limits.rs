@@ -73,7 +73,12 @@ mod tests {
         assert!(text.len() <= 250_000, "{}", text.len());
         let back: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back["verb"], json!("get"));
-        assert!(back["requestobject"].as_str().unwrap().ends_with(TRUNCATION_MARKER));
+        assert!(
+            back["requestobject"]
+                .as_str()
+                .unwrap()
+                .ends_with(TRUNCATION_MARKER)
+        );
     }
 
     #[test]

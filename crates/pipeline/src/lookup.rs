@@ -49,17 +49,20 @@ fn walk<'a>(node: &'a Value, key: &str, path: &mut Vec<Step>) -> Walk<'a> {
             if let Some(v) = map.get(key) {
                 return Walk::Found(v);
             }
-            if key.bytes().any(|b| b.is_ascii_uppercase()) {
-                if let Some(v) = map.get(&key.to_ascii_lowercase()) {
-                    return Walk::Found(v);
-                }
+            if key.bytes().any(|b| b.is_ascii_uppercase())
+                && let Some(v) = map.get(&key.to_ascii_lowercase())
+            {
+                return Walk::Found(v);
             }
             for (dot, _) in key.match_indices('.') {
                 let (parent, rest) = (&key[..dot], &key[dot + 1..]);
-                let child = map.get(parent).map(|c| (parent.to_string(), c)).or_else(|| {
-                    let capitalized = capitalize(parent);
-                    map.get(&capitalized).map(|c| (capitalized, c))
-                });
+                let child = map
+                    .get(parent)
+                    .map(|c| (parent.to_string(), c))
+                    .or_else(|| {
+                        let capitalized = capitalize(parent);
+                        map.get(&capitalized).map(|c| (capitalized, c))
+                    });
                 if let Some((name, child)) = child {
                     path.push(Step::Key(name));
                     match walk(child, rest, path) {
@@ -73,8 +76,14 @@ fn walk<'a>(node: &'a Value, key: &str, path: &mut Vec<Step>) -> Walk<'a> {
             Walk::Missing
         }
         Value::Array(items) => {
-            let (head, rest) = key.split_once('.').map_or((key, None), |(h, r)| (h, Some(r)));
-            let Some(item) = head.parse::<usize>().ok().and_then(|i| items.get(i).map(|v| (i, v))) else {
+            let (head, rest) = key
+                .split_once('.')
+                .map_or((key, None), |(h, r)| (h, Some(r)));
+            let Some(item) = head
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| items.get(i).map(|v| (i, v)))
+            else {
                 return Walk::Missing;
             };
             match rest {
@@ -108,7 +117,9 @@ fn parse_in_place(doc: &mut Value, path: &[Step]) -> bool {
             None => return false,
         }
     }
-    let Value::String(text) = node else { return false };
+    let Value::String(text) = node else {
+        return false;
+    };
     match parse_lenient(text) {
         Some(parsed @ (Value::Object(_) | Value::Array(_))) => {
             *node = parsed;
@@ -163,10 +174,16 @@ mod tests {
             "user": {"extra": {"authentication.kubernetes.io/pod-name": ["p1"], "arn": ["arn:x"]}}
         });
         assert_eq!(lookup(&mut doc, "a.b"), Some(&json!(1)));
-        assert_eq!(lookup(&mut doc, "annotations.authorization.k8s.io/decision"), Some(&json!("forbid")));
+        assert_eq!(
+            lookup(&mut doc, "annotations.authorization.k8s.io/decision"),
+            Some(&json!("forbid"))
+        );
         assert_eq!(lookup(&mut doc, "user.extra.arn.0"), Some(&json!("arn:x")));
         assert_eq!(
-            lookup(&mut doc, "user.extra.authentication.kubernetes.io/pod-name.0"),
+            lookup(
+                &mut doc,
+                "user.extra.authentication.kubernetes.io/pod-name.0"
+            ),
             Some(&json!("p1"))
         );
         assert_eq!(lookup(&mut doc, "user.extra.arn.1"), None);
@@ -184,7 +201,10 @@ mod tests {
     fn json_strings_are_parsed_once_and_reused() {
         let log = "{\"user\":{\"username\":\"alice\"},\"verb\":\"get\"}\n";
         let mut doc = json!({"properties": {"log": log}});
-        assert_eq!(lookup(&mut doc, "properties.log.user.username"), Some(&json!("alice")));
+        assert_eq!(
+            lookup(&mut doc, "properties.log.user.username"),
+            Some(&json!("alice"))
+        );
         // The string was replaced by its parsed object: the next entry does not parse again.
         assert!(doc["properties"]["log"].is_object());
         assert_eq!(lookup(&mut doc, "properties.log.verb"), Some(&json!("get")));
@@ -200,7 +220,13 @@ mod tests {
 
     #[test]
     fn lenient_parse_accepts_raw_control_characters_in_strings() {
-        assert_eq!(parse_lenient("{\"a\":\"x\ty\"}\n"), Some(json!({"a": "x\ty"})));
-        assert_eq!(parse_lenient("{\"a\":\"q\\\"\n\"}"), Some(json!({"a": "q\"\n"})));
+        assert_eq!(
+            parse_lenient("{\"a\":\"x\ty\"}\n"),
+            Some(json!({"a": "x\ty"}))
+        );
+        assert_eq!(
+            parse_lenient("{\"a\":\"q\\\"\n\"}"),
+            Some(json!({"a": "q\"\n"}))
+        );
     }
 }

@@ -27,7 +27,9 @@ pub fn passes(filters: &[FieldFilter], record: &Record) -> bool {
 
 pub fn mask(rules: &[MaskRule], record: &mut Record) {
     for rule in rules {
-        replace_field(record, &rule.field, &rule.regex, |_| rule.replacement.clone());
+        replace_field(record, &rule.field, &rule.regex, |_| {
+            rule.replacement.clone()
+        });
     }
 }
 
@@ -42,7 +44,11 @@ pub fn derive(rules: &[DeriveRule], record: &mut Record) {
         let Some(text) = record.get(&rule.field).map(|v| string_form(v).into_owned()) else {
             continue;
         };
-        let Some((regex, caps)) = rule.patterns.iter().find_map(|r| r.captures(&text).map(|c| (r, c))) else {
+        let Some((regex, caps)) = rule
+            .patterns
+            .iter()
+            .find_map(|r| r.captures(&text).map(|c| (r, c)))
+        else {
             continue;
         };
         for name in regex.capture_names().flatten() {
@@ -61,8 +67,15 @@ pub fn sha256_hex(text: &str) -> String {
 
 /// Replace every participating capture group of every match (the whole match when the pattern has no
 /// groups — fail safe: a group-less mask must not leave the value in clear).
-fn replace_field(record: &mut Record, field: &str, regex: &Regex, replacement: impl Fn(&str) -> String) {
-    let Some(value) = record.get(field) else { return };
+fn replace_field(
+    record: &mut Record,
+    field: &str,
+    regex: &Regex,
+    replacement: impl Fn(&str) -> String,
+) {
+    let Some(value) = record.get(field) else {
+        return;
+    };
     let text = string_form(value).into_owned();
     let mut spans: Vec<(usize, usize)> = Vec::new();
     for caps in regex.captures_iter(&text) {
@@ -117,10 +130,19 @@ mod tests {
     #[test]
     fn filters_keep_absent_fields_and_compare_numbers_as_text() {
         let r = record(json!({"responsestatus_code": 403, "verb": "list"}));
-        assert!(passes(&[filter("responsestatus_code", true, "^40[13]$")], &r));
+        assert!(passes(
+            &[filter("responsestatus_code", true, "^40[13]$")],
+            &r
+        ));
         assert!(!passes(&[filter("responsestatus_code", false, "403")], &r));
         assert!(passes(&[filter("objectref_resource", true, "secrets")], &r));
-        assert!(!passes(&[filter("verb", true, "get"), filter("responsestatus_code", true, "403")], &r));
+        assert!(!passes(
+            &[
+                filter("verb", true, "get"),
+                filter("responsestatus_code", true, "403")
+            ],
+            &r
+        ));
     }
 
     #[test]
@@ -171,7 +193,10 @@ mod tests {
                 field: "requesturi".into(),
                 patterns: vec![
                     Regex::new(r"^/apis/(?<group>[^/]+)/").unwrap(),
-                    Regex::new(r"^/api/(?<version>v\d+)(?:/namespaces/(?<ns>[^/]+))?(?<watch>\?watch)?").unwrap(),
+                    Regex::new(
+                        r"^/api/(?<version>v\d+)(?:/namespaces/(?<ns>[^/]+))?(?<watch>\?watch)?",
+                    )
+                    .unwrap(),
                 ],
             }],
             &mut r,

@@ -6,7 +6,9 @@ use serde_json::json;
 
 fn config(extra: Value) -> LogTypeConfig {
     let mut v = json!({"apiKey": "k", "logType": "t", "uploadDomain": "d"});
-    v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     LogTypeConfig::from_json(&v.to_string()).unwrap()
 }
 
@@ -35,7 +37,9 @@ fn event(extra: Value) -> Value {
         "user": {"username": "alice", "groups": ["g1", "g2"]}, "sourceIPs": ["10.0.0.1", "10.0.0.2"],
         "requestReceivedTimestamp": "2026-04-20T16:32:59.930178Z", "stageTimestamp": "2026-04-20T16:32:59.940000Z"
     });
-    v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     v
 }
 
@@ -68,10 +72,16 @@ fn default_profile_is_valid_and_maps_the_documented_fields() {
         r["annotations"],
         json!([{"key": "authorization.k8s.io/decision", "value": "forbid"}, {"key": "authorization.k8s.io/reason", "value": "no rbac"}])
     );
-    assert_eq!(r["requestobject"], json!("{\"kind\":\"Pod\",\"spec\":{\"x\":1}}"));
+    assert_eq!(
+        r["requestobject"],
+        json!("{\"kind\":\"Pod\",\"spec\":{\"x\":1}}")
+    );
     assert_eq!(r["objectref_resource"], json!("pods"));
     assert_eq!(r["_zl_timestamp"], json!(1_776_702_779_930_i64));
-    assert_eq!((r["s247agentuid"].as_str(), r["logstream"].as_str()), (Some("demo"), Some("kube-apiserver-audit-1")));
+    assert_eq!(
+        (r["s247agentuid"].as_str(), r["logstream"].as_str()),
+        (Some("demo"), Some("kube-apiserver-audit-1"))
+    );
     assert!(!r.contains_key("responseobject"));
 }
 
@@ -82,11 +92,30 @@ fn config_json_path_alone_defines_the_record_and_keeps_falsy_values() {
         {"name": "empty", "key": "x.empty"}, {"name": "nothing", "key": "x.null"}, {"name": "verb"}
     ]}));
     let p = Pipeline::new(Some(&c)).unwrap();
-    let e = event(json!({"responseStatus": {"code": 0}, "x": {"flag": false, "empty": "", "null": null}}));
-    let r = p.process(batch(vec![(None, Payload::Json(e))]), 0).records.remove(0).record;
+    let e = event(
+        json!({"responseStatus": {"code": 0}, "x": {"flag": false, "empty": "", "null": null}}),
+    );
+    let r = p
+        .process(batch(vec![(None, Payload::Json(e))]), 0)
+        .records
+        .remove(0)
+        .record;
     let keys: Vec<&str> = r.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["_zl_timestamp", "code", "flag", "logstream", "s247agentuid", "verb"]);
-    assert_eq!((r["code"].clone(), r["flag"].clone()), (json!(0), json!(false)));
+    assert_eq!(
+        keys,
+        [
+            "_zl_timestamp",
+            "code",
+            "flag",
+            "logstream",
+            "s247agentuid",
+            "verb"
+        ]
+    );
+    assert_eq!(
+        (r["code"].clone(), r["flag"].clone()),
+        (json!(0), json!(false))
+    );
 }
 
 #[test]
@@ -94,10 +123,16 @@ fn unreadable_timestamps_fall_back_to_the_envelope_then_ingest_time_and_are_coun
     let p = Pipeline::new(None).unwrap();
     let bad = event(json!({"requestReceivedTimestamp": "yesterday"}));
     let out = p.process(
-        batch(vec![(Some(1_700_000_000_000), Payload::Json(bad.clone())), (None, Payload::Json(bad))]),
+        batch(vec![
+            (Some(1_700_000_000_000), Payload::Json(bad.clone())),
+            (None, Payload::Json(bad)),
+        ]),
         42,
     );
-    assert_eq!(out.records[0].record["_zl_timestamp"], json!(1_700_000_000_000_i64));
+    assert_eq!(
+        out.records[0].record["_zl_timestamp"],
+        json!(1_700_000_000_000_i64)
+    );
     assert_eq!(out.records[1].record["_zl_timestamp"], json!(42));
     assert_eq!(out.stats.timestamp_fallbacks, 2);
 }
@@ -105,14 +140,24 @@ fn unreadable_timestamps_fall_back_to_the_envelope_then_ingest_time_and_are_coun
 #[test]
 fn v1beta1_events_get_their_times_from_legacy_fields() {
     let p = Pipeline::new(None).unwrap();
-    let mut e = event(json!({"apiVersion": "audit.k8s.io/v1beta1", "timestamp": "2017-09-11T19:55:05Z",
-                             "metadata": {"creationTimestamp": "2017-09-11T19:55:06Z"}}));
-    e.as_object_mut().unwrap().remove("requestReceivedTimestamp");
+    let mut e = event(
+        json!({"apiVersion": "audit.k8s.io/v1beta1", "timestamp": "2017-09-11T19:55:05Z",
+                             "metadata": {"creationTimestamp": "2017-09-11T19:55:06Z"}}),
+    );
+    e.as_object_mut()
+        .unwrap()
+        .remove("requestReceivedTimestamp");
     e.as_object_mut().unwrap().remove("stageTimestamp");
     let out = p.process(batch(vec![(None, Payload::Json(e))]), 0);
     assert_eq!(out.stats.timestamp_fallbacks, 0);
-    assert_eq!(out.records[0].record["_zl_timestamp"], json!(1_505_159_705_000_i64));
-    assert_eq!(out.records[0].record["stagetimestamp"], json!("2017-09-11T19:55:06Z"));
+    assert_eq!(
+        out.records[0].record["_zl_timestamp"],
+        json!(1_505_159_705_000_i64)
+    );
+    assert_eq!(
+        out.records[0].record["stagetimestamp"],
+        json!("2017-09-11T19:55:06Z")
+    );
 }
 
 #[test]
@@ -121,7 +166,10 @@ fn custom_date_field_and_format_from_the_config() {
     let p = Pipeline::new(Some(&c)).unwrap();
     let out = p.process(batch(vec![(None, Payload::Json(event(json!({}))))]), 0);
     assert_eq!(out.stats.timestamp_fallbacks, 0);
-    assert_eq!(out.records[0].record["_zl_timestamp"], json!(1_776_702_779_940_i64));
+    assert_eq!(
+        out.records[0].record["_zl_timestamp"],
+        json!(1_776_702_779_940_i64)
+    );
 }
 
 #[test]
@@ -136,14 +184,20 @@ fn filter_runs_on_unmasked_values_then_mask_hash_derive_and_ignore() {
     let p = Pipeline::new(Some(&c)).unwrap();
     let bob = event(json!({"user": {"username": "bob"}}));
     let out = p.process(
-        batch(vec![(None, Payload::Json(event(json!({"userAgent": "kubectl"})))), (None, Payload::Json(bob))]),
+        batch(vec![
+            (None, Payload::Json(event(json!({"userAgent": "kubectl"})))),
+            (None, Payload::Json(bob)),
+        ]),
         0,
     );
     assert_eq!(out.stats.filtered, 1);
     let r = &out.records[0].record;
     assert_eq!(r["username"], json!("***ce"));
     assert_eq!(r["sourceip"], json!(rules::sha256_hex("10.0.0.1")));
-    assert_eq!((r["apiver"].clone(), r["ns"].clone()), (json!("v1"), json!("default")));
+    assert_eq!(
+        (r["apiver"].clone(), r["ns"].clone()),
+        (json!("v1"), json!("default"))
+    );
     assert!(!r.contains_key("useragent") && !r.contains_key("sourceips"));
 }
 
@@ -162,7 +216,11 @@ fn bad_events_are_counted_and_sampled_without_content_and_never_stop_the_batch()
     assert_eq!((out.stats.events_in, out.stats.forwarded), (4, 1));
     assert_eq!((out.stats.malformed, out.stats.non_audit), (1, 2));
     assert_eq!(out.rejects.len(), 3);
-    assert!(out.rejects.iter().all(|r| !r.reason.contains("hunter2")), "{:?}", out.rejects);
+    assert!(
+        out.rejects.iter().all(|r| !r.reason.contains("hunter2")),
+        "{:?}",
+        out.rejects
+    );
     assert!(out.rejects[0].reason.contains("keys: kind"));
 }
 
@@ -172,7 +230,12 @@ fn events_without_kind_are_recognised_by_audit_id_and_stage() {
     let mut e = event(json!({}));
     e.as_object_mut().unwrap().remove("kind");
     e.as_object_mut().unwrap().remove("apiVersion");
-    assert_eq!(p.process(batch(vec![(None, Payload::Json(e))]), 0).stats.forwarded, 1);
+    assert_eq!(
+        p.process(batch(vec![(None, Payload::Json(e))]), 0)
+            .stats
+            .forwarded,
+        1
+    );
 }
 
 #[test]
@@ -183,6 +246,11 @@ fn over_size_records_are_shrunk_and_counted() {
     assert_eq!(out.stats.truncated, 1);
     let r = &out.records[0].record;
     assert!(limits::serialized_len(r) <= 50_000);
-    assert!(r["requestobject"].as_str().unwrap().ends_with(limits::TRUNCATION_MARKER));
+    assert!(
+        r["requestobject"]
+            .as_str()
+            .unwrap()
+            .ends_with(limits::TRUNCATION_MARKER)
+    );
     assert_eq!(r["verb"], json!("list"));
 }

@@ -12,8 +12,10 @@
 
 pub mod fixtures;
 pub mod payloads;
+pub mod process;
 pub mod receiver;
 pub mod runtime;
+pub mod secrets;
 
 use std::time::Duration;
 
@@ -24,7 +26,10 @@ pub async fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() 
         if let Some(v) = check() {
             return v;
         }
-        assert!(tokio::time::Instant::now() < until, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -130,12 +130,21 @@ impl Receiver {
 
     /// Accepted requests, one per distinct `upload-id`.
     pub fn accepted(&self) -> Vec<Accepted> {
-        self.state.accepted.lock().unwrap().values().cloned().collect()
+        self.state
+            .accepted
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// All records of the accepted requests.
     pub fn records(&self) -> Vec<Value> {
-        self.accepted().into_iter().flat_map(|a| a.records).collect()
+        self.accepted()
+            .into_iter()
+            .flat_map(|a| a.records)
+            .collect()
     }
 
     pub fn attempts(&self) -> Vec<String> {
@@ -156,7 +165,9 @@ fn tls() -> (String, rustls::ServerConfig) {
         .push(rcgen::DnType::CommonName, "kube-audit-forwarder test CA");
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let leaf_params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
     let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -173,10 +184,14 @@ fn tls() -> (String, rustls::ServerConfig) {
 
 async fn serve(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let (acceptor, state) = (acceptor.clone(), state.clone());
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
             let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
@@ -202,9 +217,16 @@ fn response(status: u16, headers: &[(&str, &str)]) -> Response<Full<Bytes>> {
     b.body(Full::new(Bytes::new())).unwrap()
 }
 
-async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Full<Bytes>>, DropConnection> {
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Full<Bytes>>, DropConnection> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let upload_id = header(&parts.headers, "upload-id").unwrap_or_default();
     state.attempts.lock().unwrap().push(upload_id.clone());
 
@@ -244,11 +266,10 @@ fn accept(state: &State, batch: Accepted) {
     let mut accepted = state.accepted.lock().unwrap();
     if let Some(previous) = accepted.get(&batch.upload_id) {
         if previous.records != batch.records {
-            state
-                .violations
-                .lock()
-                .unwrap()
-                .push(format!("upload-id {} reused for different records", batch.upload_id));
+            state.violations.lock().unwrap().push(format!(
+                "upload-id {} reused for different records",
+                batch.upload_id
+            ));
         }
         return;
     }
@@ -256,12 +277,23 @@ fn accept(state: &State, batch: Accepted) {
 }
 
 fn header(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
-fn check(parts: &hyper::http::request::Parts, body: &[u8], state: &State) -> Result<Accepted, String> {
+fn check(
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    state: &State,
+) -> Result<Accepted, String> {
     if parts.method != hyper::Method::POST || parts.uri.path() != "/upload" {
-        return Err(format!("expected POST /upload, got {} {}", parts.method, parts.uri.path()));
+        return Err(format!(
+            "expected POST /upload, got {} {}",
+            parts.method,
+            parts.uri.path()
+        ));
     }
     let h = &parts.headers;
     let expect = |name: &str, value: &str| match header(h, name) {
@@ -287,13 +319,21 @@ fn check(parts: &hyper::http::request::Parts, body: &[u8], state: &State) -> Res
         .read_to_end(&mut json)
         .map_err(|e| format!("body is not gzip: {e}"))?;
     if json.len() > 5_000_000 {
-        return Err(format!("uncompressed body of {} bytes exceeds 5 MB", json.len()));
+        return Err(format!(
+            "uncompressed body of {} bytes exceeds 5 MB",
+            json.len()
+        ));
     }
-    let Value::Array(records) = serde_json::from_slice(&json).map_err(|e| format!("body is not JSON: {e}"))? else {
+    let Value::Array(records) =
+        serde_json::from_slice(&json).map_err(|e| format!("body is not JSON: {e}"))?
+    else {
         return Err("body is not a JSON array".into());
     };
     if records.is_empty() || records.len() > 500 {
-        return Err(format!("{} records in one request (1..=500 allowed)", records.len()));
+        return Err(format!(
+            "{} records in one request (1..=500 allowed)",
+            records.len()
+        ));
     }
     let mut expected_size = 0u64;
     for (i, r) in records.iter().enumerate() {
@@ -305,7 +345,9 @@ fn check(parts: &hyper::http::request::Parts, body: &[u8], state: &State) -> Res
         }
         for (k, v) in map {
             if v.is_object() {
-                return Err(format!("record {i} field {k} is a nested object (records are flat)"));
+                return Err(format!(
+                    "record {i} field {k} is a nested object (records are flat)"
+                ));
             }
             if !(k.starts_with("_zl") || k.starts_with("s247") || k.starts_with("inode")) {
                 expected_size += match v {
@@ -314,12 +356,15 @@ fn check(parts: &hyper::http::request::Parts, body: &[u8], state: &State) -> Res
                 };
             }
         }
-        if !map.get("_zl_timestamp").is_some_and(|t| t.as_i64().is_some_and(|t| t > 0)) {
+        let timestamp = map.get("_zl_timestamp").and_then(Value::as_i64);
+        if timestamp.is_none_or(|t| t <= 0) {
             return Err(format!("record {i} has no positive integer _zl_timestamp"));
         }
     }
     if expected_size != log_size {
-        return Err(format!("Log-Size {log_size} but field values sum to {expected_size}"));
+        return Err(format!(
+            "Log-Size {log_size} but field values sum to {expected_size}"
+        ));
     }
     Ok(Accepted {
         upload_id,

@@ -76,7 +76,9 @@ impl Drop for RuntimeApi {
 }
 
 fn now_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 impl RuntimeApi {
@@ -95,7 +97,10 @@ impl RuntimeApi {
     pub fn lambda_env(&self) -> Vec<(String, String)> {
         [
             ("AWS_LAMBDA_RUNTIME_API", self.addr.to_string()),
-            ("AWS_LAMBDA_FUNCTION_NAME", "kube-audit-forwarder".to_string()),
+            (
+                "AWS_LAMBDA_FUNCTION_NAME",
+                "kube-audit-forwarder".to_string(),
+            ),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".to_string()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
             ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_string()),
@@ -123,13 +128,22 @@ impl RuntimeApi {
     /// Wait until `request_id` finished.
     pub async fn finished(&self, request_id: &str, wait: Duration) -> Finished {
         crate::wait_for(wait, &format!("invocation {request_id}"), || {
-            self.shared.inner.lock().unwrap().finished.get(request_id).cloned()
+            self.shared
+                .inner
+                .lock()
+                .unwrap()
+                .finished
+                .get(request_id)
+                .cloned()
         })
         .await
     }
 
     pub async fn init_error(&self, wait: Duration) -> Value {
-        crate::wait_for(wait, "init error", || self.shared.inner.lock().unwrap().init_error.clone()).await
+        crate::wait_for(wait, "init error", || {
+            self.shared.inner.lock().unwrap().init_error.clone()
+        })
+        .await
     }
 
     pub fn next_calls(&self) -> usize {
@@ -149,7 +163,10 @@ impl RuntimeApi {
 fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .with_state(shared)
@@ -161,7 +178,9 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
         inner.next_calls += 1;
         inner.first_next.get_or_insert_with(Instant::now);
         if !inner.open.is_empty() {
-            inner.violations.push("next called while an invocation was still open".into());
+            inner
+                .violations
+                .push("next called while an invocation was still open".into());
         }
     }
     let pending = loop {
@@ -188,7 +207,10 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
                 "Lambda-Runtime-Invoked-Function-Arn",
                 "arn:aws:lambda:eu-west-1:111122223333:function:kube-audit-forwarder".to_string(),
             ),
-            ("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000;Sampled=0".to_string()),
+            (
+                "Lambda-Runtime-Trace-Id",
+                "Root=1-00000000-000000000000000000000000;Sampled=0".to_string(),
+            ),
             ("Content-Type", "application/json".to_string()),
         ],
         pending.event.to_string(),
@@ -199,7 +221,9 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
 fn finish(shared: &Shared, id: &str, outcome: Outcome) -> StatusCode {
     let mut inner = shared.inner.lock().unwrap();
     let Some(open) = inner.open.remove(id) else {
-        inner.violations.push(format!("answer for unknown or finished request {id}"));
+        inner
+            .violations
+            .push(format!("answer for unknown or finished request {id}"));
         return StatusCode::BAD_REQUEST;
     };
     let finished = Finished {
@@ -211,12 +235,22 @@ fn finish(shared: &Shared, id: &str, outcome: Outcome) -> StatusCode {
     StatusCode::ACCEPTED
 }
 
-async fn response(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> StatusCode {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
+async fn response(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    let value = serde_json::from_slice(&body)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
     finish(&shared, &id, Outcome::Response(value))
 }
 
-async fn error(State(shared): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn error(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let error_type = headers
         .get("Lambda-Runtime-Function-Error-Type")
         .and_then(|v| v.to_str().ok())

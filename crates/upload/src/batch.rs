@@ -65,7 +65,8 @@ impl BatchPlan {
     /// The JSON array body for `range`.
     pub fn body(&self, range: Range<usize>) -> Vec<u8> {
         let parts = &self.serialized[range];
-        let mut body = Vec::with_capacity(parts.iter().map(Vec::len).sum::<usize>() + parts.len() + 2);
+        let mut body =
+            Vec::with_capacity(parts.iter().map(Vec::len).sum::<usize>() + parts.len() + 2);
         body.push(b'[');
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
@@ -97,13 +98,29 @@ pub fn log_size(record: &kaf_pipeline::Record) -> u64 {
 
 /// 32 hex characters naming one request: the same records from the same source always get the same id, so
 /// a redelivered invocation (Lambda retry, replay) resends the ids the receiver may already have seen.
-pub fn upload_id(source_key: &str, first_event: &str, last_event: &str, count: usize, part: &str) -> String {
+pub fn upload_id(
+    source_key: &str,
+    first_event: &str,
+    last_event: &str,
+    count: usize,
+    part: &str,
+) -> String {
     let mut h = Sha256::new();
-    for piece in [source_key, first_event, last_event, &count.to_string(), part] {
+    for piece in [
+        source_key,
+        first_event,
+        last_event,
+        &count.to_string(),
+        part,
+    ] {
         h.update(piece.as_bytes());
         h.update([0u8]);
     }
-    h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -115,10 +132,11 @@ mod tests {
     fn rec(i: usize, pad: usize) -> OutRecord {
         OutRecord {
             event_id: i.to_string(),
-            record: json!({"n": i, "pad": "x".repeat(pad), "_zl_timestamp": 1, "s247agentuid": "c"})
-                .as_object()
-                .unwrap()
-                .clone(),
+            record:
+                json!({"n": i, "pad": "x".repeat(pad), "_zl_timestamp": 1, "s247agentuid": "c"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
         }
     }
 
@@ -126,9 +144,30 @@ mod tests {
     fn requests_respect_both_limits_and_cover_every_record_once_in_order() {
         for (count, pad, limits) in [
             (1200, 10, Limits::default()),
-            (50, 900, Limits { max_records: 500, max_bytes: 10_000 }),
-            (7, 5, Limits { max_records: 3, max_bytes: 1_000_000 }),
-            (1, 5000, Limits { max_records: 10, max_bytes: 100 }),
+            (
+                50,
+                900,
+                Limits {
+                    max_records: 500,
+                    max_bytes: 10_000,
+                },
+            ),
+            (
+                7,
+                5,
+                Limits {
+                    max_records: 3,
+                    max_bytes: 1_000_000,
+                },
+            ),
+            (
+                1,
+                5000,
+                Limits {
+                    max_records: 10,
+                    max_bytes: 100,
+                },
+            ),
         ] {
             let records: Vec<_> = (0..count).map(|i| rec(i, pad)).collect();
             let plan = BatchPlan::new(&records, limits);
@@ -138,7 +177,12 @@ mod tests {
                 next = r.end;
                 assert!(r.len() <= limits.max_records);
                 let body = plan.body(r.clone());
-                assert!(body.len() <= limits.max_bytes || r.len() == 1, "{} > {}", body.len(), limits.max_bytes);
+                assert!(
+                    body.len() <= limits.max_bytes || r.len() == 1,
+                    "{} > {}",
+                    body.len(),
+                    limits.max_bytes
+                );
                 let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
                 assert_eq!(parsed.as_array().unwrap().len(), r.len());
             }

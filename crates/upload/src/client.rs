@@ -61,6 +61,7 @@ impl Default for UploadSettings {
 
 /// Counters of one delivery.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UploadStats {
     /// HTTP attempts, retries included.
     pub requests: u64,
@@ -101,7 +102,10 @@ pub struct DeliveryOutcome {
 impl DeliveryOutcome {
     /// The error to report for the whole delivery: the most severe one.
     pub fn worst_error(&self) -> Option<&DeliveryError> {
-        self.failed.iter().map(|f| &f.error).max_by_key(|e| e.severity())
+        self.failed
+            .iter()
+            .map(|f| &f.error)
+            .max_by_key(|e| e.severity())
     }
 }
 
@@ -121,7 +125,12 @@ pub struct Uploader {
     settings: UploadSettings,
 }
 
-const QUOTA_SIGNALS: [&str; 4] = ["log_license_exceeds", "blocked_logtype", "invalid_logtype", "invalid_account"];
+const QUOTA_SIGNALS: [&str; 4] = [
+    "log_license_exceeds",
+    "blocked_logtype",
+    "invalid_logtype",
+    "invalid_account",
+];
 
 /// The one HTTPS client configuration: rustls (ring), system roots, verification always on.
 fn tls_config(trust: &TrustRoots) -> Result<rustls::ClientConfig, InitError> {
@@ -174,7 +183,12 @@ impl Uploader {
     }
 
     /// Deliver `records` (from `source_key`, e.g. `cluster/stream`) before `deadline`.
-    pub async fn deliver(&self, source_key: &str, records: &[OutRecord], deadline: Instant) -> DeliveryOutcome {
+    pub async fn deliver(
+        &self,
+        source_key: &str,
+        records: &[OutRecord],
+        deadline: Instant,
+    ) -> DeliveryOutcome {
         let plan = BatchPlan::new(records, self.settings.limits);
         // After a quota or configuration refusal, requests not yet sent fail the same way without being sent.
         let halt: Mutex<Option<DeliveryError>> = Mutex::new(None);
@@ -185,11 +199,12 @@ impl Uploader {
             deadline,
             halt: &halt,
         };
-        let results: Vec<(UploadStats, Vec<FailedRequest>)> = stream::iter(plan.requests.iter().enumerate())
-            .map(|(i, range)| self.send_range(&ctx, range.clone(), i.to_string()))
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
+        let results: Vec<(UploadStats, Vec<FailedRequest>)> =
+            stream::iter(plan.requests.iter().enumerate())
+                .map(|(i, range)| self.send_range(&ctx, range.clone(), i.to_string()))
+                .buffer_unordered(self.settings.concurrency.max(1))
+                .collect()
+                .await;
         let mut outcome = DeliveryOutcome::default();
         for (stats, failed) in results {
             outcome.stats += stats;
@@ -208,15 +223,22 @@ impl Uploader {
     ) -> futures_util::future::BoxFuture<'a, (UploadStats, Vec<FailedRequest>)> {
         Box::pin(async move {
             let mut stats = UploadStats::default();
-            match self.send_with_retry(ctx, range.clone(), &part, &mut stats).await {
+            match self
+                .send_with_retry(ctx, range.clone(), &part, &mut stats)
+                .await
+            {
                 Ok(()) => {
                     stats.records_delivered += range.len() as u64;
                     (stats, Vec::new())
                 }
                 Err(Failure::TooLarge) if range.len() > 1 => {
                     let mid = range.start + range.len() / 2;
-                    let (s1, mut f1) = self.send_range(ctx, range.start..mid, format!("{part}a")).await;
-                    let (s2, f2) = self.send_range(ctx, mid..range.end, format!("{part}b")).await;
+                    let (s1, mut f1) = self
+                        .send_range(ctx, range.start..mid, format!("{part}a"))
+                        .await;
+                    let (s2, f2) = self
+                        .send_range(ctx, mid..range.end, format!("{part}b"))
+                        .await;
                     stats += s1;
                     stats += s2;
                     f1.extend(f2);
@@ -228,7 +250,13 @@ impl Uploader {
                         Failure::Final(e) => e,
                     };
                     stats.failed_requests += 1;
-                    (stats, vec![FailedRequest { records: range, error }])
+                    (
+                        stats,
+                        vec![FailedRequest {
+                            records: range,
+                            error,
+                        }],
+                    )
                 }
             }
         })
@@ -253,17 +281,24 @@ impl Uploader {
             Vec::with_capacity(body.len() / 6),
             flate2::Compression::new(self.settings.gzip_level.min(9)),
         );
-        gz.write_all(&body)
-            .map_err(|e| Failure::Final(DeliveryError::Transient { last: format!("gzip: {e}") }))?;
-        let compressed = bytes::Bytes::from(
-            gz.finish()
-                .map_err(|e| Failure::Final(DeliveryError::Transient { last: format!("gzip: {e}") }))?,
-        );
+        gz.write_all(&body).map_err(|e| {
+            Failure::Final(DeliveryError::Transient {
+                last: format!("gzip: {e}"),
+            })
+        })?;
+        let compressed = bytes::Bytes::from(gz.finish().map_err(|e| {
+            Failure::Final(DeliveryError::Transient {
+                last: format!("gzip: {e}"),
+            })
+        })?);
         stats.bytes_uncompressed += body.len() as u64;
         stats.bytes_compressed += compressed.len() as u64;
         let headers = self.headers(&id, log_size)?;
 
-        let stop_at = ctx.deadline.checked_sub(self.settings.safety_margin).unwrap_or(ctx.deadline);
+        let stop_at = ctx
+            .deadline
+            .checked_sub(self.settings.safety_margin)
+            .unwrap_or(ctx.deadline);
         let mut attempt: u32 = 0;
         loop {
             if let Some(e) = ctx.halt.lock().ok().and_then(|h| h.clone()) {
@@ -294,7 +329,10 @@ impl Uploader {
                     }
                     return Err(Failure::Final(e));
                 }
-                Verdict::Retry { reason, retry_after } => (reason, retry_after),
+                Verdict::Retry {
+                    reason,
+                    retry_after,
+                } => (reason, retry_after),
             };
             let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
             if Instant::now() + delay >= stop_at {
@@ -321,7 +359,10 @@ impl Uploader {
         let mut key = HeaderValue::from_str(self.target.api_key.expose()).map_err(bad_config)?;
         key.set_sensitive(true);
         h.insert("X-DeviceKey", key);
-        h.insert("X-LogType", HeaderValue::from_str(&self.target.log_type).map_err(bad_config)?);
+        h.insert(
+            "X-LogType",
+            HeaderValue::from_str(&self.target.log_type).map_err(bad_config)?,
+        );
         h.insert("X-StreamMode", HeaderValue::from_static("1"));
         h.insert("Log-Size", HeaderValue::from(log_size));
         h.insert("Content-Type", HeaderValue::from_static("application/json"));

@@ -15,9 +15,14 @@
 
 pub mod batch;
 pub mod client;
+pub mod env;
+pub mod summary;
 
 pub use batch::{BatchPlan, Limits};
-pub use client::{DeliveryOutcome, FailedRequest, TrustRoots, UploadSettings, UploadStats, Uploader};
+pub use client::{
+    DeliveryOutcome, FailedRequest, TrustRoots, UploadSettings, UploadStats, Uploader,
+};
+pub use summary::Summary;
 
 /// Why a request was not delivered. Messages never include the API key or record content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,4 +69,18 @@ pub enum InitError {
     Tls(#[from] rustls::Error),
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+}
+
+/// A client for loopback HTTP (the Lambda Runtime API's neighbours, e.g. the Parameters and Secrets
+/// extension on localhost:2773): same TLS stack as the uploader, without the HTTPS-only rule.
+pub fn local_http_client(timeout: std::time::Duration) -> Result<reqwest::Client, InitError> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .build()?)
 }

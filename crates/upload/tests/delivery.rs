@@ -15,7 +15,8 @@ const LOG_TYPE: &str = "Kubernetes Audit Logs";
 
 fn uploader(rx: &Receiver, tweak: impl FnOnce(&mut UploadSettings)) -> Uploader {
     let config = LogTypeConfig::from_json(
-        &json!({"apiKey": KEY, "logType": LOG_TYPE, "uploadDomain": rx.upload_domain()}).to_string(),
+        &json!({"apiKey": KEY, "logType": LOG_TYPE, "uploadDomain": rx.upload_domain()})
+            .to_string(),
     )
     .unwrap();
     let mut settings = UploadSettings {
@@ -52,7 +53,11 @@ fn records(n: usize) -> Vec<OutRecord> {
 }
 
 fn seqs(rx: &Receiver) -> Vec<u64> {
-    let mut s: Vec<u64> = rx.records().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    let mut s: Vec<u64> = rx
+        .records()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
     s.sort_unstable();
     s
 }
@@ -65,14 +70,20 @@ fn deadline(secs: u64) -> Instant {
 async fn delivers_every_record_once_within_the_limits() {
     let rx = Receiver::start(KEY, LOG_TYPE).await;
     let up = uploader(&rx, |_| {});
-    let outcome = up.deliver("demo/stream", &records(1234), deadline(20)).await;
+    let outcome = up
+        .deliver("demo/stream", &records(1234), deadline(20))
+        .await;
     assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
     assert_eq!(rx.violations(), Vec::<String>::new());
     assert_eq!(seqs(&rx), (0..1234).collect::<Vec<_>>());
     assert_eq!(rx.accepted().len(), 3);
     assert_eq!(outcome.stats.records_delivered, 1234);
     assert_eq!((outcome.stats.requests, outcome.stats.retries), (3, 0));
-    assert!(rx.accepted()[0].user_agent.starts_with("kube-audit-forwarder/"));
+    assert!(
+        rx.accepted()[0]
+            .user_agent
+            .starts_with("kube-audit-forwarder/")
+    );
 }
 
 #[tokio::test]
@@ -103,7 +114,9 @@ async fn transient_faults_are_retried_and_everything_arrives_once() {
         Fault::SlowAccept(Duration::from_millis(1500)),
     ]);
     let up = uploader(&rx, |s| s.concurrency = 1);
-    let outcome = up.deliver("demo/stream", &records(1000), deadline(30)).await;
+    let outcome = up
+        .deliver("demo/stream", &records(1000), deadline(30))
+        .await;
     assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
     assert_eq!(rx.violations(), Vec::<String>::new());
     assert_eq!(seqs(&rx), (0..1000).collect::<Vec<_>>());
@@ -125,24 +138,43 @@ async fn persistent_failure_gives_a_transient_error_before_the_deadline() {
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     assert_eq!(outcome.failed.len(), 1);
     assert_eq!(outcome.failed[0].records, 0..10);
-    assert!(matches!(outcome.worst_error(), Some(DeliveryError::Transient { .. })));
+    assert!(matches!(
+        outcome.worst_error(),
+        Some(DeliveryError::Transient { .. })
+    ));
     assert!(outcome.stats.retries >= 3, "{:?}", outcome.stats);
 }
 
 #[tokio::test]
 async fn quota_signals_stop_retrying_in_either_header_convention() {
-    for (status, name, value) in [(200, "LOG_LICENSE_EXCEEDS", "True"), (400, "blocked_logtype", "true"), (200, "api_upload_enabled", "False")] {
+    for (status, name, value) in [
+        (200, "LOG_LICENSE_EXCEEDS", "True"),
+        (400, "blocked_logtype", "true"),
+        (200, "api_upload_enabled", "False"),
+    ] {
         let rx = Receiver::start(KEY, LOG_TYPE).await;
-        rx.set_always(Some(Fault::Headers(status, vec![(name.into(), value.into())])));
+        rx.set_always(Some(Fault::Headers(
+            status,
+            vec![(name.into(), value.into())],
+        )));
         let up = uploader(&rx, |_| {});
-        let outcome = up.deliver("demo/stream", &records(1200), deadline(10)).await;
+        let outcome = up
+            .deliver("demo/stream", &records(1200), deadline(10))
+            .await;
         let error = outcome.worst_error().unwrap();
         assert_eq!(error.class(), "quota", "{error}");
         assert!(error.to_string().contains(&name.to_ascii_uppercase()));
         // No retries, and requests not yet sent were not sent after the signal.
         assert_eq!(outcome.stats.retries, 0);
         assert!(rx.attempts().len() <= 3);
-        assert_eq!(outcome.failed.iter().map(|f| f.records.len()).sum::<usize>(), 1200);
+        assert_eq!(
+            outcome
+                .failed
+                .iter()
+                .map(|f| f.records.len())
+                .sum::<usize>(),
+            1200
+        );
     }
 }
 
@@ -153,7 +185,10 @@ async fn bad_credentials_are_a_configuration_error_without_the_key_in_it() {
     let up = uploader(&rx, |_| {});
     let outcome = up.deliver("demo/stream", &records(5), deadline(10)).await;
     let error = outcome.worst_error().unwrap();
-    assert_eq!((error.class(), outcome.stats.requests), ("configuration", 1));
+    assert_eq!(
+        (error.class(), outcome.stats.requests),
+        ("configuration", 1)
+    );
     assert!(!format!("{error} {error:?} {up:?}").contains(KEY));
 }
 
@@ -172,9 +207,14 @@ async fn payload_too_large_is_split_into_halves() {
 async fn an_untrusted_certificate_is_refused() {
     let rx = Receiver::start(KEY, LOG_TYPE).await;
     let other = Receiver::start(KEY, LOG_TYPE).await; // a different CA
-    let up = uploader(&rx, |s| s.trust = TrustRoots::PemFile(other.ca_file.clone()));
+    let up = uploader(&rx, |s| {
+        s.trust = TrustRoots::PemFile(other.ca_file.clone())
+    });
     let outcome = up.deliver("demo/stream", &records(3), deadline(2)).await;
-    assert!(matches!(outcome.worst_error(), Some(DeliveryError::Transient { .. })));
+    assert!(matches!(
+        outcome.worst_error(),
+        Some(DeliveryError::Transient { .. })
+    ));
     assert!(rx.accepted().is_empty() && rx.attempts().is_empty());
 }
 

@@ -1,1 +1,11 @@
+//! End-to-end tests of the real `kube-audit-forwarder` binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Golden files: the default profile on real samples (`BLESS=1` rewrites them).
+mod golden;
+/// Running the binary from the repository root.
+mod harness;
+/// Every replay input shape gives the same records.
+mod replay;
+/// Uploading with a logtypeconfig: delivery, exit codes, secrets.
+mod upload;

@@ -1,0 +1,107 @@
+use crate::harness::{cli, stdout_records, summary};
+use flate2::{Compression, write::GzEncoder};
+use kaf_testkit::fixtures;
+use kaf_testkit::payloads::{AUDIT_STREAM, control_message, lambda_event, messages, subscription};
+use serde_json::{Value, json};
+use std::io::Write as _;
+
+const DEMO: &str = "tests/fixtures/samples/liggitt__audit2rbac/testdata__demo.log";
+
+/// Records without the per-source fields, to compare across envelopes.
+fn content(mut records: Vec<Value>) -> Vec<Value> {
+    for r in &mut records {
+        let o = r.as_object_mut().unwrap();
+        o.remove("s247agentuid");
+        o.remove("logstream");
+    }
+    records
+}
+
+#[test]
+fn plain_lines_print_records_and_a_summary() {
+    let out = cli(&["replay", DEMO], &[]);
+    assert!(out.status.success());
+    let records = stdout_records(&out);
+    assert_eq!(records.len(), 37);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["responsestatus_code"] == json!(403))
+            .count(),
+        11
+    );
+    let s = summary(&out);
+    assert_eq!(
+        (s["eventsIn"].as_u64(), s["forwarded"].as_u64()),
+        (Some(37), Some(37))
+    );
+}
+
+#[test]
+fn every_envelope_shape_gives_the_same_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = fixtures::events(&fixtures::audit2rbac_demo());
+    let payload = subscription("prod", AUDIT_STREAM, &messages(&events));
+    let event = lambda_event(&payload);
+
+    let lambda_file = dir.path().join("event.json");
+    std::fs::write(&lambda_file, event.to_string()).unwrap();
+    let payload_file = dir.path().join("payload.json");
+    std::fs::write(&payload_file, payload.to_string()).unwrap();
+    // OnFailure destination records as an SQS dump: one JSON per line, gzip'd, plus a control message.
+    let destination = json!({"version": "1.0", "requestContext": {"condition": "RetriesExhausted"}, "requestPayload": event});
+    let control =
+        json!({"version": "1.0", "requestPayload": lambda_event(&control_message("prod"))});
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    writeln!(gz, "{destination}\n{control}").unwrap();
+    let sqs_file = dir.path().join("sqs-dump.jsonl.gz");
+    std::fs::write(&sqs_file, gz.finish().unwrap()).unwrap();
+
+    let plain = content(stdout_records(&cli(&["replay", DEMO], &[])));
+    for file in [&lambda_file, &payload_file, &sqs_file] {
+        let out = cli(&["replay", file.to_str().unwrap()], &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let records = stdout_records(&out);
+        assert!(
+            records.iter().all(
+                |r| r["s247agentuid"] == json!("prod") && r["logstream"] == json!(AUDIT_STREAM)
+            )
+        );
+        assert_eq!(content(records), plain, "{}", file.display());
+    }
+    assert_eq!(
+        summary(&cli(&["replay", sqs_file.to_str().unwrap()], &[]))["controlMessages"],
+        json!(1)
+    );
+}
+
+#[test]
+fn a_malformed_event_is_counted_and_the_rest_printed() {
+    let out = cli(
+        &[
+            "replay",
+            DEMO,
+            "tests/fixtures/samples/falcosecurity__falco/test__trace_files__k8s_audit__fal_01_003.json",
+        ],
+        &[],
+    );
+    assert!(out.status.success());
+    assert_eq!(stdout_records(&out).len(), 37);
+    assert_eq!(summary(&out)["nonAudit"], json!(1));
+}
+
+#[test]
+fn unreadable_files_and_bad_configs_exit_2_naming_the_problem() {
+    let out = cli(&["replay", "no/such/file.log"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/file.log"));
+
+    let out = cli(&["replay", DEMO, "--logtypeconfig", "e30"], &[]); // "{}"
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`apiKey`"));
+    assert!(out.stdout.is_empty());
+}

@@ -1,0 +1,90 @@
+//! One invocation: CloudWatch payload → batch → pipeline → upload → summary.
+//!
+//! Return `Ok(summary)` only when every record was delivered; otherwise an error whose type says what went
+//! wrong (transient, quota, configuration), so Lambda's async retries and the OnFailure destination keep the
+//! whole payload for replay. Bad events never fail the invocation: they are counted and sampled in the log.
+
+use crate::init::Forwarder;
+use aws_lambda_events::cloudwatch_logs::LogsEvent;
+use kaf_envelope::EnvelopeStats;
+use kaf_envelope::cloudwatch::SubscriptionPayload;
+use kaf_upload::{DeliveryError, Summary};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// An invocation that could not deliver everything.
+#[derive(Debug, thiserror::Error)]
+#[error("{undelivered} of {records} records not delivered: {cause}")]
+pub struct ForwardError {
+    pub undelivered: usize,
+    pub records: usize,
+    pub cause: DeliveryError,
+}
+
+impl From<ForwardError> for Diagnostic {
+    fn from(e: ForwardError) -> Self {
+        let error_type = match e.cause {
+            DeliveryError::Transient { .. } => "UploadTransientError",
+            DeliveryError::Quota { .. } => "UploadQuotaError",
+            DeliveryError::Rejected { .. } => "UploadConfigurationError",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+pub async fn handle(
+    forwarder: &Forwarder,
+    event: LambdaEvent<LogsEvent>,
+) -> Result<Summary, ForwardError> {
+    let started = Instant::now();
+    let (logs, context) = event.into_parts();
+    let mut summary = Summary::default();
+
+    let payload = SubscriptionPayload::from(logs.aws_logs.data);
+    let mut envelope = EnvelopeStats::default();
+    let batch = payload.into_batch(&forwarder.stream_prefix, &mut envelope);
+    summary.envelope = envelope;
+    let source_key = format!("{}/{}", batch.source.cluster, batch.source.stream);
+
+    let processed = forwarder.pipeline.process(batch, now_ms());
+    summary.pipeline = processed.stats;
+    for reject in &processed.rejects {
+        tracing::warn!(event_id = %reject.event_id, reason = %reject.reason, "event not forwarded");
+    }
+
+    if !processed.records.is_empty() {
+        // The runtime's deadline as a monotonic instant (the clock may step during the invocation).
+        let left = context
+            .deadline()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + left;
+        let outcome = forwarder
+            .uploader
+            .deliver(&source_key, &processed.records, deadline)
+            .await;
+        summary.upload = outcome.stats;
+        summary.duration_ms = started.elapsed().as_millis() as u64;
+        if let Some(cause) = outcome.worst_error() {
+            let undelivered = outcome.failed.iter().map(|f| f.records.len()).sum();
+            tracing::error!(summary = %summary.to_json(), "delivery failed");
+            return Err(ForwardError {
+                undelivered,
+                records: processed.records.len(),
+                cause: cause.clone(),
+            });
+        }
+    }
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(summary = %summary.to_json(), "invocation done");
+    Ok(summary)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,124 @@
+//! Cold start: read the logtypeconfig (env `logTypeConfig`, Site24x7's own name, or a Secrets Manager secret
+//! named by `LOGTYPECONFIG_SECRET_ARN`, read once through the AWS Parameters and Secrets Lambda extension),
+//! compile it, and build the pipeline and the upload client.
+
+use anyhow::{Context as _, anyhow, bail};
+use kaf_config::LogTypeConfig;
+use kaf_pipeline::Pipeline;
+use kaf_upload::{UploadSettings, Uploader};
+use std::time::Duration;
+
+/// Everything an invocation needs, built once.
+pub struct Forwarder {
+    pub pipeline: Pipeline,
+    pub uploader: Uploader,
+    /// Only streams with this prefix are forwarded (`AUDIT_STREAM_PREFIX`).
+    pub stream_prefix: String,
+}
+
+impl Forwarder {
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let config = match (var("logTypeConfig"), var("LOGTYPECONFIG_SECRET_ARN")) {
+            (_, Some(arn)) => {
+                let text = fetch_secret(&arn).await?;
+                parse_config(&text).context("secret named by LOGTYPECONFIG_SECRET_ARN")?
+            }
+            (Some(text), None) => {
+                LogTypeConfig::decode(&text).context("environment variable logTypeConfig")?
+            }
+            (None, None) => bail!("set logTypeConfig or LOGTYPECONFIG_SECRET_ARN"),
+        };
+        if !config.api_upload {
+            bail!("logtypeconfig says apiUpload: false: this account does not accept API uploads");
+        }
+        for warning in &config.warnings {
+            tracing::warn!(%warning, "logtypeconfig");
+        }
+        let settings = UploadSettings {
+            user_agent: format!("kube-audit-forwarder-lambda/{}", env!("CARGO_PKG_VERSION")),
+            ..UploadSettings::from_env(var)?
+        };
+        Ok(Self {
+            pipeline: Pipeline::new(Some(&config))?,
+            uploader: Uploader::new(&config, settings)?,
+            stream_prefix: var("AUDIT_STREAM_PREFIX")
+                .unwrap_or_else(|| kaf_envelope::cloudwatch::AUDIT_STREAM_PREFIX.to_string()),
+        })
+    }
+}
+
+/// A secret holds the logtypeconfig as base64 (as pasted from Site24x7) or as plain JSON.
+fn parse_config(text: &str) -> Result<LogTypeConfig, kaf_config::ConfigError> {
+    if text.trim_start().starts_with('{') {
+        LogTypeConfig::from_json(text)
+    } else {
+        LogTypeConfig::decode(text)
+    }
+}
+
+/// `GET http://localhost:$PARAMETERS_SECRETS_EXTENSION_HTTP_PORT/secretsmanager/get?secretId=…` with the
+/// session token header; the extension may not be ready at the very start, so a few quick retries.
+async fn fetch_secret(arn: &str) -> anyhow::Result<String> {
+    let port =
+        std::env::var("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|_| "2773".into());
+    let token = std::env::var("AWS_SESSION_TOKEN").unwrap_or_default();
+    let client = kaf_upload::local_http_client(Duration::from_secs(5))?;
+    let url = format!("http://localhost:{port}/secretsmanager/get");
+    let mut last = anyhow!("no attempt made");
+    for attempt in 0..10u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+        }
+        let response = client
+            .get(&url)
+            .query(&[("secretId", arn)])
+            .header("X-Aws-Parameters-Secrets-Token", &token)
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status().is_success() => {
+                let bytes = r
+                    .bytes()
+                    .await
+                    .context("reading the secrets extension answer")?;
+                let body: serde_json::Value = serde_json::from_slice(&bytes)
+                    .context("secrets extension answer is not JSON")?;
+                return body
+                    .get("SecretString")
+                    .and_then(|s| s.as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        anyhow!("secret has no SecretString (binary secrets are not supported)")
+                    });
+            }
+            // The body may echo request details; the status is enough.
+            Ok(r) => last = anyhow!("secrets extension answered HTTP {}", r.status().as_u16()),
+            Err(e) => last = anyhow!("secrets extension unreachable: {}", e.without_url()),
+        }
+    }
+    Err(last.context("reading the logtypeconfig secret (is the AWS Parameters and Secrets Lambda extension layer added?)"))
+}
+
+/// `POST /runtime/init/error`: `lambda_runtime` only does this for SnapStart hooks, so we do it ourselves.
+pub async fn report_init_error(error: &anyhow::Error) {
+    let message = format!("{error:#}");
+    tracing::error!(error = %message, "initialisation failed");
+    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
+        return;
+    };
+    let Ok(client) = kaf_upload::local_http_client(Duration::from_secs(2)) else {
+        return;
+    };
+    let body = serde_json::json!({"errorMessage": message, "errorType": "InitConfigurationError"});
+    let _ = client
+        .post(format!("http://{api}/2018-06-01/runtime/init/error"))
+        .header(
+            "Lambda-Runtime-Function-Error-Type",
+            "Runtime.InitConfigurationError",
+        )
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await;
+}

@@ -1,0 +1,223 @@
+use crate::harness::start;
+use kaf_testkit::fixtures;
+use kaf_testkit::payloads::{AUDIT_STREAM, control_message, lambda_event, messages, subscription};
+use kaf_testkit::runtime::Outcome;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn summary(outcome: &Outcome) -> &Value {
+    match outcome {
+        Outcome::Response(v) => v,
+        Outcome::Error { body, .. } => panic!("expected success, got {body}"),
+    }
+}
+
+/// (auditID, stage) → count, from the accepted records.
+fn delivered(records: &[Value]) -> BTreeMap<(String, String), usize> {
+    let mut m = BTreeMap::new();
+    for r in records {
+        let key = (
+            r["auditid"].as_str().unwrap().to_string(),
+            r["stage"].as_str().unwrap().to_string(),
+        );
+        *m.entry(key).or_insert(0) += 1;
+    }
+    m
+}
+
+#[tokio::test]
+async fn real_samples_arrive_exactly_once_mapped_to_the_profile() {
+    let lambda = start(json!({}), &[]).await;
+    let events = fixtures::events(&fixtures::audit2rbac_demo());
+    assert_eq!(events.len(), 37);
+    let payload = subscription("demo", AUDIT_STREAM, &messages(&events));
+    let id = lambda
+        .runtime
+        .invoke(lambda_event(&payload), Duration::from_secs(30));
+    let done = lambda.runtime.finished(&id, Duration::from_secs(30)).await;
+    let s = summary(&done.outcome);
+    assert_eq!(
+        (s["eventsIn"].as_u64(), s["forwarded"].as_u64()),
+        (Some(37), Some(37))
+    );
+    assert_eq!(lambda.rx.violations(), Vec::<String>::new());
+    let records = lambda.rx.records();
+    let expected: BTreeMap<_, _> = events
+        .iter()
+        .map(|e| {
+            (
+                (
+                    e["auditID"].as_str().unwrap().to_string(),
+                    e["stage"].as_str().unwrap().to_string(),
+                ),
+                1,
+            )
+        })
+        .collect();
+    assert_eq!(delivered(&records), expected);
+    let forbidden = records
+        .iter()
+        .filter(|r| r["responsestatus_code"] == json!(403))
+        .count();
+    assert_eq!(forbidden, 11);
+    assert!(
+        records
+            .iter()
+            .all(|r| r["s247agentuid"] == json!("demo") && r["logstream"] == json!(AUDIT_STREAM))
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["impersonateduser_username"] == json!("bob"))
+    );
+    assert_eq!(lambda.runtime.violations(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn ten_thousand_events_are_split_within_the_limits() {
+    let lambda = start(json!({}), &[]).await;
+    let base = fixtures::events(&fixtures::audit2rbac_v1beta1());
+    // Distinct auditIDs so exactly-once can be checked per event.
+    let events: Vec<Value> = (0..10_000)
+        .map(|i| {
+            let mut e = base[i % base.len()].clone();
+            e["auditID"] = json!(format!("{i:08}-0000-4000-8000-000000000000"));
+            e
+        })
+        .collect();
+    let event = lambda_event(&subscription("big", AUDIT_STREAM, &messages(&events)));
+    assert!(
+        event.to_string().len() < 1_000_000,
+        "async invoke payloads are at most 1 MB"
+    );
+    let id = lambda.runtime.invoke(event, Duration::from_secs(60));
+    let done = lambda.runtime.finished(&id, Duration::from_secs(60)).await;
+    assert_eq!(summary(&done.outcome)["forwarded"], json!(10_000));
+    assert_eq!(lambda.rx.violations(), Vec::<String>::new());
+    let accepted = lambda.rx.accepted();
+    assert!(accepted.len() >= 20, "{} requests", accepted.len());
+    assert!(accepted.iter().all(|a| a.records.len() <= 500));
+    let counts = delivered(&lambda.rx.records());
+    assert_eq!(counts.len(), 10_000);
+    assert!(counts.values().all(|&c| c == 1));
+}
+
+#[tokio::test]
+async fn control_messages_and_other_streams_are_acknowledged_without_upload() {
+    let lambda = start(json!({}), &[]).await;
+    let control = lambda.runtime.invoke(
+        lambda_event(&control_message("demo")),
+        Duration::from_secs(10),
+    );
+    let s = summary(
+        &lambda
+            .runtime
+            .finished(&control, Duration::from_secs(10))
+            .await
+            .outcome,
+    )
+    .clone();
+    assert_eq!(s["controlMessages"], json!(1));
+
+    let events = fixtures::events(&fixtures::audit2rbac_demo());
+    let api_stream = subscription(
+        "demo",
+        "kube-apiserver-0123456789abcdef0123456789abcdef",
+        &messages(&events[..5]),
+    );
+    let other = lambda
+        .runtime
+        .invoke(lambda_event(&api_stream), Duration::from_secs(10));
+    let s = summary(
+        &lambda
+            .runtime
+            .finished(&other, Duration::from_secs(10))
+            .await
+            .outcome,
+    )
+    .clone();
+    assert_eq!(
+        (s["skippedStreamEvents"].as_u64(), s["forwarded"].as_u64()),
+        (Some(5), Some(0))
+    );
+    assert!(lambda.rx.attempts().is_empty());
+}
+
+#[tokio::test]
+async fn malformed_and_non_audit_messages_never_fail_the_batch() {
+    let lambda = start(json!({}), &[]).await;
+    let good = fixtures::falco_events();
+    let mut msgs = messages(&good);
+    let bad = [
+        "{\"kind\": 0}".to_string(), // Falco's fal_01_003 regression input
+        "token=eyJhbGciOiJSUzI1NiJ9.not-json".to_string(),
+        "{\"records\": []}".to_string(),
+    ];
+    msgs.splice(3..3, bad.iter().cloned());
+    let id = lambda.runtime.invoke(
+        lambda_event(&subscription("demo", AUDIT_STREAM, &msgs)),
+        Duration::from_secs(20),
+    );
+    let s = summary(
+        &lambda
+            .runtime
+            .finished(&id, Duration::from_secs(20))
+            .await
+            .outcome,
+    )
+    .clone();
+    assert_eq!(s["forwarded"].as_u64(), Some(good.len() as u64));
+    assert_eq!(
+        (s["malformed"].as_u64(), s["nonAudit"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(lambda.rx.records().len(), good.len());
+    let log = lambda.process.output();
+    assert!(log.contains("event not forwarded"), "{log}");
+    assert!(
+        !log.contains("eyJhbGciOiJSUzI1NiJ9"),
+        "a malformed message leaked into the log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_record_over_one_megabyte_is_truncated_not_dropped() {
+    let lambda = start(json!({}), &[]).await;
+    let mut events = fixtures::falco_events();
+    let configmap = events
+        .iter_mut()
+        .find(|e| {
+            e["objectRef"]["resource"] == json!("configmaps") && e["requestObject"].is_object()
+        })
+        .expect("a configmap create with a request object");
+    configmap["requestObject"]["data"]["big"] = json!("x".repeat(1_500_000));
+    let audit_id = configmap["auditID"].as_str().unwrap().to_string();
+    let id = lambda.runtime.invoke(
+        lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events))),
+        Duration::from_secs(20),
+    );
+    let s = summary(
+        &lambda
+            .runtime
+            .finished(&id, Duration::from_secs(20))
+            .await
+            .outcome,
+    )
+    .clone();
+    assert_eq!(s["truncated"], json!(1));
+    assert_eq!(lambda.rx.violations(), Vec::<String>::new());
+    let records = lambda.rx.records();
+    let big = records
+        .iter()
+        .find(|r| r["auditid"] == json!(audit_id))
+        .expect("truncated record delivered");
+    assert!(
+        big["requestobject"]
+            .as_str()
+            .unwrap()
+            .ends_with("##TRUNCATED###")
+    );
+    assert!(big.to_string().len() <= 1_000_000);
+    assert_eq!(records.len(), events.len());
+}

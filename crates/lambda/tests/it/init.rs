@@ -1,0 +1,136 @@
+use crate::harness::{KEY, LOG_TYPE, base_env, logtypeconfig, start};
+use base64::Engine as _;
+use kaf_testkit::fixtures;
+use kaf_testkit::payloads::{AUDIT_STREAM, lambda_event, messages, subscription};
+use kaf_testkit::process::spawn;
+use kaf_testkit::receiver::Receiver;
+use kaf_testkit::runtime::{Outcome, RuntimeApi};
+use kaf_testkit::secrets::SecretsExtension;
+use serde_json::json;
+use std::path::Path;
+use std::time::Duration;
+
+fn bootstrap() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_bootstrap"))
+}
+
+#[tokio::test]
+async fn invalid_config_is_an_init_error_naming_the_field_and_the_process_exits() {
+    let runtime = RuntimeApi::start().await;
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let bad = base64::engine::general_purpose::STANDARD.encode(
+        json!({"apiKey": KEY, "logType": LOG_TYPE, "uploadDomain": "x", "filterConfig": {"verb": {"values": ["(get"]}}})
+            .to_string(),
+    );
+    let mut env = base_env(&runtime, &rx);
+    env.push(("logTypeConfig".into(), bad));
+    let mut process = spawn(bootstrap(), &env);
+    let error = runtime.init_error(Duration::from_secs(10)).await;
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(message.contains("filterConfig.verb.values[0]"), "{message}");
+    assert!(!message.contains(KEY));
+    let status = tokio::time::timeout(Duration::from_secs(10), process.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success());
+    assert_eq!(runtime.next_calls(), 0);
+    assert!(!process.output().contains(KEY));
+}
+
+#[tokio::test]
+async fn missing_config_is_an_init_error() {
+    let runtime = RuntimeApi::start().await;
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let _process = spawn(bootstrap(), &base_env(&runtime, &rx));
+    let error = runtime.init_error(Duration::from_secs(10)).await;
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("logTypeConfig")
+    );
+}
+
+#[tokio::test]
+async fn config_from_a_secret_arn_is_read_once_through_the_extension() {
+    let runtime = RuntimeApi::start().await;
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:kaf/logtypeconfig-AbCdEf";
+    let secret = logtypeconfig(&rx.upload_domain(), json!({}));
+    let extension = SecretsExtension::start("session-token-1", &[(arn, &secret)]).await;
+    let mut env = base_env(&runtime, &rx);
+    env.extend([
+        ("LOGTYPECONFIG_SECRET_ARN".to_string(), arn.to_string()),
+        (
+            "AWS_SESSION_TOKEN".to_string(),
+            "session-token-1".to_string(),
+        ),
+        (
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".to_string(),
+            extension.addr.port().to_string(),
+        ),
+    ]);
+    let process = spawn(bootstrap(), &env);
+    let events = fixtures::events(&fixtures::audit2rbac_demo());
+    let id = runtime.invoke(
+        lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events))),
+        Duration::from_secs(20),
+    );
+    let done = runtime.finished(&id, Duration::from_secs(20)).await;
+    assert!(
+        matches!(done.outcome, Outcome::Response(_)),
+        "{:?}",
+        done.outcome
+    );
+    assert_eq!(rx.records().len(), events.len());
+    assert!(!process.output().contains(KEY));
+}
+
+#[tokio::test]
+async fn a_wrong_session_token_is_an_init_error_without_the_token() {
+    let runtime = RuntimeApi::start().await;
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let extension = SecretsExtension::start("right-token", &[("arn:x", "irrelevant")]).await;
+    let mut env = base_env(&runtime, &rx);
+    env.extend([
+        ("LOGTYPECONFIG_SECRET_ARN".to_string(), "arn:x".to_string()),
+        ("AWS_SESSION_TOKEN".to_string(), "wrong-token".to_string()),
+        (
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".to_string(),
+            extension.addr.port().to_string(),
+        ),
+    ]);
+    let _process = spawn(bootstrap(), &env);
+    let error = runtime.init_error(Duration::from_secs(20)).await;
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("HTTP 401") && !message.contains("wrong-token"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_api_key_never_appears_in_logs_even_at_debug_level() {
+    let lambda = start(
+        json!({}),
+        &[("RUST_LOG", "trace"), ("AWS_LAMBDA_LOG_LEVEL", "TRACE")],
+    )
+    .await;
+    let events = fixtures::events(&fixtures::audit2rbac_demo());
+    lambda
+        .rx
+        .push_faults([kaf_testkit::receiver::Fault::Status(500)]);
+    let id = lambda.runtime.invoke(
+        lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events))),
+        Duration::from_secs(20),
+    );
+    lambda.runtime.finished(&id, Duration::from_secs(20)).await;
+    let log = lambda.process.output();
+    assert!(
+        log.contains("retrying"),
+        "trace output expected:\n{}",
+        &log[..log.len().min(2000)]
+    );
+    assert!(!log.contains(KEY));
+}

@@ -1,0 +1,51 @@
+//! Spawn a real binary with a clean environment plus the given variables, capture its stdout and stderr, and
+//! kill it when the handle is dropped.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::process::{Child, Command};
+
+pub struct Spawned {
+    pub child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Spawned {
+    /// stdout and stderr so far, interleaved by line.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+/// Start `binary` with only `PATH` from this environment, plus `env`.
+pub fn spawn(binary: &Path, env: &[(String, String)]) -> Spawned {
+    let mut cmd = Command::new(binary);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("binary starts");
+    let output = Arc::new(Mutex::new(String::new()));
+    let stdout = child.stdout.take().expect("stdout piped");
+    let stderr = child.stderr.take().expect("stderr piped");
+    for stream in [
+        Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(stderr),
+    ] {
+        let output = output.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut out = output.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
+    }
+    Spawned { child, output }
+}
