@@ -7,6 +7,11 @@
 mod replay;
 
 use clap::{Parser, Subcommand};
+
+// mimalloc: the pipeline allocates many small strings; it measured 17–45% faster per stage than glibc malloc
+// (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 #[derive(Parser)]

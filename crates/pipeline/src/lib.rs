@@ -276,10 +276,9 @@ impl Pipeline {
     fn map(&self, doc: &mut Value) -> Record {
         let mut record = Record::new();
         for entry in &self.profile.entries {
-            let Some(found) = lookup::lookup(doc, &entry.key) else {
-                continue;
-            };
-            let Some(value) = field_value(found, entry.value_type) else {
+            let Some(Some(value)) = lookup::with_value(doc, &entry.key, |found| {
+                field_value(found, entry.value_type)
+            }) else {
                 continue;
             };
             if let Some(pattern) = &entry.pattern
@@ -300,11 +299,11 @@ impl Pipeline {
     /// The event time from the profile's date field, `None` when absent or unreadable.
     fn event_time(&self, record: &Record, doc: &mut Value, now_ms: i64) -> Option<i64> {
         let field = &self.profile.date_field;
-        let value = match record.get(field) {
-            Some(v) => v,
-            None => lookup::lookup(doc, field)?,
-        };
-        self.profile.date_format.parse_ms(value, now_ms).ok()
+        let format = &self.profile.date_format;
+        match record.get(field) {
+            Some(v) => format.parse_ms(v, now_ms).ok(),
+            None => lookup::with_value(doc, field, |v| format.parse_ms(v, now_ms).ok())?,
+        }
     }
 }
 

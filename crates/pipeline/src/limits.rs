@@ -13,11 +13,35 @@ pub fn serialized_len(record: &Record) -> usize {
     serde_json::to_vec(record).map_or(usize::MAX, |v| v.len())
 }
 
+/// A cheap bound on the serialized size (a byte escapes to at most 6), so most records skip serializing.
+fn upper_bound(record: &Record) -> usize {
+    let text = |s: &str| 6 * s.len() + 2;
+    2 + record
+        .iter()
+        .map(|(k, v)| {
+            text(k)
+                + 2
+                + match v {
+                    Value::String(s) => text(s),
+                    Value::Number(_) | Value::Bool(_) | Value::Null => 24,
+                    other => 6 * serialized_len_value(other),
+                }
+        })
+        .sum::<usize>()
+}
+
+fn serialized_len_value(value: &Value) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX / 8, |v| v.len())
+}
+
 /// Shrink `record` to at most `max_bytes` serialized. Returns `Ok(true)` when something was cut, `Err(())`
 /// when even cutting every string value cannot make it fit (only a pathological record with huge keys or
 /// thousands of fields).
 #[allow(clippy::result_unit_err)]
 pub fn fit(record: &mut Record, max_bytes: usize) -> Result<bool, ()> {
+    if upper_bound(record) <= max_bytes {
+        return Ok(false);
+    }
     let mut size = serialized_len(record);
     if size <= max_bytes {
         return Ok(false);

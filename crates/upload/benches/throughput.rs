@@ -1,0 +1,122 @@
+//! Decode → map → serialize → gzip of a 10k-event CloudWatch payload built from the bundled samples:
+//! the CPU work of one Lambda invocation without the network. Throughput is reported per core (one thread)
+//! in audit-JSON bytes and in events. Numbers and machine: BENCHMARKS.md.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kaf_envelope::EnvelopeStats;
+use kaf_envelope::cloudwatch::{AUDIT_STREAM_PREFIX, SubscriptionPayload};
+use kaf_pipeline::Pipeline;
+use kaf_testkit::fixtures;
+use kaf_testkit::payloads::{AUDIT_STREAM, lambda_event, messages, subscription};
+use kaf_upload::BatchPlan;
+use serde_json::Value;
+use std::hint::black_box;
+use std::io::Write as _;
+
+// The allocator the shipped binaries use (see their main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const EVENTS: usize = 10_000;
+
+/// A realistic mix: the v1beta1 stage pairs (small Metadata events) and Falco's RequestResponse events.
+fn sample_events() -> Vec<Value> {
+    let mut pool = fixtures::events(&fixtures::audit2rbac_v1beta1());
+    pool.extend(fixtures::falco_events());
+    (0..EVENTS).map(|i| pool[i % pool.len()].clone()).collect()
+}
+
+fn process(data: &str, pipeline: &Pipeline) -> usize {
+    let payload = SubscriptionPayload::from_awslogs_data(data).expect("valid payload");
+    let mut stats = EnvelopeStats::default();
+    let batch = payload.into_batch(AUDIT_STREAM_PREFIX, &mut stats);
+    let processed = pipeline.process(batch, 0);
+    let plan = BatchPlan::new(&processed.records, kaf_upload::Limits::default());
+    let mut compressed = 0;
+    for range in &plan.requests {
+        let body = plan.body(range.clone());
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 6),
+            flate2::Compression::new(3),
+        );
+        gz.write_all(&body).expect("gzip to memory");
+        compressed += gz.finish().expect("gzip to memory").len();
+    }
+    compressed
+}
+
+fn bench(c: &mut Criterion) {
+    let events = sample_events();
+    let audit_json_bytes: usize = messages(&events).iter().map(String::len).sum();
+    let event = lambda_event(&subscription("bench", AUDIT_STREAM, &messages(&events)));
+    let data = event["awslogs"]["data"].as_str().expect("data").to_string();
+    let pipeline = Pipeline::new(None).expect("default profile");
+    eprintln!(
+        "payload: {EVENTS} events, {audit_json_bytes} bytes of audit JSON, {} bytes base64(gzip)",
+        data.len()
+    );
+
+    stage_breakdown(&data, &pipeline);
+
+    let mut group = c.benchmark_group("pipeline_10k_events");
+    group.sample_size(20);
+    group.throughput(Throughput::Bytes(audit_json_bytes as u64));
+    group.bench_function("decode_map_gzip/bytes", |b| {
+        b.iter(|| black_box(process(black_box(&data), &pipeline)))
+    });
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.bench_function("decode_map_gzip/events", |b| {
+        b.iter(|| black_box(process(black_box(&data), &pipeline)))
+    });
+    group.finish();
+}
+
+/// One timed pass per stage (best of 5), printed to show where the time goes.
+fn stage_breakdown(data: &str, pipeline: &Pipeline) {
+    use std::time::{Duration, Instant};
+    let mut best = [Duration::MAX; 5];
+    for _ in 0..5 {
+        let t = Instant::now();
+        let payload = SubscriptionPayload::from_awslogs_data(data).expect("valid payload");
+        let t1 = t.elapsed();
+        let mut stats = EnvelopeStats::default();
+        let batch = payload.into_batch(AUDIT_STREAM_PREFIX, &mut stats);
+        let parsed: Vec<Value> = batch
+            .events
+            .iter()
+            .map(|e| match &e.payload {
+                kaf_envelope::Payload::Text(t) => serde_json::from_str(t).expect("json"),
+                kaf_envelope::Payload::Json(v) => v.clone(),
+            })
+            .collect();
+        let t2 = t.elapsed();
+        black_box(parsed);
+        let t3 = t.elapsed();
+        let processed = pipeline.process(batch, 0);
+        let t4 = t.elapsed();
+        let plan = BatchPlan::new(&processed.records, kaf_upload::Limits::default());
+        let t5 = t.elapsed();
+        let mut out = 0;
+        for range in &plan.requests {
+            let body = plan.body(range.clone());
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(3));
+            gz.write_all(&body).expect("gzip");
+            out += gz.finish().expect("gzip").len();
+        }
+        black_box(out);
+        let t6 = t.elapsed();
+        for (slot, d) in best
+            .iter_mut()
+            .zip([t1, t2 - t1, t4 - t3, t5 - t4, t6 - t5])
+        {
+            *slot = (*slot).min(d);
+        }
+    }
+    eprintln!(
+        "stages (best of 5): base64+gunzip+payload JSON {:?} | event JSON parse alone {:?} | pipeline (parse+map+rules) {:?} | record serialize {:?} | gzip {:?}",
+        best[0], best[1], best[2], best[3], best[4]
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
