@@ -19,6 +19,9 @@ pub const EXIT_UNDELIVERED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_REFUSED: u8 = 3;
 
+/// Events per pipeline chunk in stdout mode (memory stays flat on large files).
+const CHUNK_EVENTS: usize = 1000;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Files to replay (.json, .jsonl, .log; optionally gzip-compressed).
@@ -89,32 +92,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("decoding {origin}"))?;
         summary.envelope += envelope;
         for batch in batches {
-            let source_key = format!("{}/{}", batch.source.cluster, batch.source.stream);
-            let processed = pipeline.process(batch, now_ms());
-            summary.pipeline += processed.stats;
-            for reject in &processed.rejects {
-                tracing::warn!(event = %reject.event_id, reason = %reject.reason, "event not forwarded");
-            }
             match &uploader {
                 None => {
-                    for r in &processed.records {
-                        serde_json::to_writer(&mut out, &r.record)?;
-                        out.write_all(b"\n")?;
+                    for processed in pipeline.chunks(batch, CHUNK_EVENTS, now_ms()) {
+                        summary.pipeline += processed.stats;
+                        log_rejects(&processed.rejects);
+                        for r in &processed.records {
+                            serde_json::to_writer(&mut out, &r.record)?;
+                            out.write_all(b"\n")?;
+                        }
                     }
                 }
                 Some(up) => {
-                    let outcome =
-                        runtime.block_on(up.deliver(&source_key, &processed.records, deadline));
-                    summary.upload += outcome.stats;
-                    for failed in &outcome.failed {
-                        let first = &processed.records[failed.records.start].event_id;
+                    let forwarded =
+                        runtime.block_on(up.forward(&pipeline, batch, now_ms(), deadline));
+                    summary.pipeline += forwarded.pipeline;
+                    summary.upload += forwarded.upload;
+                    log_rejects(&forwarded.rejects);
+                    for failed in &forwarded.failed {
+                        let first = failed.event_ids.first().map_or("", String::as_str);
                         eprintln!(
                             "not delivered: {} records from {first}: {}",
-                            failed.records.len(),
+                            failed.event_ids.len(),
                             failed.error
                         );
                     }
-                    if let Some(e) = outcome.worst_error()
+                    if let Some(e) = forwarded.worst_error()
                         && worst.as_ref().is_none_or(|w| e.severity() > w.severity())
                     {
                         worst = Some(e.clone());
@@ -131,6 +134,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(DeliveryError::Transient { .. }) => ExitCode::from(EXIT_UNDELIVERED),
         Some(_) => ExitCode::from(EXIT_REFUSED),
     })
+}
+
+fn log_rejects(rejects: &[kaf_pipeline::Reject]) {
+    for reject in rejects {
+        tracing::warn!(event = %reject.event_id, reason = %reject.reason, "event not forwarded");
+    }
 }
 
 fn now_ms() -> i64 {

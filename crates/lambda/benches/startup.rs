@@ -22,6 +22,9 @@ fn env(runtime: &RuntimeApi, rx: &Receiver) -> Vec<(String, String)> {
     let mut env = runtime.lambda_env();
     env.push(("logTypeConfig".into(), config));
     env.push(("SSL_CERT_FILE".into(), rx.ca_file.display().to_string()));
+    if let Ok(v) = std::env::var("BENCH_MIMALLOC_PURGE_DELAY") {
+        env.push(("MIMALLOC_PURGE_DELAY".into(), v));
+    }
     env
 }
 

@@ -6,7 +6,6 @@
 
 use crate::init::Forwarder;
 use aws_lambda_events::cloudwatch_logs::LogsEvent;
-use kaf_envelope::EnvelopeStats;
 use kaf_envelope::cloudwatch::SubscriptionPayload;
 use kaf_upload::{DeliveryError, Summary};
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -44,41 +43,32 @@ pub async fn handle(
     let mut summary = Summary::default();
 
     let payload = SubscriptionPayload::from(logs.aws_logs.data);
-    let mut envelope = EnvelopeStats::default();
-    let batch = payload.into_batch(&forwarder.stream_prefix, &mut envelope);
-    summary.envelope = envelope;
-    let source_key = format!("{}/{}", batch.source.cluster, batch.source.stream);
+    let batch = payload.into_batch(&forwarder.stream_prefix, &mut summary.envelope);
 
-    let processed = forwarder.pipeline.process(batch, now_ms());
-    summary.pipeline = processed.stats;
-    for reject in &processed.rejects {
+    // The runtime's deadline as a monotonic instant (the wall clock may step during the invocation).
+    let left = context
+        .deadline()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + left;
+    let forwarded = forwarder
+        .uploader
+        .forward(&forwarder.pipeline, batch, now_ms(), deadline)
+        .await;
+    for reject in &forwarded.rejects {
         tracing::warn!(event_id = %reject.event_id, reason = %reject.reason, "event not forwarded");
     }
-
-    if !processed.records.is_empty() {
-        // The runtime's deadline as a monotonic instant (the clock may step during the invocation).
-        let left = context
-            .deadline()
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        let deadline = tokio::time::Instant::now() + left;
-        let outcome = forwarder
-            .uploader
-            .deliver(&source_key, &processed.records, deadline)
-            .await;
-        summary.upload = outcome.stats;
-        summary.duration_ms = started.elapsed().as_millis() as u64;
-        if let Some(cause) = outcome.worst_error() {
-            let undelivered = outcome.failed.iter().map(|f| f.records.len()).sum();
-            tracing::error!(summary = %summary.to_json(), "delivery failed");
-            return Err(ForwardError {
-                undelivered,
-                records: processed.records.len(),
-                cause: cause.clone(),
-            });
-        }
-    }
+    summary.pipeline = forwarded.pipeline;
+    summary.upload = forwarded.upload;
     summary.duration_ms = started.elapsed().as_millis() as u64;
+    if let Some(cause) = forwarded.worst_error() {
+        tracing::error!(summary = %summary.to_json(), "delivery failed");
+        return Err(ForwardError {
+            undelivered: forwarded.undelivered(),
+            records: summary.pipeline.forwarded as usize,
+            cause: cause.clone(),
+        });
+    }
     tracing::info!(summary = %summary.to_json(), "invocation done");
     Ok(summary)
 }

@@ -273,6 +273,19 @@ impl Pipeline {
         out
     }
 
+    /// [`Pipeline::process`] over `batch` in chunks of `chunk_events` events, lazily: memory holds one chunk's
+    /// records at a time (per consumer), not the whole batch's. Chunk boundaries depend only on the batch, so a
+    /// redelivered batch gives the same chunks.
+    pub fn chunks(&self, batch: Batch, chunk_events: usize, now_ms: i64) -> Chunks<'_> {
+        Chunks {
+            pipeline: self,
+            source: batch.source,
+            events: batch.events.into_iter(),
+            chunk_events: chunk_events.max(1),
+            now_ms,
+        }
+    }
+
     fn map(&self, doc: &mut Value) -> Record {
         let mut record = Record::new();
         for entry in &self.profile.entries {
@@ -304,6 +317,31 @@ impl Pipeline {
             Some(v) => format.parse_ms(v, now_ms).ok(),
             None => lookup::with_value(doc, field, |v| format.parse_ms(v, now_ms).ok())?,
         }
+    }
+}
+
+/// Iterator returned by [`Pipeline::chunks`].
+pub struct Chunks<'a> {
+    pipeline: &'a Pipeline,
+    source: Source,
+    events: std::vec::IntoIter<kaf_envelope::RawEvent>,
+    chunk_events: usize,
+    now_ms: i64,
+}
+
+impl Iterator for Chunks<'_> {
+    type Item = Processed;
+
+    fn next(&mut self) -> Option<Processed> {
+        let events: Vec<_> = self.events.by_ref().take(self.chunk_events).collect();
+        if events.is_empty() {
+            return None;
+        }
+        let batch = Batch {
+            source: self.source.clone(),
+            events,
+        };
+        Some(self.pipeline.process(batch, self.now_ms))
     }
 }
 

@@ -190,7 +190,6 @@ impl Uploader {
         deadline: Instant,
     ) -> DeliveryOutcome {
         let plan = BatchPlan::new(records, self.settings.limits);
-        // After a quota or configuration refusal, requests not yet sent fail the same way without being sent.
         let halt: Mutex<Option<DeliveryError>> = Mutex::new(None);
         let ctx = Ctx {
             plan: &plan,
@@ -215,7 +214,7 @@ impl Uploader {
     }
 
     /// One request; on 413 its halves are sent instead (a record alone that is still too large is rejected).
-    fn send_range<'a>(
+    pub(crate) fn send_range<'a>(
         &'a self,
         ctx: &'a Ctx<'a>,
         range: Range<usize>,
@@ -372,12 +371,13 @@ impl Uploader {
     }
 }
 
-struct Ctx<'a> {
-    plan: &'a BatchPlan,
-    records: &'a [OutRecord],
-    source_key: &'a str,
-    deadline: Instant,
-    halt: &'a Mutex<Option<DeliveryError>>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) plan: &'a BatchPlan,
+    pub(crate) records: &'a [OutRecord],
+    pub(crate) source_key: &'a str,
+    pub(crate) deadline: Instant,
+    /// After a quota or configuration refusal, requests not yet sent fail the same way without being sent.
+    pub(crate) halt: &'a Mutex<Option<DeliveryError>>,
 }
 
 enum Failure {

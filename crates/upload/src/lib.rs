@@ -16,12 +16,14 @@
 pub mod batch;
 pub mod client;
 pub mod env;
+pub mod forward;
 pub mod summary;
 
 pub use batch::{BatchPlan, Limits};
 pub use client::{
     DeliveryOutcome, FailedRequest, TrustRoots, UploadSettings, UploadStats, Uploader,
 };
+pub use forward::{FailedChunk, Forwarded};
 pub use summary::Summary;
 
 /// Why a request was not delivered. Messages never include the API key or record content.
