@@ -36,6 +36,9 @@ pub struct Args {
     /// Only CloudWatch streams with this prefix are forwarded.
     #[arg(long, default_value = kaf_envelope::cloudwatch::AUDIT_STREAM_PREFIX)]
     stream_prefix: String,
+    /// Forward Secret values, tokens and credential-like ConfigMap values in clear (redaction is on by default).
+    #[arg(long)]
+    no_redact: bool,
     /// How long an upload may keep retrying, in seconds.
     #[arg(long, default_value_t = 300)]
     deadline_secs: u64,
@@ -60,7 +63,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             tracing::warn!(%warning, "logtypeconfig");
         }
     }
-    let pipeline = Pipeline::new(config.as_ref()).context("building the pipeline")?;
+    let redact = !args.no_redact
+        && kaf_pipeline::redact::enabled_from_env(std::env::var("REDACT_SECRETS").ok().as_deref())
+            .map_err(anyhow::Error::msg)?;
+    let pipeline = Pipeline::new(config.as_ref())
+        .context("building the pipeline")?
+        .with_secret_redaction(redact);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

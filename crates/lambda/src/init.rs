@@ -39,8 +39,15 @@ impl Forwarder {
             user_agent: format!("kube-audit-forwarder-lambda/{}", env!("CARGO_PKG_VERSION")),
             ..UploadSettings::from_env(var)?
         };
+        let redact = kaf_pipeline::redact::enabled_from_env(var("REDACT_SECRETS").as_deref())
+            .map_err(anyhow::Error::msg)?;
+        if !redact {
+            tracing::warn!(
+                "secret redaction is off (REDACT_SECRETS=false): Secret values will be forwarded in clear"
+            );
+        }
         Ok(Self {
-            pipeline: Pipeline::new(Some(&config))?,
+            pipeline: Pipeline::new(Some(&config))?.with_secret_redaction(redact),
             uploader: Uploader::new(&config, settings)?,
             stream_prefix: var("AUDIT_STREAM_PREFIX")
                 .unwrap_or_else(|| kaf_envelope::cloudwatch::AUDIT_STREAM_PREFIX.to_string()),

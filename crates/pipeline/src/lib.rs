@@ -3,7 +3,7 @@
 //! It takes a decoded [`Batch`] from `kaf-envelope` and hands flat [`Record`]s (field name → value, the profile
 //! schema) to whatever delivers them (the upload client, or stdout in the CLI). Per event, in this order:
 //!
-//! parse and check it is an audit event → normalise old API versions → map with the profile (`jsonPath`) →
+//! parse and check it is an audit event → normalise old API versions → redact secrets → map with the profile (`jsonPath`) →
 //! `_zl_timestamp` from the unmasked value → filter → mask → hash → derive → drop `ignoredFields` → add
 //! `s247agentuid` and `logstream` → size limit.
 //!
@@ -30,6 +30,7 @@
 
 pub mod limits;
 pub mod lookup;
+pub mod redact;
 pub mod rules;
 
 use kaf_config::{
@@ -117,6 +118,8 @@ pub struct PipelineStats {
     pub truncated: u64,
     /// Records that could not be shrunk to the limit (never seen in practice; counted, not sent).
     pub oversize_dropped: u64,
+    /// Secret values replaced by fingerprints.
+    pub redacted: u64,
 }
 
 impl std::ops::AddAssign for PipelineStats {
@@ -129,6 +132,7 @@ impl std::ops::AddAssign for PipelineStats {
         self.timestamp_fallbacks += o.timestamp_fallbacks;
         self.truncated += o.truncated;
         self.oversize_dropped += o.oversize_dropped;
+        self.redacted += o.redacted;
     }
 }
 
@@ -168,6 +172,7 @@ pub struct Pipeline {
     derives: Vec<kaf_config::DeriveRule>,
     ignored_fields: Vec<String>,
     max_record_bytes: usize,
+    redact_secrets: bool,
 }
 
 impl Pipeline {
@@ -182,6 +187,7 @@ impl Pipeline {
                 derives: Vec::new(),
                 ignored_fields: Vec::new(),
                 max_record_bytes: MAX_RECORD_BYTES,
+                redact_secrets: true,
             },
             Some(c) => Self {
                 profile: Profile::from_config(c)?,
@@ -191,8 +197,15 @@ impl Pipeline {
                 derives: c.derives.clone(),
                 ignored_fields: c.ignored_fields.clone(),
                 max_record_bytes: MAX_RECORD_BYTES,
+                redact_secrets: true,
             },
         })
+    }
+
+    /// Secret redaction is on by default; `false` turns it off (env `REDACT_SECRETS=false` in the binaries).
+    pub fn with_secret_redaction(mut self, on: bool) -> Self {
+        self.redact_secrets = on;
+        self
     }
 
     /// Lower the per-record limit (tests, or receivers with smaller limits).
@@ -226,6 +239,9 @@ impl Pipeline {
                 }
             };
             normalize(&mut doc);
+            if self.redact_secrets {
+                out.stats.redacted += redact::redact_event(&mut doc);
+            }
             let mut record = self.map(&mut doc);
 
             let timestamp = self.event_time(&record, &mut doc, now_ms);

@@ -105,3 +105,27 @@ fn unreadable_files_and_bad_configs_exit_2_naming_the_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("`apiKey`"));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn credentials_are_redacted_by_default_and_only_the_opt_out_shows_them() {
+    let sensitive = "tests/fixtures/samples/falcosecurity__falco/test__trace_files__k8s_audit__create_configmap_sensitive_values.json";
+    let out = cli(&["replay", sensitive], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 6);
+    assert!(
+        !stdout.contains("MY-ID") && !stdout.contains("MY-KEY"),
+        "{stdout}"
+    );
+    assert_eq!(summary(&out)["redacted"], json!(24)); // 2 lines × request and response × 6 events
+    assert!(stdout.contains("color.good=purple"));
+
+    for opt_out in [
+        cli(&["replay", "--no-redact", sensitive], &[]),
+        cli(&["replay", sensitive], &[("REDACT_SECRETS", "false")]),
+    ] {
+        assert!(String::from_utf8_lossy(&opt_out.stdout).contains("MY-KEY"));
+        assert_eq!(summary(&opt_out)["redacted"], json!(0));
+    }
+    let typo = cli(&["replay", sensitive], &[("REDACT_SECRETS", "flase")]);
+    assert_eq!(typo.status.code(), Some(2));
+}

@@ -221,3 +221,46 @@ async fn a_record_over_one_megabyte_is_truncated_not_dropped() {
     assert!(big.to_string().len() <= 1_000_000);
     assert_eq!(records.len(), events.len());
 }
+
+#[tokio::test]
+async fn secret_values_never_reach_the_upload_or_the_log() {
+    let lambda = start(json!({}), &[("RUST_LOG", "trace")]).await;
+    // Falco's real create_secret event, lifted to RequestResponse with the Secret it would then carry.
+    let mut event = fixtures::falco_events()
+        .into_iter()
+        .find(|e| e["objectRef"]["resource"] == json!("secrets") && e["verb"] == json!("create"))
+        .expect("a secret create sample");
+    let secret = json!({"kind": "Secret", "apiVersion": "v1", "type": "Opaque",
+        "metadata": {"name": event["objectRef"]["name"], "namespace": event["objectRef"]["namespace"],
+                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration":
+                        "{\"apiVersion\":\"v1\",\"data\":{\"password\":\"czNjcjN0LXZhbHVl\"},\"kind\":\"Secret\"}"}},
+        "data": {"password": "czNjcjN0LXZhbHVl"}, "stringData": {"api-key": "plain-text-api-key"}});
+    event["level"] = json!("RequestResponse");
+    event["requestObject"] = secret.clone();
+    event["responseObject"] = secret;
+    let mut events = fixtures::events(&fixtures::audit2rbac_demo());
+    events.push(event);
+    let id = lambda.runtime.invoke(
+        lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events))),
+        Duration::from_secs(20),
+    );
+    let s = summary(
+        &lambda
+            .runtime
+            .finished(&id, Duration::from_secs(20))
+            .await
+            .outcome,
+    )
+    .clone();
+    assert_eq!(s["redacted"], json!(6)); // data + stringData + last-applied, in request and response
+    let uploaded = serde_json::to_string(&lambda.rx.records()).unwrap();
+    for secret in ["czNjcjN0LXZhbHVl", "plain-text-api-key"] {
+        assert!(!uploaded.contains(secret), "{secret} was uploaded");
+        assert!(
+            !lambda.process.output().contains(secret),
+            "{secret} was logged"
+        );
+    }
+    assert!(uploaded.contains("<redacted sha256:"));
+    assert_eq!(lambda.rx.records().len(), 38);
+}

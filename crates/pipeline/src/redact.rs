@@ -1,0 +1,453 @@
+//! Secret redaction, on by default: managed clusters log `RequestResponse` events with Secret values in clear,
+//! and nobody can change their audit policy, so the forwarder is the last place to remove them.
+//!
+//! Runs on the parsed event before the profile mapping, so before masking, hashing and any log line. A
+//! redacted value keeps its key and becomes `<redacted sha256:0123456789ab>`, a 12-hex fingerprint of the value:
+//! a changed secret stays visible as a changed fingerprint, without the value.
+//!
+//! What is redacted (`contracts/k8s-audit.md` §5):
+//! - any object of kind `Secret` (also inside lists, watch events, Tables): `data`, `stringData`, and the Secret
+//!   inside its `kubectl.kubernetes.io/last-applied-configuration` annotation;
+//! - requests on `secrets` whatever their shape: merge patches (`data`, `stringData`) and JSON patches on
+//!   `/data…`, `/stringData…`;
+//! - `TokenRequest` `status.token` (`serviceaccounts/token`), `TokenReview` `spec.token` (request and response);
+//! - ConfigMaps: values under sensitive keys, and `name = value` / `name: value` lines with a sensitive name;
+//! - `requestURI` query parameters that carry tokens or passwords.
+
+use crate::rules::sha256_hex;
+use regex::Regex;
+use serde_json::{Map, Value};
+use std::sync::LazyLock;
+
+const PREFIX: &str = "<redacted sha256:";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+static SENSITIVE_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)pass(?:word|wd|phrase)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth")
+        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+/// `name = value` or `name: value` lines (properties, ini, YAML, env files) whose name is sensitive.
+static SENSITIVE_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?m)^([ \t]*["']?[\w.\-]+["']?[ \t]*[=:][ \t]*)(\S.*?)[ \t]*\r?$"#)
+        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+static URI_SECRET: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)([?&](?:access_token|id_token|token|password|passwd|secret|client_secret)=)([^&#]*)",
+    )
+    .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+
+/// The `REDACT_SECRETS` setting: on unless it says `false`, `0`, `no` or `off`; anything else unknown is an
+/// error (a typo must not silently turn redaction off — or on).
+pub fn enabled_from_env(value: Option<&str>) -> Result<bool, String> {
+    match value.map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(true),
+        Some(v) if v.is_empty() || ["true", "1", "yes", "on"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => Ok(false),
+        Some(_) => Err("REDACT_SECRETS must be true or false".into()),
+    }
+}
+
+/// The replacement for `text`.
+pub fn fingerprint(text: &str) -> String {
+    format!("{PREFIX}{}>", &sha256_hex(text)[..12])
+}
+
+/// Redact `event` in place; returns how many values were replaced.
+pub fn redact_event(event: &mut Value) -> u64 {
+    let mut count = 0;
+    let Value::Object(map) = event else { return 0 };
+    let object_ref = map.get("objectRef");
+    let field = |k: &str| {
+        object_ref
+            .and_then(|o| o.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (resource, subresource, group) =
+        (field("resource"), field("subresource"), field("apiGroup"));
+    let core = group.is_empty();
+
+    for key in ["requestObject", "responseObject"] {
+        let Some(object) = map.get_mut(key) else {
+            continue;
+        };
+        walk(object, &mut count);
+        match (resource.as_str(), subresource.as_str()) {
+            ("secrets", _) if core => secret_shaped(object, &mut count),
+            ("configmaps", _) if core => configmap_shaped(object, &mut count),
+            ("serviceaccounts", "token") if core => {
+                token_at(object, &["status", "token"], &mut count)
+            }
+            ("tokenreviews", _) => token_at(object, &["spec", "token"], &mut count),
+            _ => {}
+        }
+    }
+    if let Some(Value::String(uri)) = map.get_mut("requestURI")
+        && uri.contains('?')
+    {
+        let replaced = URI_SECRET.replace_all(uri, |c: &regex::Captures<'_>| {
+            count += 1;
+            format!("{}{}", &c[1], fingerprint(&c[2]))
+        });
+        if let std::borrow::Cow::Owned(new) = replaced {
+            *uri = new;
+        }
+    }
+    count
+}
+
+/// Kind-driven: every object below `v` that says what it is.
+fn walk(v: &mut Value, count: &mut u64) {
+    match v {
+        Value::Object(map) => {
+            match map.get("kind").and_then(Value::as_str) {
+                Some("Secret") => secret_fields(map, count),
+                Some("SecretList") | Some("ConfigMapList") => {
+                    let secret = map.get("kind").and_then(Value::as_str) == Some("SecretList");
+                    if let Some(Value::Array(items)) = map.get_mut("items") {
+                        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                            if secret {
+                                secret_fields(item, count);
+                            } else {
+                                configmap_fields(item, count);
+                            }
+                        }
+                    }
+                }
+                Some("ConfigMap") => configmap_fields(map, count),
+                Some("TokenRequest") => token_in(map, &["status", "token"], count),
+                Some("TokenReview") => token_in(map, &["spec", "token"], count),
+                _ => {}
+            }
+            for child in map.values_mut() {
+                walk(child, count);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| walk(i, count)),
+        _ => {}
+    }
+}
+
+/// A request or response on `secrets`, whatever its shape (object, merge patch, JSON patch).
+fn secret_shaped(v: &mut Value, count: &mut u64) {
+    match v {
+        Value::Object(map) => secret_fields(map, count),
+        Value::Array(ops) => {
+            for op in ops.iter_mut().filter_map(Value::as_object_mut) {
+                let path = op.get("path").and_then(Value::as_str).unwrap_or("");
+                let whole = path == "/data" || path == "/stringData";
+                let member = path.starts_with("/data/") || path.starts_with("/stringData/");
+                let annotation = path.contains("last-applied-configuration");
+                if let Some(value) = op.get_mut("value") {
+                    if whole {
+                        redact_members(value, count);
+                    } else if member || annotation {
+                        redact(value, count);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn secret_fields(map: &mut Map<String, Value>, count: &mut u64) {
+    for key in ["data", "stringData"] {
+        if let Some(data) = map.get_mut(key) {
+            redact_members(data, count);
+        }
+    }
+    last_applied(map, count, |inner, count| {
+        if let Value::Object(m) = inner {
+            secret_fields(m, count);
+        }
+    });
+}
+
+fn configmap_shaped(v: &mut Value, count: &mut u64) {
+    if let Value::Object(map) = v {
+        configmap_fields(map, count);
+    }
+}
+
+fn configmap_fields(map: &mut Map<String, Value>, count: &mut u64) {
+    for key in ["data", "binaryData"] {
+        let Some(Value::Object(data)) = map.get_mut(key) else {
+            continue;
+        };
+        for (name, value) in data.iter_mut() {
+            if SENSITIVE_NAME.is_match(name) {
+                redact(value, count);
+            } else if let Value::String(text) = value {
+                redact_sensitive_lines(text, count);
+            }
+        }
+    }
+    last_applied(map, count, |inner, count| {
+        if let Value::Object(m) = inner {
+            configmap_fields(m, count);
+        }
+    });
+}
+
+fn redact_sensitive_lines(text: &mut String, count: &mut u64) {
+    let replaced = SENSITIVE_LINE.replace_all(text, |c: &regex::Captures<'_>| {
+        if SENSITIVE_NAME.is_match(&c[1]) && !c[2].starts_with(PREFIX) {
+            *count += 1;
+            format!("{}{}", &c[1], fingerprint(&c[2]))
+        } else {
+            c[0].to_string()
+        }
+    });
+    if let std::borrow::Cow::Owned(new) = replaced {
+        *text = new;
+    }
+}
+
+/// The last-applied annotation is a JSON copy of the object: redact inside it with `inner`, or all of it when
+/// it does not parse.
+fn last_applied(
+    map: &mut Map<String, Value>,
+    count: &mut u64,
+    inner: impl Fn(&mut Value, &mut u64),
+) {
+    let Some(annotation) = map
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(|a| a.get_mut(LAST_APPLIED))
+    else {
+        return;
+    };
+    let Value::String(text) = annotation else {
+        return;
+    };
+    match serde_json::from_str::<Value>(text) {
+        Ok(mut parsed) => {
+            let before = *count;
+            inner(&mut parsed, count);
+            walk(&mut parsed, count);
+            if *count != before {
+                *annotation = Value::String(parsed.to_string());
+            }
+        }
+        Err(_) => redact(annotation, count),
+    }
+}
+
+fn token_at(v: &mut Value, path: &[&str], count: &mut u64) {
+    if let Value::Object(map) = v {
+        token_in(map, path, count);
+    }
+}
+
+fn token_in(map: &mut Map<String, Value>, path: &[&str], count: &mut u64) {
+    let [first, rest @ ..] = path else { return };
+    let Some(next) = map.get_mut(*first) else {
+        return;
+    };
+    if rest.is_empty() {
+        redact(next, count);
+    } else {
+        token_at(next, rest, count);
+    }
+}
+
+fn redact_members(v: &mut Value, count: &mut u64) {
+    match v {
+        Value::Object(members) => members.values_mut().for_each(|m| redact(m, count)),
+        Value::Null => {}
+        other => redact(other, count),
+    }
+}
+
+fn redact(v: &mut Value, count: &mut u64) {
+    let text = match &mut *v {
+        Value::Null => return,
+        Value::String(s) if s.starts_with(PREFIX) => return,
+        Value::String(s) => std::mem::take(s),
+        other => other.to_string(),
+    };
+    *v = Value::String(fingerprint(&text));
+    *count += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn event(resource: &str, subresource: Option<&str>, request: Value, response: Value) -> Value {
+        let mut object_ref =
+            json!({"resource": resource, "namespace": "default", "apiVersion": "v1"});
+        if let Some(s) = subresource {
+            object_ref["subresource"] = json!(s);
+        }
+        json!({"kind": "Event", "auditID": "a", "stage": "ResponseComplete", "requestURI": "/api/v1/x",
+               "objectRef": object_ref, "requestObject": request, "responseObject": response})
+    }
+
+    fn leaks(v: &Value, secrets: &[&str]) -> Vec<String> {
+        let text = v.to_string();
+        secrets
+            .iter()
+            .filter(|s| text.contains(*s))
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn secret_create_and_response_keep_keys_and_fingerprint_values() {
+        let secret = json!({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "db"},
+                            "data": {"password": "aHVudGVyMg=="}, "stringData": {"user": "admin-user"}});
+        let mut e = event("secrets", None, secret.clone(), secret);
+        assert_eq!(redact_event(&mut e), 4);
+        assert_eq!(
+            leaks(&e, &["aHVudGVyMg==", "admin-user"]),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            e["requestObject"]["data"]["password"],
+            json!(fingerprint("aHVudGVyMg=="))
+        );
+        assert!(
+            e["responseObject"]["stringData"]["user"]
+                .as_str()
+                .unwrap()
+                .starts_with(PREFIX)
+        );
+        // Idempotent: a second pass changes nothing.
+        let before = e.clone();
+        assert_eq!(redact_event(&mut e), 0);
+        assert_eq!(e, before);
+    }
+
+    #[test]
+    fn lists_watch_events_and_tables_are_covered() {
+        let list = json!({"kind": "SecretList", "items": [{"data": {"a": "QQ=="}}, {"data": {"b": "Qg=="}}]});
+        let mut e = event("secrets", None, Value::Null, list);
+        redact_event(&mut e);
+        assert_eq!(leaks(&e, &["QQ==", "Qg=="]), Vec::<String>::new());
+
+        let watch =
+            json!({"type": "MODIFIED", "object": {"kind": "Secret", "data": {"k": "c2VjcmV0"}}});
+        let table =
+            json!({"kind": "List", "items": [{"kind": "Secret", "data": {"t": "dGFibGU="}}]});
+        let mut e = event("pods", None, watch, table); // kind-driven, whatever the resource
+        redact_event(&mut e);
+        assert_eq!(leaks(&e, &["c2VjcmV0", "dGFibGU="]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn merge_and_json_patches_on_secrets() {
+        let merge = json!({"data": {"token": "bmV3"}, "metadata": {"labels": {"a": "b"}}});
+        let mut e = event("secrets", None, merge, Value::Null);
+        redact_event(&mut e);
+        assert_eq!(leaks(&e, &["bmV3"]), Vec::<String>::new());
+        assert_eq!(e["requestObject"]["metadata"]["labels"]["a"], json!("b"));
+
+        let json_patch = json!([
+            {"op": "replace", "path": "/data/password", "value": "cGF0Y2hlZA=="},
+            {"op": "add", "path": "/stringData", "value": {"x": "plain-secret"}},
+            {"op": "replace", "path": "/metadata/labels/app", "value": "web"}
+        ]);
+        let mut e = event("secrets", None, json_patch, Value::Null);
+        assert_eq!(redact_event(&mut e), 2);
+        assert_eq!(
+            leaks(&e, &["cGF0Y2hlZA==", "plain-secret"]),
+            Vec::<String>::new()
+        );
+        assert_eq!(e["requestObject"][2]["value"], json!("web"));
+    }
+
+    #[test]
+    fn last_applied_configuration_of_a_secret_is_redacted_inside() {
+        let applied = json!({"apiVersion": "v1", "kind": "Secret", "data": {"key": "bGFzdA=="}, "metadata": {"name": "s"}});
+        let secret = json!({"kind": "Secret", "metadata": {"annotations": {LAST_APPLIED: applied.to_string()}}, "data": {"key": "bGFzdA=="}});
+        let mut e = event("secrets", None, secret, Value::Null);
+        redact_event(&mut e);
+        assert_eq!(leaks(&e, &["bGFzdA=="]), Vec::<String>::new());
+        let inner: Value = serde_json::from_str(
+            e["requestObject"]["metadata"]["annotations"][LAST_APPLIED]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(inner["metadata"]["name"], json!("s"));
+
+        let broken = json!({"kind": "Secret", "metadata": {"annotations": {LAST_APPLIED: "{not json \"data\":\"c2Vj\""}}});
+        let mut e = event("secrets", None, broken, Value::Null);
+        redact_event(&mut e);
+        assert_eq!(leaks(&e, &["c2Vj"]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn token_request_and_token_review() {
+        let jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6IiJ9.eyJzdWIiOiJ4In0.c2ln";
+        let request = json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "spec": {"audiences": ["api"]}});
+        let response = json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "status": {"token": jwt, "expirationTimestamp": "2026-01-01T00:00:00Z"}});
+        let mut e = event("serviceaccounts", Some("token"), request, response);
+        assert_eq!(redact_event(&mut e), 1);
+        assert_eq!(leaks(&e, &[jwt]), Vec::<String>::new());
+        assert_eq!(
+            e["responseObject"]["status"]["expirationTimestamp"],
+            json!("2026-01-01T00:00:00Z")
+        );
+
+        let review = json!({"apiVersion": "authentication.k8s.io/v1", "spec": {"token": jwt}});
+        let mut e = event("tokenreviews", None, review.clone(), review);
+        e["objectRef"]["apiGroup"] = json!("authentication.k8s.io");
+        assert_eq!(redact_event(&mut e), 2);
+        assert_eq!(leaks(&e, &[jwt]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn configmap_values_under_sensitive_names_and_lines() {
+        let cm = json!({"kind": "ConfigMap", "data": {
+            "access.properties": "aws_access_key_id = MY-ID\naws_secret_access_key = MY-KEY\n",
+            "ui.properties": "color.good=purple\ncolor.bad=yellow\n",
+            "db_password": "hunter2",
+            "app.yaml": "server:\n  port: 8080\n  apiKey: abc123\n"
+        }});
+        let mut e = event("configmaps", None, cm, Value::Null);
+        assert_eq!(redact_event(&mut e), 4);
+        assert_eq!(
+            leaks(&e, &["MY-ID", "MY-KEY", "hunter2", "abc123"]),
+            Vec::<String>::new()
+        );
+        let data = &e["requestObject"]["data"];
+        assert_eq!(
+            data["ui.properties"],
+            json!("color.good=purple\ncolor.bad=yellow\n")
+        );
+        assert!(data["app.yaml"].as_str().unwrap().contains("port: 8080"));
+        assert!(
+            data["access.properties"]
+                .as_str()
+                .unwrap()
+                .starts_with("aws_access_key_id = <redacted sha256:")
+        );
+    }
+
+    #[test]
+    fn tokens_in_request_uri_queries() {
+        let mut e = json!({"requestURI": "/api/v1/namespaces/x/pods/p/exec?command=sh&access_token=abc.def&stdin=true"});
+        assert_eq!(redact_event(&mut e), 1);
+        let uri = e["requestURI"].as_str().unwrap();
+        assert!(
+            !uri.contains("abc.def") && uri.contains("command=sh") && uri.contains("stdin=true"),
+            "{uri}"
+        );
+    }
+
+    #[test]
+    fn other_objects_are_untouched() {
+        let pod = json!({"kind": "Pod", "spec": {"containers": [{"env": [{"name": "TOKEN_FILE", "value": "/var/run/x"}]}]}});
+        let mut e = event("pods", None, pod.clone(), pod.clone());
+        assert_eq!(redact_event(&mut e), 0);
+        assert_eq!(e["requestObject"], pod);
+    }
+}
