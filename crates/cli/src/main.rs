@@ -3,7 +3,9 @@
 //! `replay FILE…` reads what the cloud functions read (Lambda CloudWatch events, OnFailure destination records,
 //! decoded subscription payloads) or plain audit JSON lines, runs the same pipeline, and either prints the
 //! records as JSON lines on stdout (no logtypeconfig) or uploads them (with one). A summary goes to stderr.
+//! `policy check` / `policy test` validate an audit policy and run conformance cases against the evaluator.
 
+mod policy;
 mod replay;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,9 @@ struct Cli {
 enum Command {
     /// Run files through the pipeline: print records as JSON lines, or upload them with a logtypeconfig.
     Replay(replay::Args),
+    /// Validate an audit policy, or run audit-policy conformance cases.
+    #[command(subcommand)]
+    Policy(policy::Command),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +47,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
+        Command::Policy(command) => policy::run(command),
     };
     match result {
         Ok(code) => code,

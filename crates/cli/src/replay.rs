@@ -36,6 +36,9 @@ pub struct Args {
     /// Only CloudWatch streams with this prefix are forwarded.
     #[arg(long, default_value = kaf_envelope::cloudwatch::AUDIT_STREAM_PREFIX)]
     stream_prefix: String,
+    /// Audit policy (YAML) to apply before forwarding; also env `AUDIT_POLICY` / `AUDIT_POLICY_FILE`.
+    #[arg(long)]
+    policy: Option<PathBuf>,
     /// Forward Secret values, tokens and credential-like ConfigMap values in clear (redaction is on by default).
     #[arg(long)]
     no_redact: bool,
@@ -66,9 +69,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let redact = !args.no_redact
         && kaf_pipeline::redact::enabled_from_env(std::env::var("REDACT_SECRETS").ok().as_deref())
             .map_err(anyhow::Error::msg)?;
+    let env = |k: &str| std::env::var(k).ok();
+    let policy_file = args
+        .policy
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .or_else(|| env("AUDIT_POLICY_FILE"));
+    let inline = if args.policy.is_some() {
+        None
+    } else {
+        env("AUDIT_POLICY")
+    };
+    let policy = kaf_pipeline::policy::from_env(inline.as_deref(), policy_file.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    for warning in policy.iter().flat_map(|p| &p.warnings) {
+        tracing::warn!(%warning, "audit policy");
+    }
     let pipeline = Pipeline::new(config.as_ref())
         .context("building the pipeline")?
-        .with_secret_redaction(redact);
+        .with_secret_redaction(redact)
+        .with_policy(policy);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -46,8 +46,18 @@ impl Forwarder {
                 "secret redaction is off (REDACT_SECRETS=false): Secret values will be forwarded in clear"
             );
         }
+        let policy = kaf_pipeline::policy::from_env(
+            var("AUDIT_POLICY").as_deref(),
+            var("AUDIT_POLICY_FILE").as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        for warning in policy.iter().flat_map(|p| &p.warnings) {
+            tracing::warn!(%warning, "audit policy");
+        }
         Ok(Self {
-            pipeline: Pipeline::new(Some(&config))?.with_secret_redaction(redact),
+            pipeline: Pipeline::new(Some(&config))?
+                .with_secret_redaction(redact)
+                .with_policy(policy),
             uploader: Uploader::new(&config, settings)?,
             stream_prefix: var("AUDIT_STREAM_PREFIX")
                 .unwrap_or_else(|| kaf_envelope::cloudwatch::AUDIT_STREAM_PREFIX.to_string()),

@@ -3,7 +3,7 @@
 //! It takes a decoded [`Batch`] from `kaf-envelope` and hands flat [`Record`]s (field name → value, the profile
 //! schema) to whatever delivers them (the upload client, or stdout in the CLI). Per event, in this order:
 //!
-//! parse and check it is an audit event → normalise old API versions → redact secrets → map with the profile (`jsonPath`) →
+//! parse and check it is an audit event → normalise old API versions → audit policy → redact secrets → map with the profile (`jsonPath`) →
 //! `_zl_timestamp` from the unmasked value → filter → mask → hash → derive → drop `ignoredFields` → add
 //! `s247agentuid` and `logstream` → size limit.
 //!
@@ -30,6 +30,7 @@
 
 pub mod limits;
 pub mod lookup;
+pub mod policy;
 pub mod redact;
 pub mod rules;
 
@@ -120,6 +121,10 @@ pub struct PipelineStats {
     pub oversize_dropped: u64,
     /// Secret values replaced by fingerprints.
     pub redacted: u64,
+    /// Events the audit policy dropped (level `None` or an omitted stage).
+    pub policy_dropped: u64,
+    /// Events the audit policy reduced (objects removed for a lower level, managedFields stripped).
+    pub policy_reduced: u64,
 }
 
 impl std::ops::AddAssign for PipelineStats {
@@ -133,6 +138,8 @@ impl std::ops::AddAssign for PipelineStats {
         self.truncated += o.truncated;
         self.oversize_dropped += o.oversize_dropped;
         self.redacted += o.redacted;
+        self.policy_dropped += o.policy_dropped;
+        self.policy_reduced += o.policy_reduced;
     }
 }
 
@@ -173,6 +180,7 @@ pub struct Pipeline {
     ignored_fields: Vec<String>,
     max_record_bytes: usize,
     redact_secrets: bool,
+    policy: Option<policy::Policy>,
 }
 
 impl Pipeline {
@@ -188,6 +196,7 @@ impl Pipeline {
                 ignored_fields: Vec::new(),
                 max_record_bytes: MAX_RECORD_BYTES,
                 redact_secrets: true,
+                policy: None,
             },
             Some(c) => Self {
                 profile: Profile::from_config(c)?,
@@ -198,6 +207,7 @@ impl Pipeline {
                 ignored_fields: c.ignored_fields.clone(),
                 max_record_bytes: MAX_RECORD_BYTES,
                 redact_secrets: true,
+                policy: None,
             },
         })
     }
@@ -205,6 +215,12 @@ impl Pipeline {
     /// Secret redaction is on by default; `false` turns it off (env `REDACT_SECRETS=false` in the binaries).
     pub fn with_secret_redaction(mut self, on: bool) -> Self {
         self.redact_secrets = on;
+        self
+    }
+
+    /// Evaluate every event against an audit policy before anything else looks at it.
+    pub fn with_policy(mut self, policy: Option<policy::Policy>) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -239,6 +255,16 @@ impl Pipeline {
                 }
             };
             normalize(&mut doc);
+            if let Some(policy) = &self.policy {
+                match policy.apply(&mut doc) {
+                    policy::Applied::Dropped => {
+                        out.stats.policy_dropped += 1;
+                        continue;
+                    }
+                    policy::Applied::Reduced => out.stats.policy_reduced += 1,
+                    policy::Applied::Kept => {}
+                }
+            }
             if self.redact_secrets {
                 out.stats.redacted += redact::redact_event(&mut doc);
             }

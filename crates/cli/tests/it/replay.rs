@@ -129,3 +129,85 @@ fn credentials_are_redacted_by_default_and_only_the_opt_out_shows_them() {
     let typo = cli(&["replay", sensitive], &[("REDACT_SECRETS", "flase")]);
     assert_eq!(typo.status.code(), Some(2));
 }
+
+#[test]
+fn the_recommended_policy_keeps_every_denial_and_write_and_drops_noise() {
+    let out = cli(
+        &[
+            "replay",
+            "--policy",
+            "templates/policies/managed-cluster.yaml",
+            DEMO,
+            "tests/fixtures/samples/liggitt__audit2rbac/testdata__demo.log@501d132",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = stdout_records(&out);
+    assert!(
+        records
+            .iter()
+            .all(|r| r["stage"] != json!("RequestReceived"))
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["responsestatus_code"] == json!(403))
+            .count(),
+        22
+    );
+    let s = summary(&out);
+    assert_eq!(
+        (s["eventsIn"].as_u64(), s["policyDropped"].as_u64()),
+        (Some(794), Some(324))
+    );
+    assert_eq!(s["forwarded"].as_u64(), Some(794 - 324));
+}
+
+#[test]
+fn policy_check_and_test_subcommands() {
+    let ok = cli(
+        &["policy", "check", "templates/policies/managed-cluster.yaml"],
+        &[],
+    );
+    assert!(ok.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n- level: metadata\n",
+    )
+    .unwrap();
+    let out = cli(&["policy", "check", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`rules[1].level`"));
+
+    let passing = cli(
+        &["policy", "test", "tests/fixtures/policy/policy-cases.json"],
+        &[],
+    );
+    assert!(passing.status.success());
+    assert!(String::from_utf8_lossy(&passing.stdout).ends_with("43 passed, 0 failed\n"));
+    let mut cases: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            crate::harness::repo_root().join("tests/fixtures/policy/policy-cases.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    cases[1]["expect"]["omitManagedFields"] = json!(true);
+    let broken = dir.path().join("cases.json");
+    std::fs::write(&broken, cases.to_string()).unwrap();
+    let failing = cli(&["policy", "test", broken.to_str().unwrap()], &[]);
+    assert_eq!(failing.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&failing.stdout);
+    assert!(
+        stdout.contains("FAIL upstream/namespaced/user-match: omitManagedFields false (want true)"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("42 passed, 1 failed\n"));
+}

@@ -134,3 +134,47 @@ async fn the_api_key_never_appears_in_logs_even_at_debug_level() {
     );
     assert!(!log.contains(KEY));
 }
+
+#[tokio::test]
+async fn an_audit_policy_from_the_environment_is_applied_and_an_invalid_one_stops_init() {
+    let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: None\n  verbs: [get]\n- level: Metadata\n";
+    let lambda = crate::harness::start(json!({}), &[("AUDIT_POLICY", policy)]).await;
+    let events = fixtures::events(&fixtures::audit2rbac_demo());
+    let gets = events.iter().filter(|e| e["verb"] == json!("get")).count();
+    let id = lambda.runtime.invoke(
+        lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events))),
+        Duration::from_secs(20),
+    );
+    let Outcome::Response(s) = lambda
+        .runtime
+        .finished(&id, Duration::from_secs(20))
+        .await
+        .outcome
+    else {
+        panic!()
+    };
+    assert_eq!(s["policyDropped"].as_u64(), Some(gets as u64));
+    assert_eq!(lambda.rx.records().len(), events.len() - gets);
+
+    let runtime = RuntimeApi::start().await;
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let mut env = base_env(&runtime, &rx);
+    env.push((
+        "logTypeConfig".into(),
+        logtypeconfig(&rx.upload_domain(), json!({})),
+    ));
+    env.push((
+        "AUDIT_POLICY".into(),
+        base64::engine::general_purpose::STANDARD
+            .encode("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Everything\n"),
+    ));
+    let _process = spawn(bootstrap(), &env);
+    let error = runtime.init_error(Duration::from_secs(10)).await;
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("AUDIT_POLICY: audit policy field `rules[0].level`"),
+        "{error}"
+    );
+}
