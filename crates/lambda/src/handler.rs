@@ -44,6 +44,7 @@ pub async fn handle(
 
     let payload = SubscriptionPayload::from(logs.aws_logs.data);
     let batch = payload.into_batch(&forwarder.stream_prefix, &mut summary.envelope);
+    let cluster = batch.source.cluster.clone();
 
     // The runtime's deadline as a monotonic instant (the wall clock may step during the invocation).
     let left = context
@@ -61,6 +62,16 @@ pub async fn handle(
     summary.pipeline = forwarded.pipeline;
     summary.upload = forwarded.upload;
     summary.duration_ms = started.elapsed().as_millis() as u64;
+    // Metrics first, so a failed invocation is counted too.
+    println!(
+        "{}",
+        crate::metrics::emf_line(
+            &summary,
+            &context.env_config.function_name,
+            &cluster,
+            now_ms()
+        )
+    );
     if let Some(cause) = forwarded.worst_error() {
         tracing::error!(summary = %summary.to_json(), "delivery failed");
         return Err(ForwardError {

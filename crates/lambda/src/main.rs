@@ -5,6 +5,7 @@
 
 mod handler;
 mod init;
+mod metrics;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 

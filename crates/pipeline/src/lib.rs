@@ -3,7 +3,7 @@
 //! It takes a decoded [`Batch`] from `kaf-envelope` and hands flat [`Record`]s (field name → value, the profile
 //! schema) to whatever delivers them (the upload client, or stdout in the CLI). Per event, in this order:
 //!
-//! parse and check it is an audit event → normalise old API versions → audit policy → redact secrets → map with the profile (`jsonPath`) →
+//! parse and check it is an audit event → drop repeated `(auditID, stage)` → normalise old API versions → audit policy → redact secrets → map with the profile (`jsonPath`) →
 //! `_zl_timestamp` from the unmasked value → filter → mask → hash → derive → drop `ignoredFields` → add
 //! `s247agentuid` and `logstream` → size limit.
 //!
@@ -121,6 +121,10 @@ pub struct PipelineStats {
     pub oversize_dropped: u64,
     /// Secret values replaced by fingerprints.
     pub redacted: u64,
+    /// Repeated `(auditID, stage)` pairs within one batch (retried deliveries, both AKS categories enabled).
+    pub deduplicated: u64,
+    /// Bytes of audit JSON that came in.
+    pub bytes_in: u64,
     /// Events the audit policy dropped (level `None` or an omitted stage).
     pub policy_dropped: u64,
     /// Events the audit policy reduced (objects removed for a lower level, managedFields stripped).
@@ -138,6 +142,8 @@ impl std::ops::AddAssign for PipelineStats {
         self.truncated += o.truncated;
         self.oversize_dropped += o.oversize_dropped;
         self.redacted += o.redacted;
+        self.deduplicated += o.deduplicated;
+        self.bytes_in += o.bytes_in;
         self.policy_dropped += o.policy_dropped;
         self.policy_reduced += o.policy_reduced;
     }
@@ -232,12 +238,18 @@ impl Pipeline {
 
     /// Run every event of `batch` through the pipeline. `now_ms` is the ingest time (injected for tests).
     pub fn process(&self, batch: Batch, now_ms: i64) -> Processed {
+        self.process_with(batch, now_ms, &mut Seen::default())
+    }
+
+    /// [`Pipeline::process`] with the `(auditID, stage)` pairs already seen in earlier parts of the same batch.
+    fn process_with(&self, batch: Batch, now_ms: i64, seen: &mut Seen) -> Processed {
         let mut out = Processed {
             records: Vec::with_capacity(batch.events.len()),
             ..Processed::default()
         };
         for event in batch.events {
             out.stats.events_in += 1;
+            out.stats.bytes_in += payload_len(&event.payload);
             let mut doc = match parse_event(event.payload) {
                 Ok(doc) => doc,
                 Err(rejection) => {
@@ -254,6 +266,10 @@ impl Pipeline {
                     continue;
                 }
             };
+            if !seen.first_time(&doc) {
+                out.stats.deduplicated += 1;
+                continue;
+            }
             normalize(&mut doc);
             if let Some(policy) = &self.policy {
                 match policy.apply(&mut doc) {
@@ -321,6 +337,7 @@ impl Pipeline {
     pub fn chunks(&self, batch: Batch, chunk_events: usize, now_ms: i64) -> Chunks<'_> {
         Chunks {
             pipeline: self,
+            seen: Seen::default(),
             source: batch.source,
             events: batch.events.into_iter(),
             chunk_events: chunk_events.max(1),
@@ -365,6 +382,7 @@ impl Pipeline {
 /// Iterator returned by [`Pipeline::chunks`].
 pub struct Chunks<'a> {
     pipeline: &'a Pipeline,
+    seen: Seen,
     source: Source,
     events: std::vec::IntoIter<kaf_envelope::RawEvent>,
     chunk_events: usize,
@@ -383,7 +401,47 @@ impl Iterator for Chunks<'_> {
             source: self.source.clone(),
             events,
         };
-        Some(self.pipeline.process(batch, self.now_ms))
+        Some(
+            self.pipeline
+                .process_with(batch, self.now_ms, &mut self.seen),
+        )
+    }
+}
+
+/// `(auditID, stage)` pairs of one batch. `auditID` is client-settable and shared by all stages of a request,
+/// so the pair (within one source) is the identity of an event; events without one are never deduplicated.
+#[derive(Debug, Default)]
+struct Seen(std::collections::HashSet<String>);
+
+impl Seen {
+    fn first_time(&mut self, doc: &Value) -> bool {
+        match (
+            doc.get("auditID").and_then(Value::as_str),
+            doc.get("stage").and_then(Value::as_str),
+        ) {
+            (Some(id), Some(stage)) if !id.is_empty() => self.0.insert(format!("{id}\u{0}{stage}")),
+            _ => true,
+        }
+    }
+}
+
+fn payload_len(payload: &Payload) -> u64 {
+    match payload {
+        Payload::Text(t) => t.len() as u64,
+        Payload::Json(v) => {
+            struct Count(u64);
+            impl std::io::Write for Count {
+                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                    self.0 += buf.len() as u64;
+                    Ok(buf.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            let mut count = Count(0);
+            serde_json::to_writer(&mut count, v).map_or(0, |()| count.0)
+        }
     }
 }
 

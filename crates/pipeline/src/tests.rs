@@ -122,10 +122,12 @@ fn config_json_path_alone_defines_the_record_and_keeps_falsy_values() {
 fn unreadable_timestamps_fall_back_to_the_envelope_then_ingest_time_and_are_counted() {
     let p = Pipeline::new(None).unwrap();
     let bad = event(json!({"requestReceivedTimestamp": "yesterday"}));
+    let mut second = bad.clone();
+    second["auditID"] = json!("id-2");
     let out = p.process(
         batch(vec![
-            (Some(1_700_000_000_000), Payload::Json(bad.clone())),
-            (None, Payload::Json(bad)),
+            (Some(1_700_000_000_000), Payload::Json(bad)),
+            (None, Payload::Json(second)),
         ]),
         42,
     );
@@ -182,7 +184,7 @@ fn filter_runs_on_unmasked_values_then_mask_hash_derive_and_ignore() {
         "ignoredFields": ["useragent", "sourceips"]
     }));
     let p = Pipeline::new(Some(&c)).unwrap();
-    let bob = event(json!({"user": {"username": "bob"}}));
+    let bob = event(json!({"user": {"username": "bob"}, "auditID": "id-bob"}));
     let out = p.process(
         batch(vec![
             (None, Payload::Json(event(json!({"userAgent": "kubectl"})))),
@@ -253,4 +255,43 @@ fn over_size_records_are_shrunk_and_counted() {
             .ends_with(limits::TRUNCATION_MARKER)
     );
     assert_eq!(r["verb"], json!("list"));
+}
+
+#[test]
+fn repeated_audit_id_and_stage_pairs_are_dropped_across_chunks_and_counted() {
+    let p = Pipeline::new(None).unwrap();
+    let received = event(json!({"stage": "RequestReceived"}));
+    let complete = event(json!({}));
+    let other = event(json!({"auditID": "id-2"}));
+    let mut no_id = event(json!({}));
+    no_id.as_object_mut().unwrap().remove("auditID");
+    let events: Vec<_> = [
+        &received, &complete, &complete, &other, &received, &no_id, &no_id,
+    ]
+    .into_iter()
+    .map(|e| (None, Payload::Json(e.clone())))
+    .collect();
+    let bytes: u64 = [
+        &received, &complete, &complete, &other, &received, &no_id, &no_id,
+    ]
+    .iter()
+    .map(|e| e.to_string().len() as u64)
+    .sum();
+    // Chunks of 2: the repeats fall into other chunks than their first occurrence.
+    let chunks: Vec<Processed> = p.chunks(batch(events), 2, 0).collect();
+    assert_eq!(chunks.len(), 4);
+    let mut total = PipelineStats::default();
+    chunks.iter().for_each(|c| total += c.stats);
+    assert_eq!(
+        (total.events_in, total.deduplicated, total.forwarded),
+        (7, 2, 5)
+    );
+    assert_eq!(total.bytes_in, bytes);
+    // A second, separate batch starts afresh (dedupe is per invocation).
+    assert_eq!(
+        p.process(batch(vec![(None, Payload::Json(complete))]), 0)
+            .stats
+            .forwarded,
+        1
+    );
 }

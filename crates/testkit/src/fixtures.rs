@@ -45,3 +45,13 @@ pub fn falco_events() -> Vec<Value> {
         .filter(|e| e.get("kind").and_then(Value::as_str) == Some("Event"))
         .collect()
 }
+
+/// How many distinct `(auditID, stage)` pairs `events` hold: what arrives after per-invocation dedupe.
+/// (Two Falco trace files carry edited copies of one event each.)
+pub fn distinct(events: &[Value]) -> usize {
+    events
+        .iter()
+        .map(|e| (e["auditID"].to_string(), e["stage"].to_string()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}

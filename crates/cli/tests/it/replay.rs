@@ -211,3 +211,27 @@ fn policy_check_and_test_subcommands() {
     );
     assert!(stdout.ends_with("42 passed, 1 failed\n"));
 }
+
+#[test]
+fn a_repeated_event_within_one_input_is_forwarded_once_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string(crate::harness::repo_root().join(DEMO)).unwrap();
+    let first = demo.lines().next().unwrap();
+    // A retried delivery: the first event again at the end.
+    let file = dir.path().join("retried.log");
+    std::fs::write(&file, format!("{demo}{first}\n")).unwrap();
+    let out = cli(&["replay", file.to_str().unwrap()], &[]);
+    let s = summary(&out);
+    assert_eq!(
+        (
+            s["eventsIn"].as_u64(),
+            s["deduplicated"].as_u64(),
+            s["forwarded"].as_u64()
+        ),
+        (Some(38), Some(1), Some(37))
+    );
+    assert_eq!(
+        s["bytesIn"].as_u64(),
+        Some(demo.lines().map(str::len).sum::<usize>() as u64 + first.len() as u64)
+    );
+}

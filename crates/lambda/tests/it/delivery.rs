@@ -167,14 +167,51 @@ async fn malformed_and_non_audit_messages_never_fail_the_batch() {
             .outcome,
     )
     .clone();
-    assert_eq!(s["forwarded"].as_u64(), Some(good.len() as u64));
+    let distinct = fixtures::distinct(&good);
+    assert_eq!(
+        s["deduplicated"].as_u64(),
+        Some((good.len() - distinct) as u64)
+    );
+    assert_eq!(s["forwarded"].as_u64(), Some(distinct as u64));
     assert_eq!(
         (s["malformed"].as_u64(), s["nonAudit"].as_u64()),
         (Some(1), Some(2))
     );
-    assert_eq!(lambda.rx.records().len(), good.len());
+    assert_eq!(lambda.rx.records().len(), distinct);
     let log = lambda.process.output();
     assert!(log.contains("event not forwarded"), "{log}");
+    let emf = crate::harness::emf_lines(&log);
+    assert_eq!(emf.len(), 1, "{log}");
+    let m = &emf[0];
+    assert_eq!(
+        m["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        json!("KubeAuditForwarder")
+    );
+    let bytes_in: usize = msgs.iter().map(String::len).sum();
+    assert_eq!(
+        [
+            &m["EventsIn"],
+            &m["Forwarded"],
+            &m["Malformed"],
+            &m["NonAudit"],
+            &m["Requests"],
+            &m["FailedRequests"],
+            &m["BytesIn"]
+        ],
+        [
+            &json!(good.len() + 3),
+            &json!(distinct),
+            &json!(1),
+            &json!(2),
+            &json!(1),
+            &json!(0),
+            &json!(bytes_in)
+        ]
+    );
+    assert_eq!(
+        (m["FunctionName"].clone(), m["Cluster"].clone()),
+        (json!("kube-audit-forwarder"), json!("demo"))
+    );
     assert!(
         !log.contains("eyJhbGciOiJSUzI1NiJ9"),
         "a malformed message leaked into the log:\n{log}"
@@ -219,7 +256,7 @@ async fn a_record_over_one_megabyte_is_truncated_not_dropped() {
             .ends_with("##TRUNCATED###")
     );
     assert!(big.to_string().len() <= 1_000_000);
-    assert_eq!(records.len(), events.len());
+    assert_eq!(records.len(), fixtures::distinct(&events));
 }
 
 #[tokio::test]

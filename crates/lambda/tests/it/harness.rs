@@ -62,3 +62,12 @@ pub async fn start(extra_config: Value, extra_env: &[(&str, &str)]) -> Lambda {
         process,
     }
 }
+
+/// The Embedded Metric Format lines the function printed.
+pub fn emf_lines(output: &str) -> Vec<Value> {
+    output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect()
+}
