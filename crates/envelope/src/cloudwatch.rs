@@ -89,6 +89,7 @@ impl SubscriptionPayload {
         let source = Source {
             cluster: cluster_from_log_group(&self.log_group).to_string(),
             stream: self.log_stream,
+            event_pointer: None,
         };
         if self.message_type == "CONTROL_MESSAGE" {
             stats.control_messages += 1;

@@ -4,9 +4,11 @@
 //!
 //! - [`cloudwatch`]: CloudWatch Logs subscription payloads (EKS), from the Lambda's `LogsEvent` or from a file
 //!   (`{"awslogs":{"data":…}}` or the decoded payload), with the audit-stream selection.
+//! - [`azure`]: the Azure Functions custom-handler invocation and the AKS diagnostic records in its bodies.
 //! - [`lines`]: plain audit JSON lines (`.log`, `.jsonl`), blank lines skipped.
 //! - [`sniff`]: recognise which of these a replay file holds.
 
+pub mod azure;
 pub mod cloudwatch;
 pub mod lines;
 pub mod sniff;
@@ -18,8 +20,11 @@ use serde_json::Value;
 pub struct Source {
     /// The cluster (EKS: from the log group name), sent as `s247agentuid`.
     pub cluster: String,
-    /// The log stream (EKS) or file the events were read from.
+    /// The log stream (EKS), category (AKS) or file the events were read from.
     pub stream: String,
+    /// Where the audit event sits in each event's document (a JSON pointer); `None`: the document is the
+    /// event. AKS records carry it at `/properties/log`.
+    pub event_pointer: Option<&'static str>,
 }
 
 /// One event as the envelope carried it: still to be parsed and checked by the pipeline.

@@ -45,6 +45,7 @@ pub fn decode_file(
         source: Source {
             cluster: ctx.cluster.to_string(),
             stream: ctx.origin.to_string(),
+            event_pointer: None,
         },
         events,
     };

@@ -17,7 +17,7 @@
 //!   "verb":"list","user":{"username":"bob"},"responseStatus":{"code":403},
 //!   "requestReceivedTimestamp":"2026-04-20T16:32:59.930178Z"}"#;
 //! let batch = Batch {
-//!     source: Source { cluster: "demo".into(), stream: "kube-apiserver-audit-1".into() },
+//!     source: Source { cluster: "demo".into(), stream: "kube-apiserver-audit-1".into(), event_pointer: None },
 //!     events: vec![RawEvent { id: "1".into(), envelope_time_ms: None, payload: Payload::Text(event.into()) }],
 //! };
 //! let out = pipeline.process(batch, 0);
@@ -80,6 +80,16 @@ impl Profile {
             date_field,
             date_format: DateFormat::default(),
         })
+    }
+
+    /// The same profile with every key under `prefix` (the default profile, for documents that carry the event
+    /// inside an envelope: AKS records at `properties.log`).
+    fn rooted_at(&self, prefix: &str) -> Self {
+        let mut profile = self.clone();
+        for entry in &mut profile.entries {
+            entry.key = format!("{prefix}.{}", entry.key);
+        }
+        profile
     }
 
     /// The config's own `jsonPath` if it has one, else the default profile; date settings from the config win.
@@ -187,12 +197,15 @@ pub struct Pipeline {
     max_record_bytes: usize,
     redact_secrets: bool,
     policy: Option<policy::Policy>,
+    /// The default profile re-rooted at AKS's `properties.log`; `None` when the config has its own `jsonPath`
+    /// (which is then relative to the whole document, as in Site24x7's AKS configs).
+    aks_profile: Option<Profile>,
 }
 
 impl Pipeline {
     /// Without a config: the default profile and no rules (the CLI's stdout mode).
     pub fn new(config: Option<&LogTypeConfig>) -> Result<Self, ConfigError> {
-        Ok(match config {
+        let mut pipeline = match config {
             None => Self {
                 profile: Profile::kubernetes_audit()?,
                 filters: Vec::new(),
@@ -203,6 +216,7 @@ impl Pipeline {
                 max_record_bytes: MAX_RECORD_BYTES,
                 redact_secrets: true,
                 policy: None,
+                aks_profile: None,
             },
             Some(c) => Self {
                 profile: Profile::from_config(c)?,
@@ -214,8 +228,13 @@ impl Pipeline {
                 max_record_bytes: MAX_RECORD_BYTES,
                 redact_secrets: true,
                 policy: None,
+                aks_profile: None,
             },
-        })
+        };
+        if config.is_none_or(|c| c.json_path.is_none()) {
+            pipeline.aks_profile = Some(pipeline.profile.rooted_at("properties.log"));
+        }
+        Ok(pipeline)
     }
 
     /// Secret redaction is on by default; `false` turns it off (env `REDACT_SECRETS=false` in the binaries).
@@ -250,7 +269,10 @@ impl Pipeline {
         for event in batch.events {
             out.stats.events_in += 1;
             out.stats.bytes_in += payload_len(&event.payload);
-            let mut doc = match parse_event(event.payload) {
+            let pointer = batch.source.event_pointer;
+            let parsed = parse_document(event.payload)
+                .and_then(|doc| check_event(event_at(&doc, pointer)).map(|()| doc));
+            let mut doc = match parsed {
                 Ok(doc) => doc,
                 Err(rejection) => {
                     match rejection {
@@ -266,13 +288,16 @@ impl Pipeline {
                     continue;
                 }
             };
-            if !seen.first_time(&doc) {
+            let Some(audit) = event_at_mut(&mut doc, pointer) else {
+                continue;
+            };
+            if !seen.first_time(audit) {
                 out.stats.deduplicated += 1;
                 continue;
             }
-            normalize(&mut doc);
+            normalize(audit);
             if let Some(policy) = &self.policy {
-                match policy.apply(&mut doc) {
+                match policy.apply(audit) {
                     policy::Applied::Dropped => {
                         out.stats.policy_dropped += 1;
                         continue;
@@ -282,11 +307,15 @@ impl Pipeline {
                 }
             }
             if self.redact_secrets {
-                out.stats.redacted += redact::redact_event(&mut doc);
+                out.stats.redacted += redact::redact_event(audit);
             }
-            let mut record = self.map(&mut doc);
+            let profile = match (pointer, &self.aks_profile) {
+                (Some(_), Some(rooted)) => rooted,
+                _ => &self.profile,
+            };
+            let mut record = map(profile, &mut doc);
 
-            let timestamp = self.event_time(&record, &mut doc, now_ms);
+            let timestamp = event_time(profile, &record, &mut doc, now_ms);
             let time_ms = match timestamp {
                 Some(ms) => ms,
                 None => {
@@ -344,38 +373,38 @@ impl Pipeline {
             now_ms,
         }
     }
+}
 
-    fn map(&self, doc: &mut Value) -> Record {
-        let mut record = Record::new();
-        for entry in &self.profile.entries {
-            let Some(Some(value)) = lookup::with_value(doc, &entry.key, |found| {
-                field_value(found, entry.value_type)
-            }) else {
-                continue;
-            };
-            if let Some(pattern) = &entry.pattern
-                && let Some(caps) = pattern.captures(&rules::string_form(&value))
-            {
-                for name in pattern.capture_names().flatten() {
-                    if let Some(m) = caps.name(name) {
-                        record.insert(name.to_string(), Value::String(m.as_str().to_string()));
-                    }
+fn map(profile: &Profile, doc: &mut Value) -> Record {
+    let mut record = Record::new();
+    for entry in &profile.entries {
+        let Some(Some(value)) = lookup::with_value(doc, &entry.key, |found| {
+            field_value(found, entry.value_type)
+        }) else {
+            continue;
+        };
+        if let Some(pattern) = &entry.pattern
+            && let Some(caps) = pattern.captures(&rules::string_form(&value))
+        {
+            for name in pattern.capture_names().flatten() {
+                if let Some(m) = caps.name(name) {
+                    record.insert(name.to_string(), Value::String(m.as_str().to_string()));
                 }
-                continue;
             }
-            record.insert(entry.name.clone(), value);
+            continue;
         }
-        record
+        record.insert(entry.name.clone(), value);
     }
+    record
+}
 
-    /// The event time from the profile's date field, `None` when absent or unreadable.
-    fn event_time(&self, record: &Record, doc: &mut Value, now_ms: i64) -> Option<i64> {
-        let field = &self.profile.date_field;
-        let format = &self.profile.date_format;
-        match record.get(field) {
-            Some(v) => format.parse_ms(v, now_ms).ok(),
-            None => lookup::with_value(doc, field, |v| format.parse_ms(v, now_ms).ok())?,
-        }
+/// The event time from the profile's date field, `None` when absent or unreadable.
+fn event_time(profile: &Profile, record: &Record, doc: &mut Value, now_ms: i64) -> Option<i64> {
+    let field = &profile.date_field;
+    let format = &profile.date_format;
+    match record.get(field) {
+        Some(v) => format.parse_ms(v, now_ms).ok(),
+        None => lookup::with_value(doc, field, |v| format.parse_ms(v, now_ms).ok())?,
     }
 }
 
@@ -453,18 +482,40 @@ enum Rejection {
     NotAudit(String),
 }
 
-fn parse_event(payload: Payload) -> Result<Value, Rejection> {
-    let doc = match payload {
-        Payload::Json(v) => v,
+fn parse_document(payload: Payload) -> Result<Value, Rejection> {
+    match payload {
+        Payload::Json(v) => Ok(v),
         Payload::Text(text) => match serde_json::from_str(&text) {
-            Ok(v) => v,
+            Ok(v) => Ok(v),
             Err(e) => {
-                lookup::parse_lenient(&text).ok_or_else(|| Rejection::Malformed(e.to_string()))?
+                lookup::parse_lenient(&text).ok_or_else(|| Rejection::Malformed(e.to_string()))
             }
         },
-    };
-    let Value::Object(map) = &doc else {
-        return Err(Rejection::NotAudit("not a JSON object".into()));
+    }
+}
+
+fn event_at<'a>(doc: &'a Value, pointer: Option<&str>) -> Option<&'a Value> {
+    match pointer {
+        None => Some(doc),
+        Some(p) => doc.pointer(p),
+    }
+}
+
+fn event_at_mut<'a>(doc: &'a mut Value, pointer: Option<&str>) -> Option<&'a mut Value> {
+    match pointer {
+        None => Some(doc),
+        Some(p) => doc.pointer_mut(p),
+    }
+}
+
+fn check_event(event: Option<&Value>) -> Result<(), Rejection> {
+    let Some(Value::Object(map)) = event else {
+        let what = match event {
+            None => "no audit event in the record",
+            Some(Value::String(_)) => "the log line is not JSON",
+            Some(_) => "not a JSON object",
+        };
+        return Err(Rejection::NotAudit(what.into()));
     };
     let is_event = match map.get("kind") {
         Some(Value::String(kind)) => kind == "Event",
@@ -482,7 +533,7 @@ fn parse_event(payload: Payload) -> Result<Value, Rejection> {
             keys.join(", ")
         )));
     }
-    Ok(doc)
+    Ok(())
 }
 
 /// `audit.k8s.io/v1beta1` archives carry the received time as `timestamp` and the stage time as

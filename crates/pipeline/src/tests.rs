@@ -17,6 +17,7 @@ fn batch(events: Vec<(Option<i64>, Payload)>) -> Batch {
         source: Source {
             cluster: "demo".into(),
             stream: "kube-apiserver-audit-1".into(),
+            event_pointer: None,
         },
         events: events
             .into_iter()
@@ -293,5 +294,108 @@ fn repeated_audit_id_and_stage_pairs_are_dropped_across_chunks_and_counted() {
             .stats
             .forwarded,
         1
+    );
+}
+
+const PANTHER: &str = include_str!(
+    "../../../tests/fixtures/samples/panther-labs__panther-analysis/DERIVED__all_tests.jsonl"
+);
+
+/// The 34 real AKS diagnostic records of the Panther samples, `properties.log` parsed as the envelope does.
+fn aks_records() -> Vec<Value> {
+    PANTHER
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|row| row["log"].clone())
+        .filter(|log| log.get("category").is_some() && log.get("properties").is_some())
+        .map(|mut record| {
+            kaf_envelope::azure::parse_log_in_place(&mut record);
+            record
+        })
+        .collect()
+}
+
+fn aks_batch(records: Vec<Value>) -> Batch {
+    let mut b = batch(
+        records
+            .into_iter()
+            .map(|r| (None, Payload::Json(r)))
+            .collect(),
+    );
+    b.source.event_pointer = Some(kaf_envelope::azure::EVENT_POINTER);
+    b
+}
+
+#[test]
+fn aks_records_map_like_their_bare_events_with_the_default_profile() {
+    let records = aks_records();
+    assert_eq!(records.len(), 34);
+    let events: Vec<Value> = records
+        .iter()
+        .map(|r| r["properties"]["log"].clone())
+        .collect();
+    let p = Pipeline::new(None).unwrap();
+    let from_records = p.process(aks_batch(records), 0);
+    let from_events = p.process(
+        batch(
+            events
+                .into_iter()
+                .map(|e| (None, Payload::Json(e)))
+                .collect(),
+        ),
+        0,
+    );
+    // Two of the hand-written records share auditID `abc-123` at ResponseComplete: one is a repeat.
+    assert_eq!(
+        (
+            from_records.stats.forwarded,
+            from_records.stats.deduplicated
+        ),
+        (33, 1)
+    );
+    let strip = |o: &OutRecord| o.record.clone();
+    assert_eq!(
+        from_records.records.iter().map(strip).collect::<Vec<_>>(),
+        from_events.records.iter().map(strip).collect::<Vec<_>>()
+    );
+    assert!(
+        from_records
+            .records
+            .iter()
+            .any(|r| r.record.contains_key("requestobject"))
+    );
+}
+
+#[test]
+fn a_custom_json_path_on_aks_is_relative_to_the_record_as_in_site24x7_configs() {
+    let c = config(json!({"jsonPath": [
+        {"name": "username", "key": "properties.log.user.username"},
+        {"name": "category"}, {"name": "operation", "key": "operationName"}
+    ]}));
+    let p = Pipeline::new(Some(&c)).unwrap();
+    let out = p.process(aks_batch(aks_records()), 0);
+    let r = &out.records[0].record;
+    assert_eq!(r["username"], json!("policy-admin@example.com"));
+    assert_eq!(r["category"], json!("kube-audit"));
+    assert_eq!(
+        r["operation"],
+        json!("Microsoft.ContainerService/managedClusters/diagnosticLogs/Read")
+    );
+}
+
+#[test]
+fn aks_log_lines_that_are_not_audit_json_are_counted() {
+    let mut text_line = aks_records()[0].clone();
+    text_line["properties"]["log"] = json!("I0420 16:29:59.995 apiserver started\n");
+    let mut no_log = aks_records()[1].clone();
+    no_log["properties"].as_object_mut().unwrap().remove("log");
+    let out = Pipeline::new(None)
+        .unwrap()
+        .process(aks_batch(vec![text_line, no_log]), 0);
+    assert_eq!((out.stats.non_audit, out.stats.forwarded), (2, 0));
+    assert!(
+        out.rejects[0].reason.contains("log line is not JSON"),
+        "{:?}",
+        out.rejects
     );
 }
