@@ -49,3 +49,41 @@ pub fn lambda_event(payload: &Value) -> Value {
 pub fn messages(events: &[Value]) -> Vec<String> {
     events.iter().map(Value::to_string).collect()
 }
+
+/// An AKS diagnostic record around an audit event, as Azure Monitor writes it: upper-case `resourceId`,
+/// 9-digit `time`, `properties.log` = the event as a JSON string ending in `\n`.
+pub fn aks_record(category: &str, cluster: &str, event: &Value) -> Value {
+    json!({
+        "time": "2026-04-20T16:29:59.995191417Z",
+        "resourceId": format!("/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/RG-AKS/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/{}", cluster.to_uppercase()),
+        "category": category,
+        "operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
+        "serviceBuild": "na",
+        "properties": {"log": format!("{event}\n"), "stream": "stdout", "pod": "kube-apiserver-7d9f8c6b5-abcde",
+                       "containerID": "0123456789abcdef"}
+    })
+}
+
+/// One Event Hub event body: `{"records": [...]}`.
+pub fn event_hub_body(records: &[Value]) -> String {
+    json!({"records": records}).to_string()
+}
+
+/// The request the Functions host POSTs for `cardinality: many`, `dataType: string`: `Data.events` is a string
+/// holding a JSON array of strings (one body each), `Metadata.*Array` values are JSON strings.
+pub fn functions_invocation(bodies: &[String], partition: &str, first_sequence: i64) -> Value {
+    let n = bodies.len() as i64;
+    let sequence: Vec<i64> = (first_sequence..first_sequence + n).collect();
+    let enqueued: Vec<String> = (0..n)
+        .map(|i| format!("2026-04-20T16:30:{:02}.000Z", i % 60))
+        .collect();
+    json!({
+        "Data": {"events": serde_json::to_string(bodies).unwrap()},
+        "Metadata": {
+            "PartitionContext": {"EventHubName": "aks-audit", "ConsumerGroup": "auditfn", "PartitionId": partition},
+            "SequenceNumberArray": serde_json::to_string(&sequence).unwrap(),
+            "EnqueuedTimeUtcArray": serde_json::to_string(&enqueued).unwrap(),
+            "sys": {"MethodName": "KubeAudit", "UtcNow": "2026-04-20T16:30:05Z", "RandGuid": "8c5e2f1a-0000-4000-8000-000000000000"}
+        }
+    })
+}

@@ -23,6 +23,8 @@ use tokio_rustls::TlsAcceptor;
 /// What the receiver does with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
+    /// Accept normally (to script "first request fine, then …" before a persistent fault).
+    Accept,
     /// Answer with this status and no `x-uploadid` (records not accepted).
     Status(u16),
     /// Answer with this status and these headers (quota signals).
@@ -244,7 +246,7 @@ async fn handle(
         .pop_front()
         .or_else(|| state.always.lock().unwrap().clone());
     match fault {
-        None => {}
+        None | Some(Fault::Accept) => {}
         Some(Fault::Status(s)) => return Ok(response(s, &[])),
         Some(Fault::Headers(s, h)) => {
             let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

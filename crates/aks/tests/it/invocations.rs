@@ -1,0 +1,185 @@
+use crate::harness::{KEY, LOG_TYPE, config, start};
+use kaf_testkit::fixtures;
+use kaf_testkit::payloads::{aks_record, event_hub_body, functions_invocation};
+use kaf_testkit::receiver::Receiver;
+use serde_json::{Value, json};
+
+fn demo_records(category: &str) -> Vec<Value> {
+    fixtures::events(&fixtures::audit2rbac_demo())
+        .iter()
+        .map(|e| aks_record(category, "prod-aks", e))
+        .collect()
+}
+
+#[tokio::test]
+async fn readiness_answers_any_get_before_the_first_invocation() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let handler = start(&rx.ca_file, &[("logTypeConfig", config(&rx, LOG_TYPE))]).await;
+    let client = kaf_upload::local_http_client(std::time::Duration::from_secs(5)).unwrap();
+    for path in ["/", "/KubeAudit", "/anything/else"] {
+        let r = client
+            .get(format!("http://127.0.0.1:{}{path}", handler.port))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}");
+    }
+    assert!(rx.attempts().is_empty());
+}
+
+#[tokio::test]
+async fn each_record_is_routed_by_its_category_and_unconfigured_ones_are_skipped_and_counted() {
+    let admin_rx = Receiver::start(KEY, "AKS Admin").await;
+    let handler = start(
+        &admin_rx.ca_file,
+        &[("S247_kube_audit_admin", config(&admin_rx, "AKS Admin"))],
+    )
+    .await;
+    let mut records = demo_records("kube-audit-admin");
+    let audit = demo_records("kube-audit");
+    // One Event Hub body holding both categories (Azure Monitor mixes them).
+    records.splice(5..5, audit[..4].iter().cloned());
+    let answer = handler
+        .invoke(&functions_invocation(&[event_hub_body(&records)], "1", 100))
+        .await;
+    let s = answer.summary();
+    assert_eq!(s["unconfiguredCategories"], json!({"kube-audit": 4}));
+    assert_eq!(
+        (s["records"].as_u64(), s["forwarded"].as_u64()),
+        (Some(41), Some(37))
+    );
+    assert_eq!(admin_rx.records().len(), 37);
+    assert!(
+        admin_rx
+            .records()
+            .iter()
+            .all(|r| r["s247agentuid"] == json!("PROD-AKS")
+                && r["logstream"] == json!("kube-audit-admin"))
+    );
+    assert_eq!(admin_rx.violations(), Vec::<String>::new());
+    assert!(answer.failover().is_empty());
+}
+
+#[tokio::test]
+async fn both_spellings_and_the_fallback_config_are_used() {
+    let a = Receiver::start(KEY, "A").await;
+    let b = Receiver::start(KEY, "B").await;
+    // Both receivers' CAs differ; trust each through a combined bundle.
+    let bundle = std::env::temp_dir().join(format!("kaf-aks-ca-{}.pem", std::process::id()));
+    std::fs::write(
+        &bundle,
+        [
+            std::fs::read(&a.ca_file).unwrap(),
+            std::fs::read(&b.ca_file).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let handler = start(
+        &bundle,
+        &[
+            ("S247_kubeaudit", config(&a, "A")),
+            ("logTypeConfig", config(&b, "B")),
+        ],
+    )
+    .await;
+    let mut records = demo_records("kube-audit");
+    records.extend(demo_records("kube-audit-admin").into_iter().take(3));
+    handler
+        .invoke(&functions_invocation(&[event_hub_body(&records)], "0", 1))
+        .await;
+    assert_eq!((a.records().len(), b.records().len()), (37, 3));
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_does_not_stop_the_others() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let handler = start(&rx.ca_file, &[("logTypeConfig", config(&rx, LOG_TYPE))]).await;
+    let records = demo_records("kube-audit");
+    let bodies = vec![
+        event_hub_body(&records[..20]),
+        "{\"records\": [ this is not json".to_string(),
+        event_hub_body(&records[20..]),
+    ];
+    let answer = handler.invoke(&functions_invocation(&bodies, "0", 7)).await;
+    let s = answer.summary();
+    assert_eq!(
+        (s["bodies"].as_u64(), s["badBodies"].clone()),
+        (Some(3), json!([1]))
+    );
+    assert_eq!(rx.records().len(), 37);
+}
+
+#[tokio::test]
+async fn real_aks_records_and_log_lines_that_are_not_json() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let handler = start(&rx.ca_file, &[("logTypeConfig", config(&rx, LOG_TYPE))]).await;
+    // The Panther samples' real AKS records (properties.log as a JSON string), plus a plain-text log line.
+    let panther = std::fs::read_to_string(fixtures::sample(
+        "panther-labs__panther-analysis/DERIVED__all_tests.jsonl",
+    ))
+    .unwrap();
+    let mut records: Vec<Value> = panther
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["log"].clone())
+        .filter(|log| log.get("category").is_some() && log.get("properties").is_some())
+        .collect();
+    assert_eq!(records.len(), 34);
+    let mut text = records[0].clone();
+    text["properties"]["log"] =
+        json!("I0420 16:29:59.995191 1 controller.go:42] not an audit event\n");
+    records.push(text);
+    let answer = handler
+        .invoke(&functions_invocation(&[event_hub_body(&records)], "2", 500))
+        .await;
+    let s = answer.summary();
+    assert_eq!(
+        (
+            s["nonAudit"].as_u64(),
+            s["deduplicated"].as_u64(),
+            s["forwarded"].as_u64()
+        ),
+        (Some(1), Some(1), Some(33))
+    );
+    assert_eq!(rx.records().len(), 33);
+    assert_eq!(rx.violations(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_oversize_record_is_truncated_and_delivered() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let handler = start(&rx.ca_file, &[("logTypeConfig", config(&rx, LOG_TYPE))]).await;
+    let mut event = fixtures::falco_events()
+        .into_iter()
+        .find(|e| e["requestObject"].is_object())
+        .unwrap();
+    event["requestObject"]["metadata"]["annotations"] = json!({"big": "y".repeat(1_200_000)});
+    let answer = handler
+        .invoke(&functions_invocation(
+            &[event_hub_body(&[aks_record("kube-audit", "c1", &event)])],
+            "0",
+            1,
+        ))
+        .await;
+    assert_eq!(answer.summary()["truncated"], json!(1));
+    assert_eq!(rx.violations(), Vec::<String>::new());
+    assert!(
+        rx.records()[0]["requestobject"]
+            .as_str()
+            .unwrap()
+            .ends_with("##TRUNCATED###")
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_invocation_resends_the_same_upload_ids() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let handler = start(&rx.ca_file, &[("logTypeConfig", config(&rx, LOG_TYPE))]).await;
+    let request = functions_invocation(&[event_hub_body(&demo_records("kube-audit"))], "0", 42);
+    handler.invoke(&request).await;
+    handler.invoke(&request).await;
+    let attempts = rx.attempts();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0], attempts[1]);
+    assert_eq!(rx.records().len(), 37);
+}
