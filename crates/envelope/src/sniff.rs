@@ -5,10 +5,14 @@
 //! | Lambda CloudWatch event | `{"awslogs":{"data":"H4sI…"}}`, one per file or one per line |
 //! | Lambda OnFailure destination record | `{"requestPayload":{"awslogs":{…}}, …}` (SQS replay), one per line |
 //! | decoded subscription payload | `{"messageType":"DATA_MESSAGE","logGroup":…,"logEvents":[…]}` |
+//! | AKS Event Hub body | `{"records":[…]}`, one per file or one per line |
+//! | Azure Functions invocation | `{"Data":{"events":…},"Metadata":…}` as the host sends it |
+//! | `aks-handler` failover file | NDJSON of `{"reason","class","category","eventId","record"}` |
 //! | audit events | JSON lines, a JSON array, or one pretty-printed event |
 //!
 //! Any of them may be gzip-compressed (recognised by its magic bytes, not the file name).
 
+use crate::azure::{self, Invocation, RecordStats};
 use crate::cloudwatch::SubscriptionPayload;
 use crate::{Batch, EnvelopeError, EnvelopeStats, Payload, RawEvent, Source, lines};
 use serde_json::Value;
@@ -55,6 +59,20 @@ pub fn decode_file(
         if let Some(payload) = subscription_in(&doc)? {
             return Ok(vec![payload.into_batch(ctx.stream_prefix, stats)]);
         }
+        if doc.get("Data").is_some() {
+            let invocation =
+                Invocation::parse(text.as_bytes(), "events").map_err(|e| EnvelopeError::Line {
+                    line: 1,
+                    reason: e.to_string(),
+                })?;
+            return Ok(aks_batches(&invocation));
+        }
+        if is_aks(&doc) {
+            return Ok(aks_batches(&Invocation {
+                bodies: vec![Ok(doc)],
+                ..Invocation::default()
+            }));
+        }
         let events = match doc {
             Value::Array(items) => items
                 .into_iter()
@@ -76,6 +94,30 @@ pub fn decode_file(
 
     // JSON lines. Lines holding cloud envelopes are decoded each; the first one decides.
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    if let Ok(first_doc) = serde_json::from_str::<Value>(first)
+        && (is_aks(&first_doc) || first_doc.get("record").is_some_and(is_aks))
+    {
+        let mut bodies = Vec::new();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let mut doc: Value = serde_json::from_str(line).map_err(|e| EnvelopeError::Line {
+                line: i + 1,
+                reason: e.to_string(),
+            })?;
+            // A failover line carries the original record under `record`.
+            if let Some(record) = doc.get_mut("record").map(Value::take) {
+                doc = record;
+            }
+            bodies.push(Ok(doc));
+        }
+        return Ok(aks_batches(&Invocation {
+            bodies,
+            ..Invocation::default()
+        }));
+    }
     let envelope_lines = first.contains("\"awslogs\"") || first.contains("\"logEvents\"");
     if !envelope_lines {
         return Ok(vec![plain(lines::events(&text, ctx.origin))]);
@@ -101,6 +143,19 @@ pub fn decode_file(
         }
     }
     Ok(batches)
+}
+
+/// An Event Hub body of AKS diagnostic records, or one such record.
+fn is_aks(doc: &Value) -> bool {
+    doc.get("records").is_some_and(Value::is_array)
+        || (azure::category(doc).is_some() && doc.get("properties").is_some())
+}
+
+fn aks_batches(invocation: &Invocation) -> Vec<Batch> {
+    azure::batches(invocation, &mut RecordStats::default())
+        .into_iter()
+        .map(|group| group.batch)
+        .collect()
 }
 
 /// The subscription payload inside a Lambda event, a destination record, or the payload itself.
@@ -186,6 +241,52 @@ mod tests {
         assert_eq!(array[0].events.len(), 3);
         let pretty = decode_file(b"{\n  \"kind\": \"Event\"\n}\n", &CTX, &mut stats).unwrap();
         assert_eq!(pretty[0].events.len(), 1);
+    }
+
+    #[test]
+    fn aks_bodies_invocations_and_failover_files_are_recognised() {
+        let record = serde_json::json!({"category": "kube-audit", "resourceId": "/X/MANAGEDCLUSTERS/C1",
+            "properties": {"log": "{\"kind\":\"Event\",\"auditID\":\"a\",\"stage\":\"ResponseComplete\"}\n"}});
+        let body = serde_json::json!({"records": [record, record]});
+        let mut stats = EnvelopeStats::default();
+        let one = decode_file(body.to_string().as_bytes(), &CTX, &mut stats).unwrap();
+        assert_eq!(
+            (
+                one.len(),
+                one[0].events.len(),
+                one[0].source.cluster.as_str()
+            ),
+            (1, 2, "C1")
+        );
+        assert_eq!(one[0].source.event_pointer, Some(azure::EVENT_POINTER));
+
+        let lines = format!("{body}\n{body}\n");
+        assert_eq!(
+            decode_file(lines.as_bytes(), &CTX, &mut stats).unwrap()[0]
+                .events
+                .len(),
+            4
+        );
+
+        let failover = format!(
+            "{}\n{}\n",
+            serde_json::json!({"reason": "r", "class": "transient", "category": "kube-audit", "eventId": "p0-s1-r0", "record": record}),
+            serde_json::json!({"reason": "r", "class": "transient", "category": "kube-audit", "eventId": "p0-s1-r1", "record": record})
+        );
+        assert_eq!(
+            decode_file(failover.as_bytes(), &CTX, &mut stats).unwrap()[0]
+                .events
+                .len(),
+            2
+        );
+
+        let invocation = serde_json::json!({"Data": {"events": serde_json::to_string(&vec![body.to_string()]).unwrap()}});
+        assert_eq!(
+            decode_file(invocation.to_string().as_bytes(), &CTX, &mut stats).unwrap()[0]
+                .events
+                .len(),
+            2
+        );
     }
 
     #[test]

@@ -9,3 +9,5 @@ mod failover;
 mod harness;
 /// Routing, malformed bodies, oversize records, real AKS records.
 mod invocations;
+/// The deployable zip built by templates/azure-functions/package.py.
+mod packaging;

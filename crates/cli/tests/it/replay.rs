@@ -235,3 +235,47 @@ fn a_repeated_event_within_one_input_is_forwarded_once_and_counted() {
         Some(demo.lines().map(str::len).sum::<usize>() as u64 + first.len() as u64)
     );
 }
+
+#[test]
+fn aks_event_hub_bodies_and_handler_failover_files_replay_to_the_same_records() {
+    use kaf_testkit::payloads::{aks_record, event_hub_body};
+    let dir = tempfile::tempdir().unwrap();
+    let events = fixtures::events(&fixtures::audit2rbac_demo());
+    let records: Vec<Value> = events
+        .iter()
+        .map(|e| aks_record("kube-audit-admin", "prod-aks", e))
+        .collect();
+    let body_file = dir.path().join("body.json");
+    std::fs::write(&body_file, event_hub_body(&records)).unwrap();
+    // aks-handler's failover NDJSON: the record with properties.log already parsed.
+    let failover: String = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut r = r.clone();
+            let log: Value = serde_json::from_str(r["properties"]["log"].as_str().unwrap().trim_end()).unwrap();
+            r["properties"]["log"] = log;
+            format!("{}\n", json!({"reason": "transient", "class": "transient", "category": "kube-audit-admin", "eventId": format!("p0-s1-r{i}"), "record": r}))
+        })
+        .collect();
+    let failover_file = dir.path().join("failover.ndjson");
+    std::fs::write(&failover_file, failover).unwrap();
+
+    let plain = content(stdout_records(&cli(&["replay", DEMO], &[])));
+    for file in [&body_file, &failover_file] {
+        let out = cli(&["replay", file.to_str().unwrap()], &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let records = stdout_records(&out);
+        assert!(
+            records
+                .iter()
+                .all(|r| r["s247agentuid"] == json!("PROD-AKS")
+                    && r["logstream"] == json!("kube-audit-admin"))
+        );
+        assert_eq!(content(records), plain, "{}", file.display());
+    }
+}
