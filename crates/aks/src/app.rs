@@ -41,15 +41,9 @@ impl State {
             user_agent: format!("kube-audit-forwarder-aks/{}", env!("CARGO_PKG_VERSION")),
             ..UploadSettings::from_env(var)?
         };
-        let redact = kaf_pipeline::redact::enabled_from_env(var("REDACT_SECRETS").as_deref())
-            .map_err(anyhow::Error::msg)?;
-        let policy = kaf_pipeline::policy::from_env(
-            var("AUDIT_POLICY").as_deref(),
-            var("AUDIT_POLICY_FILE").as_deref(),
-        )
-        .map_err(anyhow::Error::msg)?;
-        for warning in policy.iter().flat_map(|p| &p.warnings) {
-            tracing::warn!(%warning, "audit policy");
+        let options = kaf_pipeline::Options::from_env(var).map_err(anyhow::Error::msg)?;
+        for warning in options.warnings() {
+            tracing::warn!(%warning, "configuration");
         }
         let deadline_secs: u64 = match var("HANDLER_DEADLINE_SECS") {
             None => 240,
@@ -61,10 +55,10 @@ impl State {
                 .ok_or_else(|| anyhow::anyhow!("HANDLER_DEADLINE_SECS must be 1–3600 seconds"))?,
         };
         Ok(Self {
-            routes: Routes::from_env(env, &settings, policy.as_ref(), redact)?,
+            routes: Routes::from_env(env, &settings, &options)?,
             deadline: Duration::from_secs(deadline_secs),
             binding: var("EVENTS_BINDING").unwrap_or_else(|| "events".into()),
-            redact,
+            redact: options.redact_secrets,
         })
     }
 }

@@ -4,8 +4,7 @@
 
 use anyhow::{Context as _, bail};
 use kaf_config::LogTypeConfig;
-use kaf_pipeline::Pipeline;
-use kaf_pipeline::policy::Policy;
+use kaf_pipeline::{Options, Pipeline};
 use kaf_upload::{UploadSettings, Uploader};
 use std::collections::BTreeMap;
 
@@ -34,8 +33,7 @@ impl Routes {
     pub fn from_env(
         env: &[(String, String)],
         settings: &UploadSettings,
-        policy: Option<&Policy>,
-        redact: bool,
+        options: &Options,
     ) -> anyhow::Result<Self> {
         let target = |name: &str, text: &str| -> anyhow::Result<Target> {
             let config = LogTypeConfig::decode(text)
@@ -50,9 +48,7 @@ impl Routes {
             }
             Ok(Target {
                 source: name.to_string(),
-                pipeline: Pipeline::new(Some(&config))?
-                    .with_secret_redaction(redact)
-                    .with_policy(policy.cloned()),
+                pipeline: options.apply(Pipeline::new(Some(&config))?),
                 uploader: Uploader::new(&config, settings.clone())?,
             })
         };

@@ -66,29 +66,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             tracing::warn!(%warning, "logtypeconfig");
         }
     }
-    let redact = !args.no_redact
-        && kaf_pipeline::redact::enabled_from_env(std::env::var("REDACT_SECRETS").ok().as_deref())
-            .map_err(anyhow::Error::msg)?;
-    let env = |k: &str| std::env::var(k).ok();
-    let policy_file = args
-        .policy
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .or_else(|| env("AUDIT_POLICY_FILE"));
-    let inline = if args.policy.is_some() {
-        None
-    } else {
-        env("AUDIT_POLICY")
-    };
-    let policy = kaf_pipeline::policy::from_env(inline.as_deref(), policy_file.as_deref())
-        .map_err(anyhow::Error::msg)?;
-    for warning in policy.iter().flat_map(|p| &p.warnings) {
-        tracing::warn!(%warning, "audit policy");
+    let mut options =
+        kaf_pipeline::Options::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+    if args.no_redact {
+        options.redact_secrets = false;
     }
-    let pipeline = Pipeline::new(config.as_ref())
-        .context("building the pipeline")?
-        .with_secret_redaction(redact)
-        .with_policy(policy);
+    if let Some(path) = &args.policy {
+        options.policy = kaf_pipeline::policy::from_env(None, Some(&path.display().to_string()))
+            .map_err(anyhow::Error::msg)?;
+    }
+    for warning in options.warnings() {
+        tracing::warn!(%warning, "configuration");
+    }
+    let pipeline = options.apply(Pipeline::new(config.as_ref()).context("building the pipeline")?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -39,25 +39,12 @@ impl Forwarder {
             user_agent: format!("kube-audit-forwarder-lambda/{}", env!("CARGO_PKG_VERSION")),
             ..UploadSettings::from_env(var)?
         };
-        let redact = kaf_pipeline::redact::enabled_from_env(var("REDACT_SECRETS").as_deref())
-            .map_err(anyhow::Error::msg)?;
-        if !redact {
-            tracing::warn!(
-                "secret redaction is off (REDACT_SECRETS=false): Secret values will be forwarded in clear"
-            );
-        }
-        let policy = kaf_pipeline::policy::from_env(
-            var("AUDIT_POLICY").as_deref(),
-            var("AUDIT_POLICY_FILE").as_deref(),
-        )
-        .map_err(anyhow::Error::msg)?;
-        for warning in policy.iter().flat_map(|p| &p.warnings) {
-            tracing::warn!(%warning, "audit policy");
+        let options = kaf_pipeline::Options::from_env(var).map_err(anyhow::Error::msg)?;
+        for warning in options.warnings() {
+            tracing::warn!(%warning, "configuration");
         }
         Ok(Self {
-            pipeline: Pipeline::new(Some(&config))?
-                .with_secret_redaction(redact)
-                .with_policy(policy),
+            pipeline: options.apply(Pipeline::new(Some(&config))?),
             uploader: Uploader::new(&config, settings)?,
             stream_prefix: var("AUDIT_STREAM_PREFIX")
                 .unwrap_or_else(|| kaf_envelope::cloudwatch::AUDIT_STREAM_PREFIX.to_string()),
