@@ -6,16 +6,21 @@ pinned in infra/requirements.txt), then our own security rules. Then every check
 variants are derived from the real template by small edits, and each must be rejected for the expected reason.
 Prints one line per check and a closing `N passed, M failed`; exits non-zero on any failure.
 """
+import collections
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
 
 from cfnlint.decode import decode_str
+from pycep import BicepParser
 
 ROOT = pathlib.Path(__file__).resolve().parent
 SAM = ROOT / "aws" / "template.yaml"
+BICEP = ROOT / "azure" / "main.bicep"
+ARM = ROOT / "azure" / "azuredeploy.json"
 
 
 def cfn_lint(path: pathlib.Path) -> list[str]:
@@ -69,16 +74,34 @@ def security_findings(text: str) -> list[str]:
     return findings
 
 
-def checkov(path: pathlib.Path) -> list[str]:
-    """checkov (offline, no guideline download); every suppression must say why."""
+def unexplained_suppressions(path: pathlib.Path, framework: str) -> list[str]:
+    text = path.read_text()
     findings = []
-    template, _ = decode_str(path.read_text())
-    for name, r in (template or {}).get("Resources", {}).items():
-        for skip in r.get("Metadata", {}).get("checkov", {}).get("skip", []):
-            if not str(skip.get("comment", "")).strip():
-                findings.append(f"{name}: checkov suppression {skip.get('id')} has no reason")
+    if framework == "cloudformation":
+        template, _ = decode_str(text)
+        for name, r in (template or {}).get("Resources", {}).items():
+            for skip in r.get("Metadata", {}).get("checkov", {}).get("skip", []):
+                if not str(skip.get("comment", "")).strip():
+                    findings.append(f"{name}: checkov suppression {skip.get('id')} has no reason")
+    else:
+        # Bicep: `// checkov:skip=ID: reason`; ARM: metadata.checkov ["skip=ID: reason"].
+        for m in re.finditer(r"checkov:skip=([A-Z_0-9]+)(?::[ \t]*([^\n]*))?", text) if framework == "bicep" else ():
+            if not (m.group(2) or "").strip():
+                findings.append(f"checkov suppression {m.group(1)} has no reason")
+        if framework == "arm":
+            for r in json.loads(text).get("resources", []):
+                for item in r.get("metadata", {}).get("checkov", []):
+                    m = re.match(r"skip=([A-Z_0-9]+)(?::[ \t]*(.*))?", str(item))
+                    if not m or not (m.group(2) or "").strip():
+                        findings.append(f"{r.get('type')}: checkov suppression '{item}' has no reason")
+    return findings
+
+
+def checkov(path: pathlib.Path, framework: str = "cloudformation") -> list[str]:
+    """checkov (offline, no guideline download); every suppression must say why."""
+    findings = unexplained_suppressions(path, framework)
     result = subprocess.run(
-        [str(pathlib.Path(sys.executable).parent / "checkov"), "-f", str(path), "--framework", "cloudformation",
+        [str(pathlib.Path(sys.executable).parent / "checkov"), "-f", str(path), "--framework", framework,
          "--skip-download", "--output", "json", "--quiet"],
         capture_output=True,
         text=True,
@@ -91,11 +114,113 @@ def checkov(path: pathlib.Path) -> list[str]:
     for r in reports:
         for failed in r.get("results", {}).get("failed_checks", []):
             findings.append(f"checkov {failed['check_id']} {failed['resource']}: {failed['check_name']}")
+        if r.get("summary", {}).get("parsing_errors"):
+            findings.append("checkov could not parse the template")
     return findings
 
 
-def check_template(path: pathlib.Path) -> list[str]:
-    return cfn_lint(path) + security_findings(path.read_text()) + checkov(path)
+def bicep(text: str) -> dict:
+    return BicepParser().parse(text=text)
+
+
+def arm_structure(arm: dict) -> list[str]:
+    """What an ARM deployment needs before Azure would even look at it (no ARM engine runs offline)."""
+    findings = []
+    if "deploymentTemplate.json" not in arm.get("$schema", "") or "contentVersion" not in arm:
+        findings.append("ARM: $schema must be a deploymentTemplate schema, contentVersion required")
+    params, variables = set(arm.get("parameters", {})), set(arm.get("variables", {}))
+    text = json.dumps(arm)
+    for ref in set(re.findall(r"parameters\('([^']+)'\)", text)) - params:
+        findings.append(f"ARM: parameters('{ref}') is not declared")
+    for ref in set(re.findall(r"variables\('([^']+)'\)", text)) - variables:
+        findings.append(f"ARM: variables('{ref}') is not declared")
+    for i, r in enumerate(arm.get("resources", [])):
+        for key in ("type", "apiVersion", "name"):
+            if key not in r:
+                findings.append(f"ARM: resources[{i}] has no {key}")
+    for value in re.findall(r'"(\[[^"]*\])"', text):
+        if value.count("(") != value.count(")"):
+            findings.append(f"ARM: unbalanced parentheses in {value[:60]}")
+    return findings
+
+
+def azure_findings(bicep_text: str, arm_text: str) -> list[str]:
+    findings = []
+    try:
+        b = bicep(bicep_text)
+    except Exception as e:  # pycep raises lark errors of several types
+        return [f"main.bicep does not parse: {str(e).splitlines()[0]}"]
+    try:
+        arm = json.loads(arm_text)
+    except json.JSONDecodeError as e:
+        return [f"azuredeploy.json is not JSON: {e}"]
+    findings += arm_structure(arm)
+
+    # The two files declare the same parameters (names, secure-ness, defaults, allowed values) and resources.
+    bparams, aparams = b.get("parameters", {}), arm.get("parameters", {})
+    if set(bparams) != set(aparams):
+        findings.append(f"parameters differ: bicep-only {sorted(set(bparams) - set(aparams))}, arm-only {sorted(set(aparams) - set(bparams))}")
+    for name in set(bparams) & set(aparams):
+        secure = any(d.get("type") == "secure" for d in bparams[name].get("decorators", []))
+        if secure != (aparams[name]["type"].lower() in ("securestring", "secureobject")):
+            findings.append(f"parameter {name}: secure in one file only")
+        allowed = next((d.get("argument") for d in bparams[name].get("decorators", []) if d.get("type") == "allowed"), None)
+        if allowed is not None and sorted(allowed) != sorted(aparams[name].get("allowedValues", [])):
+            findings.append(f"parameter {name}: allowed values differ")
+        default = bparams[name].get("default")
+        if isinstance(default, (str, int, bool)) and default != aparams[name].get("defaultValue"):
+            findings.append(f"parameter {name}: default differs")
+    btypes = collections.Counter(r["type"] for r in b.get("resources", {}).values() if not r.get("existing"))
+    atypes = collections.Counter(r["type"] for r in arm.get("resources", []))
+    if btypes != atypes:
+        findings.append(f"resource types differ: bicep-only {dict(btypes - atypes)}, arm-only {dict(atypes - btypes)}")
+
+    # Security rules, on both files (the incumbents' ARM template failed every one of these).
+    if not any(d.get("type") == "secure" for d in bparams.get("logTypeConfig", {}).get("decorators", [])):
+        findings.append("main.bicep: logTypeConfig must be @secure()")
+    if aparams.get("logTypeConfig", {}).get("type", "").lower() != "securestring":
+        findings.append("azuredeploy.json: logTypeConfig must be a securestring")
+    configs = [("main.bicep", r["type"], r.get("config", {})) for r in b.get("resources", {}).values()]
+    configs += [("azuredeploy.json", r["type"], r) for r in arm.get("resources", [])]
+    for origin, kind, config in configs:
+        props = config.get("properties", {}) if isinstance(config, dict) else {}
+        if kind == "Microsoft.Storage/storageAccounts":
+            for key, want in (("supportsHttpsTrafficOnly", True), ("allowBlobPublicAccess", False), ("allowSharedKeyAccess", False), ("minimumTlsVersion", "TLS1_2")):
+                if props.get(key) != want:
+                    findings.append(f"{origin}: storage {key} must be {want}")
+        if kind == "Microsoft.Web/sites":
+            site = json.dumps(props)
+            if props.get("httpsOnly") is not True or '"alwaysOn": true' not in site:
+                findings.append(f"{origin}: function app must be httpsOnly with alwaysOn")
+            # An exact reference to the parameter (bicep: the bare name; ARM: parameters('logTypeConfig')).
+            if '"logTypeConfig"' in site or "parameters('logTypeConfig')" in site:
+                findings.append(f"{origin}: the logtypeconfig must reach the app as a Key Vault reference, not in clear")
+            if "Microsoft.KeyVault(SecretUri=" not in site:
+                findings.append(f"{origin}: S247_* setting must be a Key Vault reference")
+        if kind == "Microsoft.Insights/diagnosticSettings":
+            logs = props.get("logs", [])
+            if len(logs) != 1:
+                findings.append(f"{origin}: the diagnostic setting must enable exactly one audit category (both duplicate every write)")
+    for origin, text in (("main.bicep", bicep_text), ("azuredeploy.json", arm_text)):
+        if "RootManageSharedAccessKey" in text:
+            findings.append(f"{origin}: never the namespace root key")
+    return findings
+
+
+def check_azure(bicep_path: pathlib.Path, arm_path: pathlib.Path, with_checkov: bool = True) -> list[str]:
+    findings = azure_findings(bicep_path.read_text(), arm_path.read_text())
+    if with_checkov:
+        findings += checkov(bicep_path, "bicep") + checkov(arm_path, "arm")
+    return findings
+
+
+def needs_checkov(expected: str) -> bool:
+    """A broken variant only has to trip the check it targets; checkov is the slow one (seconds a run)."""
+    return expected.startswith("checkov") or expected.endswith("no reason")
+
+
+def check_template(path: pathlib.Path, with_checkov: bool = True) -> list[str]:
+    return cfn_lint(path) + security_findings(path.read_text()) + (checkov(path) if with_checkov else [])
 
 
 # (name, edit of the real template, text expected in the findings)
@@ -107,9 +232,25 @@ BROKEN_SAM = [
     ("key echoed", ("    NoEcho: true\n", ""), "NoEcho"),
     ("filter races its permission", ("    DependsOn: LogsInvokePermission\n", ""), "DependsOn"),
     ("unencrypted queue", ("      SqsManagedSseEnabled: true\n", ""), "encrypted"),
-    ("a finding left unexplained", ("          - id: CKV_AWS_117\n", "          - id: CKV_AWS_117\n            comment: \"\"\n          - id: CKV_AWS_999\n"), "CKV_AWS_117"),
+    ("a finding left unexplained", ("          - id: CKV_AWS_117\n", "          - id: CKV_AWS_117\n            comment: \"\"\n          - id: CKV_AWS_999\n"), "CKV_AWS_117 has no reason"),
     ("a checkov finding not suppressed", ("- id: CKV_AWS_117", "- id: CKV_AWS_000"), "checkov CKV_AWS_117"),
     ("events dropped on failure", ("        DestinationConfig:\n          OnFailure:\n            Type: SQS\n            Destination: !GetAtt FailureQueue.Arn\n", ""), "OnFailure"),
+]
+
+
+# (name, file, edit, text expected in the findings)
+BROKEN_AZURE = [
+    ("bicep syntax error", "bicep", ("param namePrefix string = 'kaf'", "param namePrefix string = = 'kaf'"), "does not parse"),
+    ("parameter drift between the files", "arm", ('"partitionCount": {', '"partitions": {'), "parameters differ"),
+    ("resource drift between the files", "bicep", ("resource consumerGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = {\n  parent: eventHub\n  name: 'kube-audit-forwarder'\n}\n", ""), "resource types differ"),
+    ("key as a plain string parameter", "arm", ('"type": "securestring"', '"type": "string"'), "securestring"),
+    ("key in a plaintext app setting", "bicep", ("value: '@Microsoft.KeyVault(SecretUri=${logTypeConfigSecret.properties.secretUri})'", "value: logTypeConfig"), "Key Vault reference"),
+    ("public blob access", "bicep", ("allowBlobPublicAccess: false", "allowBlobPublicAccess: true"), "allowBlobPublicAccess"),
+    ("both audit categories", "arm", ('"logs": [\n          {\n            "category": "[parameters(\'auditCategory\')]",\n            "enabled": true\n          }\n        ]', '"logs": [{"category": "kube-audit", "enabled": true}, {"category": "kube-audit-admin", "enabled": true}]'), "exactly one audit category"),
+    ("an unbalanced ARM expression", "arm", ("[format('{0}-kv-{1}', parameters('namePrefix'), variables('suffix'))]", "[format('{0}-kv-{1}', parameters('namePrefix'), variables('suffix')]"), "unbalanced parentheses"),
+    ("an undeclared ARM variable", "arm", ("variables('hubName')]\"\n", "variables('hubNmae')]\"\n"), "not declared"),
+    ("an unexplained suppression", "bicep", ("// checkov:skip=CKV_AZURE_41: The logtypeconfig", "// checkov:skip=CKV_AZURE_41:\n  // The logtypeconfig"), "has no reason"),
+    ("a checkov finding not suppressed", "arm", ("skip=CKV_AZURE_213", "skip=CKV_AZURE_000"), "checkov CKV_AZURE_213"),
 ]
 
 
@@ -133,7 +274,23 @@ def main() -> int:
             # Keep the file next to the original so relative CodeUri paths still resolve.
             path = pathlib.Path(tmp) / "template.yaml"
             path.write_text(good.replace(old, new, 1))
-            findings = check_template(path)
+            findings = check_template(path, needs_checkov(expected))
+            caught = any(expected in f for f in findings)
+            report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
+
+    findings = check_azure(BICEP, ARM)
+    report(not findings, "infra/azure/main.bicep + azuredeploy.json: " + ("clean" if not findings else "; ".join(findings)))
+    good_bicep, good_arm = BICEP.read_text(), ARM.read_text()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, target, (old, new), expected in BROKEN_AZURE:
+            source = good_bicep if target == "bicep" else good_arm
+            if old not in source:
+                report(False, f"broken variant '{name}': the edit no longer applies to the template")
+                continue
+            b, a = pathlib.Path(tmp) / "main.bicep", pathlib.Path(tmp) / "azuredeploy.json"
+            b.write_text(good_bicep.replace(old, new, 1) if target == "bicep" else good_bicep)
+            a.write_text(good_arm.replace(old, new, 1) if target == "arm" else good_arm)
+            findings = check_azure(b, a, needs_checkov(expected))
             caught = any(expected in f for f in findings)
             report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
 
