@@ -83,7 +83,6 @@ fn respond(outputs: Map<String, Value>, log: String) -> impl IntoResponse {
 }
 
 async fn invoke(AxumState(state): AxumState<Arc<State>>, body: Bytes) -> impl IntoResponse {
-    let started = Instant::now();
     let invocation = match Invocation::parse(&body, &state.binding) {
         Ok(i) => i,
         Err(e) => {
@@ -94,8 +93,35 @@ async fn invoke(AxumState(state): AxumState<Arc<State>>, body: Bytes) -> impl In
             );
         }
     };
+    let settled = settle(&state, &invocation).await;
+    if settled.parked > 0 {
+        tracing::warn!(
+            parked = settled.parked,
+            "records parked in the failover output"
+        );
+    }
+    let mut outputs = Map::new();
+    if !settled.failover.is_empty() {
+        outputs.insert("failover".into(), Value::String(settled.failover));
+    }
+    respond(outputs, settled.log)
+}
+
+/// What [`settle`] made of one batch of Event Hub bodies.
+pub struct Settled {
+    /// One line for the invocation log: every count, no content.
+    pub log: String,
+    /// NDJSON of the records that could not be delivered (secrets redacted); empty when all were.
+    pub failover: String,
+    pub parked: u64,
+}
+
+/// Deliver every record of `invocation` before the deadline, per category; whatever is still undelivered
+/// comes back as failover lines. Shared by the Functions handler and drain mode.
+pub async fn settle(state: &State, invocation: &Invocation) -> Settled {
+    let started = Instant::now();
     let mut records = RecordStats::default();
-    let groups = azure::batches(&invocation, &mut records);
+    let groups = azure::batches(invocation, &mut records);
     let bad_bodies: Vec<usize> = invocation
         .bodies
         .iter()
@@ -154,11 +180,11 @@ async fn invoke(AxumState(state): AxumState<Arc<State>>, body: Bytes) -> impl In
     line.insert("parked".into(), json!(parked));
     let log = format!("kube-audit-forwarder {}", Value::Object(line));
     tracing::info!("{log}");
-    let mut outputs = Map::new();
-    if !failover.is_empty() {
-        outputs.insert("failover".into(), Value::String(failover));
+    Settled {
+        log,
+        failover,
+        parked,
     }
-    respond(outputs, log)
 }
 
 fn now_ms() -> i64 {

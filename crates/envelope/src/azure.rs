@@ -41,6 +41,15 @@ pub enum InvocationError {
     MissingBinding(String),
 }
 
+/// One Event Hub event body as raw bytes (drain mode receives them so): JSON, or why not.
+pub fn body_from_bytes(index: usize, bytes: &[u8]) -> Result<Value, BadBody> {
+    serde_json::from_slice(bytes).map_err(|e| BadBody {
+        index,
+        bytes: bytes.len(),
+        reason: format!("event body is not JSON ({e})"),
+    })
+}
+
 /// A JSON value the host may have sent JSON-encoded as a string.
 fn decoded(value: &Value) -> Option<Value> {
     match value {
@@ -71,11 +80,7 @@ impl Invocation {
             .iter()
             .enumerate()
             .map(|(index, element)| match element {
-                Value::String(s) => serde_json::from_str::<Value>(s).map_err(|e| BadBody {
-                    index,
-                    bytes: s.len(),
-                    reason: format!("event body is not JSON ({e})"),
-                }),
+                Value::String(s) => body_from_bytes(index, s.as_bytes()),
                 other => Ok(other.clone()),
             })
             .collect();
