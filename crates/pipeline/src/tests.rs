@@ -399,3 +399,17 @@ fn aks_log_lines_that_are_not_audit_json_are_counted() {
         out.rejects
     );
 }
+
+#[test]
+fn aks_skipped_too_big_objects_are_kept_as_they_are() {
+    let mut record = aks_records().remove(0);
+    record["properties"]["log"]["requestObject"] = json!("skipped-too-big-size-object");
+    record["properties"]["log"]["responseObject"] = json!("skipped-too-big-size-object");
+    let out = Pipeline::new(None)
+        .unwrap()
+        .process(aks_batch(vec![record]), 0);
+    let r = &out.records[0].record;
+    assert_eq!(r["requestobject"], json!("skipped-too-big-size-object"));
+    assert_eq!(r["responseobject"], json!("skipped-too-big-size-object"));
+    assert_eq!(out.stats.redacted, 0);
+}
