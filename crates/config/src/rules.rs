@@ -175,48 +175,48 @@ pub(crate) fn filters(value: &Value) -> Result<Vec<FieldFilter>, ConfigError> {
         .collect()
 }
 
+/// `{name: {regex, …}}` (masking, hashing): each entry's name, spec object and path, with its `regex` compiled.
+fn per_field<T>(
+    field: &str,
+    value: &Value,
+    mut build: impl FnMut(String, &Map<String, Value>, &str, Regex) -> Result<T, ConfigError>,
+) -> Result<Vec<T>, ConfigError> {
+    object(field, value)?
+        .iter()
+        .map(|(name, spec)| {
+            let path = format!("{field}.{name}");
+            let spec = object(&path, spec)?;
+            let pattern = str_member(spec, &path, "regex")?
+                .ok_or_else(|| ConfigError::wrong_type(format!("{path}.regex"), "a string"))?;
+            let regex = compile(&format!("{path}.regex"), &pattern)?;
+            build(name.clone(), spec, &path, regex)
+        })
+        .collect()
+}
+
 pub(crate) fn masks(
     field: &str,
     value: &Value,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<MaskRule>, ConfigError> {
-    let obj = object(field, value)?;
-    obj.iter()
-        .map(|(name, spec)| {
-            let path = format!("{field}.{name}");
-            let spec = object(&path, spec)?;
-            let pattern = str_member(spec, &path, "regex")?
-                .ok_or_else(|| ConfigError::wrong_type(format!("{path}.regex"), "a string"))?;
-            let replacement = str_member(spec, &path, "string")?.unwrap_or_default();
-            let regex = compile(&format!("{path}.regex"), &pattern)?;
-            if regex.captures_len() == 1 {
-                warnings.push(format!(
-                    "`{path}.regex` has no capture group: the whole match is masked"
-                ));
-            }
-            Ok(MaskRule {
-                field: name.clone(),
-                regex,
-                replacement,
-            })
+    per_field(field, value, |name, spec, path, regex| {
+        if regex.captures_len() == 1 {
+            warnings.push(format!(
+                "`{path}.regex` has no capture group: the whole match is masked"
+            ));
+        }
+        Ok(MaskRule {
+            field: name,
+            regex,
+            replacement: str_member(spec, path, "string")?.unwrap_or_default(),
         })
-        .collect()
+    })
 }
 
 pub(crate) fn hashes(field: &str, value: &Value) -> Result<Vec<HashRule>, ConfigError> {
-    let obj = object(field, value)?;
-    obj.iter()
-        .map(|(name, spec)| {
-            let path = format!("{field}.{name}");
-            let spec = object(&path, spec)?;
-            let pattern = str_member(spec, &path, "regex")?
-                .ok_or_else(|| ConfigError::wrong_type(format!("{path}.regex"), "a string"))?;
-            Ok(HashRule {
-                field: name.clone(),
-                regex: compile(&format!("{path}.regex"), &pattern)?,
-            })
-        })
-        .collect()
+    per_field(field, value, |name, _, _, regex| {
+        Ok(HashRule { field: name, regex })
+    })
 }
 
 pub(crate) fn derives(field: &str, value: &Value) -> Result<Vec<DeriveRule>, ConfigError> {
