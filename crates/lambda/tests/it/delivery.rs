@@ -106,18 +106,12 @@ async fn ten_thousand_events_are_split_within_the_limits() {
 #[tokio::test]
 async fn control_messages_and_other_streams_are_acknowledged_without_upload() {
     let lambda = start(json!({}), &[]).await;
-    let control = lambda.runtime.invoke(
-        lambda_event(&control_message("demo")),
-        Duration::from_secs(10),
-    );
-    let s = summary(
-        &lambda
-            .runtime
-            .finished(&control, Duration::from_secs(10))
-            .await
-            .outcome,
-    )
-    .clone();
+    let s = lambda
+        .summary(
+            lambda_event(&control_message("demo")),
+            Duration::from_secs(10),
+        )
+        .await;
     assert_eq!(s["controlMessages"], json!(1));
 
     let events = fixtures::events(&fixtures::audit2rbac_demo());
@@ -126,17 +120,9 @@ async fn control_messages_and_other_streams_are_acknowledged_without_upload() {
         "kube-apiserver-0123456789abcdef0123456789abcdef",
         &messages(&events[..5]),
     );
-    let other = lambda
-        .runtime
-        .invoke(lambda_event(&api_stream), Duration::from_secs(10));
-    let s = summary(
-        &lambda
-            .runtime
-            .finished(&other, Duration::from_secs(10))
-            .await
-            .outcome,
-    )
-    .clone();
+    let s = lambda
+        .summary(lambda_event(&api_stream), Duration::from_secs(10))
+        .await;
     assert_eq!(
         (s["skippedStreamEvents"].as_u64(), s["forwarded"].as_u64()),
         (Some(5), Some(0))
@@ -155,18 +141,12 @@ async fn malformed_and_non_audit_messages_never_fail_the_batch() {
         "{\"records\": []}".to_string(),
     ];
     msgs.splice(3..3, bad.iter().cloned());
-    let id = lambda.runtime.invoke(
-        lambda_event(&subscription("demo", AUDIT_STREAM, &msgs)),
-        Duration::from_secs(20),
-    );
-    let s = summary(
-        &lambda
-            .runtime
-            .finished(&id, Duration::from_secs(20))
-            .await
-            .outcome,
-    )
-    .clone();
+    let s = lambda
+        .summary(
+            lambda_event(&subscription("demo", AUDIT_STREAM, &msgs)),
+            Duration::from_secs(20),
+        )
+        .await;
     let distinct = fixtures::distinct(&good);
     assert_eq!(
         s["deduplicated"].as_u64(),
@@ -230,18 +210,12 @@ async fn a_record_over_one_megabyte_is_truncated_not_dropped() {
         .expect("a configmap create with a request object");
     configmap["requestObject"]["data"]["big"] = json!("x".repeat(1_500_000));
     let audit_id = configmap["auditID"].as_str().unwrap().to_string();
-    let id = lambda.runtime.invoke(
-        lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events))),
-        Duration::from_secs(20),
-    );
-    let s = summary(
-        &lambda
-            .runtime
-            .finished(&id, Duration::from_secs(20))
-            .await
-            .outcome,
-    )
-    .clone();
+    let s = lambda
+        .summary(
+            lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events))),
+            Duration::from_secs(20),
+        )
+        .await;
     assert_eq!(s["truncated"], json!(1));
     assert_eq!(lambda.rx.violations(), Vec::<String>::new());
     let records = lambda.rx.records();
@@ -277,18 +251,12 @@ async fn secret_values_never_reach_the_upload_or_the_log() {
     event["responseObject"] = secret;
     let mut events = fixtures::events(&fixtures::audit2rbac_demo());
     events.push(event);
-    let id = lambda.runtime.invoke(
-        lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events))),
-        Duration::from_secs(20),
-    );
-    let s = summary(
-        &lambda
-            .runtime
-            .finished(&id, Duration::from_secs(20))
-            .await
-            .outcome,
-    )
-    .clone();
+    let s = lambda
+        .summary(
+            lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events))),
+            Duration::from_secs(20),
+        )
+        .await;
     assert_eq!(s["redacted"], json!(6)); // data + stringData + last-applied, in request and response
     let uploaded = serde_json::to_string(&lambda.rx.records()).unwrap();
     for secret in ["czNjcjN0LXZhbHVl", "plain-text-api-key"] {

@@ -71,3 +71,27 @@ pub fn emf_lines(output: &str) -> Vec<Value> {
         .filter(|v| v.get("_aws").is_some())
         .collect()
 }
+
+impl Lambda {
+    /// Queue `event` with the function timeout `timeout` and wait for its outcome.
+    pub async fn invoke(
+        &self,
+        event: Value,
+        timeout: std::time::Duration,
+    ) -> kaf_testkit::runtime::Finished {
+        let id = self.runtime.invoke(event, timeout);
+        self.runtime
+            .finished(&id, timeout + std::time::Duration::from_secs(10))
+            .await
+    }
+
+    /// [`Lambda::invoke`] that must succeed: the returned summary.
+    pub async fn summary(&self, event: Value, timeout: std::time::Duration) -> Value {
+        match self.invoke(event, timeout).await.outcome {
+            kaf_testkit::runtime::Outcome::Response(v) => v,
+            kaf_testkit::runtime::Outcome::Error { body, .. } => {
+                panic!("expected success, got {body}")
+            }
+        }
+    }
+}
