@@ -19,11 +19,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EVENTS: usize = 10_000;
 
-/// A realistic mix: the v1beta1 stage pairs (small Metadata events) and Falco's RequestResponse events.
+/// A realistic mix: the v1beta1 stage pairs (small Metadata events) and Falco's RequestResponse events, each
+/// with its own auditID (repeats would be dropped by the per-invocation dedupe and measure nothing).
 fn sample_events() -> Vec<Value> {
     let mut pool = fixtures::events(&fixtures::audit2rbac_v1beta1());
     pool.extend(fixtures::falco_events());
-    (0..EVENTS).map(|i| pool[i % pool.len()].clone()).collect()
+    (0..EVENTS)
+        .map(|i| {
+            let mut e = pool[i % pool.len()].clone();
+            e["auditID"] = Value::String(format!("{i:08}-0000-4000-8000-000000000000"));
+            e
+        })
+        .collect()
 }
 
 fn process(data: &str, pipeline: &Pipeline) -> usize {
@@ -31,6 +38,7 @@ fn process(data: &str, pipeline: &Pipeline) -> usize {
     let mut stats = EnvelopeStats::default();
     let batch = payload.into_batch(AUDIT_STREAM_PREFIX, &mut stats);
     let processed = pipeline.process(batch, 0);
+    assert_eq!(processed.records.len(), EVENTS, "every event must be mapped (no dedupe, no rejects)");
     let plan = BatchPlan::new(&processed.records, kaf_upload::Limits::default());
     let mut compressed = 0;
     for range in &plan.requests {
