@@ -38,7 +38,11 @@ fn process(data: &str, pipeline: &Pipeline) -> usize {
     let mut stats = EnvelopeStats::default();
     let batch = payload.into_batch(AUDIT_STREAM_PREFIX, &mut stats);
     let processed = pipeline.process(batch, 0);
-    assert_eq!(processed.records.len(), EVENTS, "every event must be mapped (no dedupe, no rejects)");
+    assert_eq!(
+        processed.records.len(),
+        EVENTS,
+        "every event must be mapped (no dedupe, no rejects)"
+    );
     let plan = BatchPlan::new(&processed.records, kaf_upload::Limits::default());
     let mut compressed = 0;
     for range in &plan.requests {
