@@ -6,12 +6,14 @@
 //!   (`{"awslogs":{"data":…}}` or the decoded payload), with the audit-stream selection.
 //! - [`azure`]: the Azure Functions custom-handler invocation and the AKS diagnostic records in its bodies.
 //! - [`lines`]: plain audit JSON lines (`.log`, `.jsonl`), blank lines skipped.
+//! - [`webhook`]: the kube-apiserver webhook backend's `EventList` bodies (self-managed clusters).
 //! - [`sniff`]: recognise which of these a replay file holds.
 
 pub mod azure;
 pub mod cloudwatch;
 pub mod lines;
 pub mod sniff;
+pub mod webhook;
 
 use serde_json::Value;
 
