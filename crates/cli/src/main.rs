@@ -5,6 +5,7 @@
 //! records as JSON lines on stdout (no logtypeconfig) or uploads them (with one). A summary goes to stderr.
 //! `policy check` / `policy test` validate an audit policy and run conformance cases against the evaluator.
 
+mod forwarding;
 mod policy;
 mod replay;
 

@@ -4,97 +4,44 @@
 //! configuration; 3 quota or configuration refused by the service. Bad events inside a file never change the
 //! exit code: they are counted in the summary.
 
-use anyhow::{Context as _, bail};
-use kaf_config::LogTypeConfig;
+use crate::forwarding::{ForwardArgs, Sink};
+use anyhow::Context as _;
 use kaf_envelope::EnvelopeStats;
 use kaf_envelope::sniff::{FileContext, decode_file};
-use kaf_pipeline::Pipeline;
-use kaf_upload::{DeliveryError, Summary, UploadSettings, Uploader};
-use std::io::Write as _;
+use kaf_upload::{DeliveryError, Summary};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub const EXIT_UNDELIVERED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_REFUSED: u8 = 3;
-
-/// Events per pipeline chunk in stdout mode (memory stays flat on large files).
-const CHUNK_EVENTS: usize = 1000;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Files to replay (.json, .jsonl, .log; optionally gzip-compressed).
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// Base64 logtypeconfig: upload instead of printing. Also read from env `logTypeConfig`.
-    #[arg(long, env = "logTypeConfig", hide_env_values = true)]
-    logtypeconfig: Option<String>,
-    /// Cluster name (`s247agentuid`) for events that do not carry one (plain JSON lines).
-    #[arg(long, default_value = "local")]
-    cluster: String,
+    #[command(flatten)]
+    forward: ForwardArgs,
     /// Only CloudWatch streams with this prefix are forwarded.
     #[arg(long, default_value = kaf_envelope::cloudwatch::AUDIT_STREAM_PREFIX)]
     stream_prefix: String,
-    /// Audit policy (YAML) to apply before forwarding; also env `AUDIT_POLICY` / `AUDIT_POLICY_FILE`.
-    #[arg(long)]
-    policy: Option<PathBuf>,
-    /// Forward Secret values, tokens and credential-like ConfigMap values in clear (redaction is on by default).
-    #[arg(long)]
-    no_redact: bool,
     /// How long an upload may keep retrying, in seconds.
     #[arg(long, default_value_t = 300)]
     deadline_secs: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = match args
-        .logtypeconfig
-        .as_deref()
-        .filter(|s| !s.trim().is_empty())
-    {
-        Some(text) => Some(LogTypeConfig::decode(text).context("--logtypeconfig")?),
-        None => None,
-    };
-    if let Some(c) = &config {
-        if !c.api_upload {
-            bail!(
-                "the logtypeconfig says apiUpload: false: this account does not accept API uploads"
-            );
-        }
-        for warning in &c.warnings {
-            tracing::warn!(%warning, "logtypeconfig");
-        }
-    }
-    let mut options =
-        kaf_pipeline::Options::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
-    if args.no_redact {
-        options.redact_secrets = false;
-    }
-    if let Some(path) = &args.policy {
-        options.policy = kaf_pipeline::policy::from_env(None, Some(&path.display().to_string()))
-            .map_err(anyhow::Error::msg)?;
-    }
-    for warning in options.warnings() {
-        tracing::warn!(%warning, "configuration");
-    }
-    let pipeline = options.apply(Pipeline::new(config.as_ref()).context("building the pipeline")?);
+    let (pipeline, config) = args.forward.pipeline()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let uploader = match &config {
-        Some(c) => {
-            let settings = UploadSettings::from_env(|k| std::env::var(k).ok())?;
-            Some(runtime.block_on(async { Uploader::new(c, settings) })?)
-        }
-        None => None,
-    };
+    let sink = runtime.block_on(async { Sink::new(config.as_ref()) })?;
 
     let started = Instant::now();
     let mut summary = Summary::default();
     let mut worst: Option<DeliveryError> = None;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.deadline_secs);
 
     for path in &args.files {
@@ -102,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {origin}"))?;
         let ctx = FileContext {
             origin: &origin,
-            cluster: &args.cluster,
+            cluster: &args.forward.cluster,
             stream_prefix: &args.stream_prefix,
         };
         let mut envelope = EnvelopeStats::default();
@@ -110,41 +57,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("decoding {origin}"))?;
         summary.envelope += envelope;
         for batch in batches {
-            match &uploader {
-                None => {
-                    for processed in pipeline.chunks(batch, CHUNK_EVENTS, now_ms()) {
-                        summary.pipeline += processed.stats;
-                        log_rejects(&processed.rejects);
-                        for r in &processed.records {
-                            serde_json::to_writer(&mut out, &r.record)?;
-                            out.write_all(b"\n")?;
-                        }
-                    }
-                }
-                Some(up) => {
-                    let forwarded =
-                        runtime.block_on(up.forward(&pipeline, batch, now_ms(), deadline));
-                    summary.pipeline += forwarded.pipeline;
-                    summary.upload += forwarded.upload;
-                    log_rejects(&forwarded.rejects);
-                    for failed in &forwarded.failed {
-                        let first = failed.event_ids.first().map_or("", String::as_str);
-                        eprintln!(
-                            "not delivered: {} records from {first}: {}",
-                            failed.event_ids.len(),
-                            failed.error
-                        );
-                    }
-                    if let Some(e) = forwarded.worst_error()
-                        && worst.as_ref().is_none_or(|w| e.severity() > w.severity())
-                    {
-                        worst = Some(e.clone());
-                    }
+            let delivered = runtime.block_on(sink.deliver(&pipeline, batch, deadline));
+            summary.pipeline += delivered.pipeline;
+            summary.upload += delivered.upload;
+            if let Some(e) = delivered.output_error {
+                // stdout is gone (`| head`) or full: nothing more can be printed.
+                return Err(anyhow::Error::new(e).context("writing records to stdout"));
+            }
+            if let Some(e) = delivered.error {
+                if worst.as_ref().is_none_or(|w| e.severity() > w.severity()) {
+                    worst = Some(e);
                 }
             }
         }
     }
-    out.flush()?;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     eprintln!("summary: {}", summary.to_json());
     Ok(match worst {
@@ -152,16 +78,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(DeliveryError::Transient { .. }) => ExitCode::from(EXIT_UNDELIVERED),
         Some(_) => ExitCode::from(EXIT_REFUSED),
     })
-}
-
-fn log_rejects(rejects: &[kaf_pipeline::Reject]) {
-    for reject in rejects {
-        tracing::warn!(event = %reject.event_id, reason = %reject.reason, "event not forwarded");
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
