@@ -32,7 +32,11 @@ pub struct ForwardArgs {
 impl ForwardArgs {
     /// Decode the logtypeconfig (if any) and build the pipeline; errors name the flag or variable at fault.
     pub fn pipeline(&self) -> anyhow::Result<(Pipeline, Option<LogTypeConfig>)> {
-        let config = match self.logtypeconfig.as_deref().filter(|s| !s.trim().is_empty()) {
+        let config = match self
+            .logtypeconfig
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
             Some(text) => Some(LogTypeConfig::decode(text).context("--logtypeconfig")?),
             None => None,
         };
@@ -52,13 +56,15 @@ impl ForwardArgs {
             options.redact_secrets = false;
         }
         if let Some(path) = &self.policy {
-            options.policy = kaf_pipeline::policy::from_env(None, Some(&path.display().to_string()))
-                .map_err(anyhow::Error::msg)?;
+            options.policy =
+                kaf_pipeline::policy::from_env(None, Some(&path.display().to_string()))
+                    .map_err(anyhow::Error::msg)?;
         }
         for warning in options.warnings() {
             tracing::warn!(%warning, "configuration");
         }
-        let pipeline = options.apply(Pipeline::new(config.as_ref()).context("building the pipeline")?);
+        let pipeline =
+            options.apply(Pipeline::new(config.as_ref()).context("building the pipeline")?);
         Ok((pipeline, config))
     }
 }

@@ -8,6 +8,7 @@
 mod forwarding;
 mod policy;
 mod replay;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Run files through the pipeline: print records as JSON lines, or upload them with a logtypeconfig.
     Replay(replay::Args),
+    /// Receive the kube-apiserver audit webhook over HTTPS, spool durably, and forward.
+    Serve(serve::Args),
     /// Validate an audit policy, or run audit-policy conformance cases.
     #[command(subcommand)]
     Policy(policy::Command),
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::Policy(command) => policy::run(command),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

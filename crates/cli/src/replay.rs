@@ -64,10 +64,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 // stdout is gone (`| head`) or full: nothing more can be printed.
                 return Err(anyhow::Error::new(e).context("writing records to stdout"));
             }
-            if let Some(e) = delivered.error {
-                if worst.as_ref().is_none_or(|w| e.severity() > w.severity()) {
-                    worst = Some(e);
-                }
+            if let Some(e) = delivered.error
+                && worst.as_ref().is_none_or(|w| e.severity() > w.severity())
+            {
+                worst = Some(e);
             }
         }
     }

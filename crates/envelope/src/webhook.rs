@@ -25,7 +25,9 @@ pub fn event_list_items(body: &[u8]) -> Result<Vec<Value>, WebhookError> {
         None => {}
         Some(Value::String(kind)) if kind == "EventList" => {}
         Some(other) => {
-            let kind = other.as_str().map_or_else(|| other.to_string(), str::to_string);
+            let kind = other
+                .as_str()
+                .map_or_else(|| other.to_string(), str::to_string);
             return Err(WebhookError::Kind(kind.chars().take(40).collect()));
         }
     }
@@ -58,7 +60,10 @@ mod tests {
     fn errors_name_the_position_or_field() {
         assert_eq!(
             event_list_items(b"{\n\"items\": [,]}"),
-            Err(WebhookError::Json { line: 2, column: 11 })
+            Err(WebhookError::Json {
+                line: 2,
+                column: 11
+            })
         );
         assert_eq!(
             event_list_items(br#"{"kind":"Event","auditID":"x"}"#),

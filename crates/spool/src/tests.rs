@@ -14,19 +14,54 @@ fn options() -> SpoolOptions {
 fn appended_events_survive_reopen_and_retries_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), options()).unwrap();
-    let batch = [event("a", "RequestReceived"), event("a", "ResponseComplete")];
-    assert_eq!(spool.append(&batch).unwrap(), Appended { spooled: 2, duplicates: 0 });
+    let batch = [
+        event("a", "RequestReceived"),
+        event("a", "ResponseComplete"),
+    ];
+    assert_eq!(
+        spool.append(&batch).unwrap(),
+        Appended {
+            spooled: 2,
+            duplicates: 0
+        }
+    );
     // The apiserver resends the whole list after a failed request.
-    assert_eq!(spool.append(&batch).unwrap(), Appended { spooled: 0, duplicates: 2 });
+    assert_eq!(
+        spool.append(&batch).unwrap(),
+        Appended {
+            spooled: 0,
+            duplicates: 2
+        }
+    );
     drop(spool);
 
     let spool = Spool::open(dir.path(), options()).unwrap();
     assert_eq!(spool.stats().events, 2);
-    let mixed = [event("a", "ResponseComplete"), event("b", "ResponseComplete")];
-    assert_eq!(spool.append(&mixed).unwrap(), Appended { spooled: 1, duplicates: 1 });
+    let mixed = [
+        event("a", "ResponseComplete"),
+        event("b", "ResponseComplete"),
+    ];
+    assert_eq!(
+        spool.append(&mixed).unwrap(),
+        Appended {
+            spooled: 1,
+            duplicates: 1
+        }
+    );
     // Repeats inside one list, and events without an auditID (never deduplicated).
-    let odd = [event("c", "ResponseComplete"), event("c", "ResponseComplete"), json!({"x": 1}), json!({"x": 1})];
-    assert_eq!(spool.append(&odd).unwrap(), Appended { spooled: 3, duplicates: 1 });
+    let odd = [
+        event("c", "ResponseComplete"),
+        event("c", "ResponseComplete"),
+        json!({"x": 1}),
+        json!({"x": 1}),
+    ];
+    assert_eq!(
+        spool.append(&odd).unwrap(),
+        Appended {
+            spooled: 3,
+            duplicates: 1
+        }
+    );
     assert_eq!(spool.stats().segments, 3);
 }
 
@@ -35,11 +70,25 @@ fn a_group_in_flight_is_resent_identically_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), options()).unwrap();
     for i in 0..4 {
-        spool.append(&[event(&format!("e{i}"), "ResponseComplete"), event(&format!("f{i}"), "ResponseComplete")]).unwrap();
+        spool
+            .append(&[
+                event(&format!("e{i}"), "ResponseComplete"),
+                event(&format!("f{i}"), "ResponseComplete"),
+            ])
+            .unwrap();
     }
     let group = spool.next_group(5).unwrap().unwrap();
-    assert_eq!(group.segments, [1, 2], "whole segments up to the event bound");
-    let ids: Vec<String> = spool.read_group(&group).unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(
+        group.segments,
+        [1, 2],
+        "whole segments up to the event bound"
+    );
+    let ids: Vec<String> = spool
+        .read_group(&group)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(ids, ["1:1", "1:2", "2:1", "2:2"]);
     // Appended meanwhile: must not join the group in flight.
     spool.append(&[event("late", "ResponseComplete")]).unwrap();
@@ -48,7 +97,12 @@ fn a_group_in_flight_is_resent_identically_after_a_restart() {
 
     let spool = Spool::open(dir.path(), options()).unwrap();
     assert_eq!(spool.next_group(100).unwrap().unwrap(), group);
-    let again: Vec<String> = spool.read_group(&group).unwrap().into_iter().map(|e| e.id).collect();
+    let again: Vec<String> = spool
+        .read_group(&group)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(again, ids);
     spool.complete(&group).unwrap();
     assert_eq!(spool.next_group(100).unwrap().unwrap().segments, [3, 4, 5]);
@@ -62,17 +116,32 @@ fn delivered_keys_are_remembered_across_restarts_within_the_window() {
     spool.append(&batch).unwrap();
     let group = spool.next_group(10).unwrap().unwrap();
     spool.complete(&group).unwrap();
-    assert_eq!(spool.stats(), SpoolStats { segments: 0, events: 0, bytes: 0, remembered_keys: 1 });
+    assert_eq!(
+        spool.stats(),
+        SpoolStats {
+            segments: 0,
+            events: 0,
+            bytes: 0,
+            remembered_keys: 1
+        }
+    );
     assert!(!dir.path().join(MANIFEST).exists());
     drop(spool);
 
     let spool = Spool::open(dir.path(), options()).unwrap();
-    assert_eq!(spool.append(&batch).unwrap().duplicates, 1, "journal reloaded");
+    assert_eq!(
+        spool.append(&batch).unwrap().duplicates,
+        1,
+        "journal reloaded"
+    );
     assert_eq!(spool.next_group(10).unwrap(), None);
     drop(spool);
 
     // A zero window forgets at once: the journal entry is too old when reopened a second later.
-    let short = SpoolOptions { dedupe_window: Duration::ZERO, ..options() };
+    let short = SpoolOptions {
+        dedupe_window: Duration::ZERO,
+        ..options()
+    };
     std::thread::sleep(Duration::from_millis(1100));
     let spool = Spool::open(dir.path(), short).unwrap();
     assert_eq!(spool.append(&batch).unwrap().spooled, 1);
@@ -81,19 +150,46 @@ fn delivered_keys_are_remembered_across_restarts_within_the_window() {
 #[test]
 fn capacity_bounds_what_is_remembered() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), SpoolOptions { dedupe_capacity: 2, ..options() }).unwrap();
+    let spool = Spool::open(
+        dir.path(),
+        SpoolOptions {
+            dedupe_capacity: 2,
+            ..options()
+        },
+    )
+    .unwrap();
     for id in ["a", "b", "c"] {
         spool.append(&[event(id, "ResponseComplete")]).unwrap();
     }
     assert_eq!(spool.stats().remembered_keys, 2);
-    assert_eq!(spool.append(&[event("a", "ResponseComplete")]).unwrap().spooled, 1, "oldest forgotten");
-    assert_eq!(spool.append(&[event("c", "ResponseComplete")]).unwrap().duplicates, 1);
+    assert_eq!(
+        spool
+            .append(&[event("a", "ResponseComplete")])
+            .unwrap()
+            .spooled,
+        1,
+        "oldest forgotten"
+    );
+    assert_eq!(
+        spool
+            .append(&[event("c", "ResponseComplete")])
+            .unwrap()
+            .duplicates,
+        1
+    );
 }
 
 #[test]
 fn a_full_spool_refuses_without_writing_and_recovers_after_delivery() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), SpoolOptions { max_bytes: 10, ..options() }).unwrap();
+    let spool = Spool::open(
+        dir.path(),
+        SpoolOptions {
+            max_bytes: 10,
+            ..options()
+        },
+    )
+    .unwrap();
     spool.append(&[event("a", "ResponseComplete")]).unwrap();
     let err = spool.append(&[event("b", "ResponseComplete")]).unwrap_err();
     assert!(matches!(err, SpoolError::Full { max: 10, .. }), "{err}");
@@ -101,7 +197,13 @@ fn a_full_spool_refuses_without_writing_and_recovers_after_delivery() {
     // Refused events are not remembered: the apiserver's retry must be accepted later.
     let group = spool.next_group(10).unwrap().unwrap();
     spool.complete(&group).unwrap();
-    assert_eq!(spool.append(&[event("b", "ResponseComplete")]).unwrap().spooled, 1);
+    assert_eq!(
+        spool
+            .append(&[event("b", "ResponseComplete")])
+            .unwrap()
+            .spooled,
+        1
+    );
 }
 
 #[test]
@@ -111,22 +213,41 @@ fn torn_writes_are_ignored_at_start() {
     spool.append(&[event("a", "ResponseComplete")]).unwrap();
     drop(spool);
     // A crash during a segment write leaves a temp file; during a journal append, a cut line.
-    std::fs::write(dir.path().join("seg-00000000000000000002.tmp"), "{\"auditID\":\"b\"").unwrap();
+    std::fs::write(
+        dir.path().join("seg-00000000000000000002.tmp"),
+        "{\"auditID\":\"b\"",
+    )
+    .unwrap();
     std::fs::write(dir.path().join(JOURNAL), "123 abc\nnot a line\n").unwrap();
     std::fs::write(dir.path().join(MANIFEST), "{\"segments\":[7]}").unwrap();
     let spool = Spool::open(dir.path(), options()).unwrap();
     assert!(!dir.path().join("seg-00000000000000000002.tmp").exists());
     assert_eq!(spool.stats().segments, 1);
-    assert_eq!(spool.next_group(10).unwrap().unwrap().segments, [1], "stale manifest dropped");
-    assert_eq!(spool.append(&[event("b", "ResponseComplete")]).unwrap().spooled, 1);
+    assert_eq!(
+        spool.next_group(10).unwrap().unwrap().segments,
+        [1],
+        "stale manifest dropped"
+    );
+    assert_eq!(
+        spool
+            .append(&[event("b", "ResponseComplete")])
+            .unwrap()
+            .spooled,
+        1
+    );
 }
 
 #[test]
 fn segments_hold_one_compact_event_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), options()).unwrap();
-    let pretty: Value = serde_json::from_str("{\n  \"auditID\": \"p\",\n  \"stage\": \"ResponseComplete\",\n  \"note\": \"a\\nb\"\n}").unwrap();
-    spool.append(&[pretty.clone(), event("q", "ResponseComplete")]).unwrap();
+    let pretty: Value = serde_json::from_str(
+        "{\n  \"auditID\": \"p\",\n  \"stage\": \"ResponseComplete\",\n  \"note\": \"a\\nb\"\n}",
+    )
+    .unwrap();
+    spool
+        .append(&[pretty.clone(), event("q", "ResponseComplete")])
+        .unwrap();
     let group = spool.next_group(10).unwrap().unwrap();
     let events = spool.read_group(&group).unwrap();
     assert_eq!(events.len(), 2);

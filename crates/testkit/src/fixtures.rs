@@ -55,3 +55,18 @@ pub fn distinct(events: &[Value]) -> usize {
         .collect::<std::collections::BTreeSet<_>>()
         .len()
 }
+
+/// `n` events built from the real samples (audit2rbac demo, then Falco), each given its own `auditID`
+/// (`<original>-<i>`), so every one is a distinct `(auditID, stage)`: for volume and crash tests.
+pub fn numbered_events(n: usize) -> Vec<Value> {
+    let mut base = events(&audit2rbac_demo());
+    base.extend(falco_events());
+    (0..n)
+        .map(|i| {
+            let mut e = base[i % base.len()].clone();
+            let id = e["auditID"].as_str().unwrap_or("event").to_string();
+            e["auditID"] = Value::String(format!("{id}-{i}"));
+            e
+        })
+        .collect()
+}

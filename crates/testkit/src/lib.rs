@@ -6,16 +6,20 @@
 //! - [`runtime`]: the Lambda Runtime API (`/2018-06-01/runtime/...`), one invocation at a time, with deadlines,
 //!   recorded responses and errors, and redelivery of an event.
 //! - [`payloads`]: cloud wrappers around real sample events (CloudWatch subscription events).
+//! - [`webhook`]: the kube-apiserver's audit webhook backend, configured from its kubeconfig, with retries.
+//! - [`pki`]: a CA with server and client certificates on disk.
 //! - [`fixtures`]: paths of the bundled samples.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fixtures;
 pub mod payloads;
+pub mod pki;
 pub mod process;
 pub mod receiver;
 pub mod runtime;
 pub mod secrets;
+pub mod webhook;
 
 use std::time::Duration;
 

@@ -21,8 +21,14 @@ impl Spawned {
 
 /// Start `binary` with only `PATH` from this environment, plus `env`.
 pub fn spawn(binary: &Path, env: &[(String, String)]) -> Spawned {
+    spawn_command(binary, &[], env)
+}
+
+/// [`spawn`] with command-line arguments.
+pub fn spawn_command(binary: &Path, args: &[String], env: &[(String, String)]) -> Spawned {
     let mut cmd = Command::new(binary);
-    cmd.env_clear()
+    cmd.args(args)
+        .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())

@@ -7,5 +7,7 @@ mod golden;
 mod harness;
 /// Every replay input shape gives the same records.
 mod replay;
+/// `serve`: the webhook receiver, its auth, spool, backpressure and crash safety.
+mod serve;
 /// Uploading with a logtypeconfig: delivery, exit codes, secrets.
 mod upload;

@@ -1,0 +1,104 @@
+//! `/metrics`: the service's counters in the Prometheus text format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabel {
+    pub class: &'static str,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: Family<CodeLabel, Counter>,
+    pub events_spooled: Counter,
+    pub events_duplicate: Counter,
+    pub records_delivered: Counter,
+    pub events_rejected: Counter,
+    pub secrets_redacted: Counter,
+    pub policy_dropped: Counter,
+    pub delivery_failures: Family<ClassLabel, Counter>,
+    pub spool_bytes: Gauge,
+    pub spool_events: Gauge,
+    pub spool_segments: Gauge,
+    registry: Registry,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut m = Self::default();
+        let mut registry = Registry::with_prefix("kaf");
+        registry.register(
+            "webhook_requests",
+            "Webhook requests by HTTP status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "events_spooled",
+            "Audit events written to the spool",
+            m.events_spooled.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Audit events dropped as repeats of a spooled or delivered (auditID, stage)",
+            m.events_duplicate.clone(),
+        );
+        registry.register(
+            "records_delivered",
+            "Records accepted by the upload API",
+            m.records_delivered.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Spooled items that were not audit events (malformed)",
+            m.events_rejected.clone(),
+        );
+        registry.register(
+            "secrets_redacted",
+            "Secret values replaced by fingerprints",
+            m.secrets_redacted.clone(),
+        );
+        registry.register(
+            "policy_dropped",
+            "Events the forwarder-side audit policy dropped",
+            m.policy_dropped.clone(),
+        );
+        registry.register(
+            "delivery_failures",
+            "Delivery attempts of a spool group that failed, by class",
+            m.delivery_failures.clone(),
+        );
+        registry.register(
+            "spool_bytes",
+            "Bytes of undelivered events on disk",
+            m.spool_bytes.clone(),
+        );
+        registry.register(
+            "spool_events",
+            "Undelivered events on disk",
+            m.spool_events.clone(),
+        );
+        registry.register(
+            "spool_segments",
+            "Undelivered segment files",
+            m.spool_segments.clone(),
+        );
+        m.registry = registry;
+        m
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

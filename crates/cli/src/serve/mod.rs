@@ -1,0 +1,265 @@
+//! `serve`: the kube-apiserver webhook backend's receiving end, for self-managed clusters.
+//!
+//! HTTPS listener → auth → `EventList` → durable spool (answer 200 only after fsync) → delivery loop →
+//! pipeline → upload. A spool over its bound answers 429 with `Retry-After`, so the apiserver backs off
+//! and resends; resent events are dropped by `(auditID, stage)`. A group of segments is removed from the
+//! spool only after delivery, and resent with the same ids (hence `upload-id`s) after a crash.
+
+mod auth;
+mod http;
+mod metrics;
+mod tls;
+
+use crate::forwarding::{ForwardArgs, Sink};
+use anyhow::Context as _;
+use http::{AppState, Peer};
+use kaf_envelope::{Batch, Source};
+use kaf_pipeline::Pipeline;
+use kaf_spool::{Spool, SpoolOptions};
+use metrics::{ClassLabel, Metrics};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+/// Events per delivery group: a few upload requests' worth, so a crash resends little.
+const GROUP_EVENTS: usize = 2000;
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Server certificate chain (PEM).
+    #[arg(long)]
+    tls_cert: PathBuf,
+    /// Server private key (PEM).
+    #[arg(long)]
+    tls_key: PathBuf,
+    /// Accepted bearer tokens, one per line.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// CA (PEM) whose client certificates are accepted.
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
+    /// Accept only client certificates with this CN or DNS name (repeatable).
+    #[arg(long, requires = "client_ca")]
+    client_name: Vec<String>,
+    /// Where accepted batches wait for delivery.
+    #[arg(long)]
+    spool_dir: PathBuf,
+    /// Undelivered bytes past which requests get 429.
+    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    spool_max_bytes: u64,
+    /// `Retry-After` seconds sent with 429.
+    #[arg(long, default_value_t = 10)]
+    retry_after_secs: u64,
+    /// Largest request body accepted (after decompression).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// How long delivered (auditID, stage) pairs are remembered to drop resent batches.
+    #[arg(long, default_value_t = 900)]
+    dedupe_window_secs: u64,
+    /// How long one delivery attempt of a spool group may retry before backing off, in seconds.
+    #[arg(long, default_value_t = 60)]
+    deadline_secs: u64,
+    #[command(flatten)]
+    forward: ForwardArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::ensure!(
+        args.token_file.is_some() || args.client_ca.is_some(),
+        "serve needs --token-file and/or --client-ca: the endpoint never runs unauthenticated"
+    );
+    let (pipeline, config) = args.forward.pipeline()?;
+    let tls = tls::server_config(&args.tls_cert, &args.tls_key, args.client_ca.as_deref())?;
+    let auth = auth::Auth::load(args.token_file.as_deref(), args.client_name.clone())?;
+    let spool = Spool::open(
+        &args.spool_dir,
+        SpoolOptions {
+            max_bytes: args.spool_max_bytes,
+            dedupe_window: Duration::from_secs(args.dedupe_window_secs),
+            ..SpoolOptions::default()
+        },
+    )
+    .with_context(|| format!("--spool-dir {}", args.spool_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let sink = Sink::new(config.as_ref())?;
+        let state = Arc::new(AppState {
+            spool: Arc::new(spool),
+            auth,
+            metrics: Metrics::new(),
+            retry_after_secs: args.retry_after_secs,
+            max_body_bytes: args.max_body_bytes,
+            spooled: tokio::sync::Notify::new(),
+        });
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("--listen {}", args.listen))?;
+        tracing::info!(addr = %listener.local_addr()?, "serving the audit webhook");
+        eprintln!("listening on https://{}", listener.local_addr()?);
+        let delivery = Delivery {
+            state: state.clone(),
+            pipeline,
+            sink,
+            cluster: args.forward.cluster.clone(),
+            attempt_deadline: Duration::from_secs(args.deadline_secs),
+        };
+        tokio::select! {
+            () = accept_loop(listener, TlsAcceptor::from(Arc::new(tls)), state) => {}
+            () = delivery.run() => {}
+            () = shutdown_signal() => tracing::info!("shutting down; undelivered events stay in the spool"),
+        }
+        Ok(std::process::ExitCode::SUCCESS)
+    })
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<AppState>) {
+    let app = http::router(state);
+    loop {
+        let (tcp, addr) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::warn!(remote = %addr, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let peer = Peer {
+                addr,
+                cert: auth::PeerCert::from_tls(tls.get_ref().1.peer_certificates()),
+            };
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(peer.clone());
+                    app.clone().oneshot(request)
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+struct Delivery {
+    state: Arc<AppState>,
+    pipeline: Pipeline,
+    sink: Sink,
+    cluster: String,
+    attempt_deadline: Duration,
+}
+
+impl Delivery {
+    /// Deliver spool groups oldest first, forever; a failed group is retried (same ids) after a backoff, so
+    /// the spool fills and the apiserver is told to wait instead of events being dropped.
+    async fn run(self) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let spool = self.state.spool.clone();
+            let next = tokio::task::spawn_blocking(move || {
+                let group = spool.next_group(GROUP_EVENTS)?;
+                match group {
+                    Some(group) => Ok(Some((spool.read_group(&group)?, group))),
+                    None => Ok(None),
+                }
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(kaf_spool::SpoolError::Io {
+                    action: "read",
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+            let (events, group) = match next {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), self.state.spooled.notified())
+                            .await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the spool");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            let batch = Batch {
+                source: Source {
+                    cluster: self.cluster.clone(),
+                    stream: "webhook".into(),
+                    event_pointer: None,
+                },
+                events,
+            };
+            let deadline = tokio::time::Instant::now() + self.attempt_deadline;
+            let delivered = self.sink.deliver(&self.pipeline, batch, deadline).await;
+            let metrics = &self.state.metrics;
+            metrics
+                .records_delivered
+                .inc_by(delivered.upload.records_delivered);
+            if let Some(error) = delivered.error {
+                metrics
+                    .delivery_failures
+                    .get_or_create(&ClassLabel {
+                        class: error.class(),
+                    })
+                    .inc();
+                tracing::warn!(%error, undelivered = delivered.undelivered, retry_in_ms = backoff.as_millis() as u64, "spool group not delivered; kept for retry");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            let p = delivered.pipeline;
+            metrics.events_rejected.inc_by(p.malformed + p.non_audit);
+            metrics.secrets_redacted.inc_by(p.redacted);
+            metrics.policy_dropped.inc_by(p.policy_dropped);
+            backoff = Duration::from_secs(1);
+            let spool = self.state.spool.clone();
+            match tokio::task::spawn_blocking(move || spool.complete(&group)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "delivered, but the spool could not be updated; the group will be resent with the same upload-ids")
+                }
+                Err(e) => tracing::error!(error = %e, "spool task failed"),
+            }
+        }
+    }
+}
+
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

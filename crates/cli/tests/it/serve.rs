@@ -1,0 +1,536 @@
+use crate::harness::repo_root;
+use base64::Engine as _;
+use kaf_testkit::fixtures;
+use kaf_testkit::pki::Pki;
+use kaf_testkit::process::{Spawned, spawn_command};
+use kaf_testkit::receiver::{Fault, Receiver};
+use kaf_testkit::wait_for;
+use kaf_testkit::webhook::{WebhookClient, event_list};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const KEY: &str = "serve-test-key-SECRET-7";
+const LOG_TYPE: &str = "Kubernetes Audit Logs";
+const TOKEN: &str = "webhook-token-SECRET-0451";
+
+/// `serve` as a real process, with its PKI, token file, spool and the webhook kubeconfig from
+/// `templates/webhook/kubeconfig.yaml`.
+pub struct Serve {
+    pub dir: tempfile::TempDir,
+    pub pki: Pki,
+    pub spool: PathBuf,
+    pub kubeconfig: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    process: Option<Spawned>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn logtypeconfig(rx: &Receiver) -> String {
+    base64::engine::general_purpose::STANDARD.encode(
+        json!({"apiKey": KEY, "logType": LOG_TYPE, "uploadDomain": rx.upload_domain()}).to_string(),
+    )
+}
+
+/// The template with its placeholders filled in, written next to the PKI.
+pub fn kubeconfig(dir: &Path, url: &str, ca: &Path, token: &str) -> PathBuf {
+    let template =
+        std::fs::read_to_string(repo_root().join("templates/webhook/kubeconfig.yaml")).unwrap();
+    let text = template
+        .replace("${FORWARDER_URL}", url)
+        .replace("${FORWARDER_CA_FILE}", &ca.display().to_string())
+        .replace("${WEBHOOK_TOKEN}", token);
+    assert!(
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .all(|l| !l.contains("${")),
+        "every placeholder replaced"
+    );
+    let path = dir.join("webhook-kubeconfig.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Serve {
+    pub async fn start(rx: &Receiver, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::generate(dir.path(), "forwarder");
+        let token_file = dir.path().join("tokens");
+        std::fs::write(&token_file, format!("# current\n{TOKEN}\n")).unwrap();
+        let port = free_port();
+        let spool = dir.path().join("spool");
+        let kubeconfig = kubeconfig(
+            dir.path(),
+            &format!("https://127.0.0.1:{port}/audit"),
+            &pki.ca,
+            TOKEN,
+        );
+        let mut args: Vec<String> = [
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tls-cert",
+            &pki.server_cert.display().to_string(),
+            "--tls-key",
+            &pki.server_key.display().to_string(),
+            "--token-file",
+            &token_file.display().to_string(),
+            "--client-ca",
+            &pki.ca.display().to_string(),
+            "--client-name",
+            "kube-apiserver",
+            "--spool-dir",
+            &spool.display().to_string(),
+            "--retry-after-secs",
+            "1",
+            "--deadline-secs",
+            "3",
+            "--cluster",
+            "onprem-1",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let env = vec![
+            ("logTypeConfig".to_string(), logtypeconfig(rx)),
+            (
+                "SSL_CERT_FILE".to_string(),
+                rx.ca_file.display().to_string(),
+            ),
+            ("UPLOAD_BACKOFF_BASE_MS".to_string(), "20".to_string()),
+            ("UPLOAD_BACKOFF_MAX_MS".to_string(), "100".to_string()),
+            ("RUST_LOG".to_string(), "info".to_string()),
+        ];
+        let mut serve = Self {
+            dir,
+            pki,
+            spool,
+            kubeconfig,
+            args,
+            env,
+            process: None,
+        };
+        serve.restart().await;
+        serve
+    }
+
+    /// (Re)start the process and wait until it listens.
+    pub async fn restart(&mut self) {
+        let binary = Path::new(env!("CARGO_BIN_EXE_kube-audit-forwarder"));
+        let process = spawn_command(binary, &self.args, &self.env);
+        wait_for(Duration::from_secs(10), "serve to listen", || {
+            process.output().contains("listening on").then_some(())
+        })
+        .await;
+        self.process = Some(process);
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill9(&mut self) {
+        let mut process = self.process.take().expect("running");
+        process.child.start_kill().unwrap();
+        process.child.wait().await.unwrap();
+    }
+
+    pub fn output(&self) -> String {
+        self.process
+            .as_ref()
+            .map(Spawned::output)
+            .unwrap_or_default()
+    }
+
+    pub fn client(&self) -> WebhookClient {
+        WebhookClient::from_kubeconfig(&self.kubeconfig)
+    }
+
+    pub fn spooled_segments(&self) -> usize {
+        std::fs::read_dir(&self.spool)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("seg-")
+            })
+            .count()
+    }
+
+    pub async fn metric(&self, line_prefix: &str) -> f64 {
+        let (status, text) = self.client().get("/metrics").await.unwrap();
+        assert_eq!(status, 200);
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(line_prefix)
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+/// Records by `(auditid, stage)`, with how often each arrived.
+pub fn counts(records: &[Value]) -> BTreeMap<(String, String), usize> {
+    let mut counts = BTreeMap::new();
+    for r in records {
+        let key = (
+            r["auditid"].as_str().unwrap_or_default().to_string(),
+            r["stage"].as_str().unwrap_or_default().to_string(),
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+fn keys(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e["auditID"].as_str().unwrap().to_string(),
+                e["stage"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn acknowledged_batches_are_delivered_once_even_when_the_apiserver_resends_them() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let serve = Serve::start(&rx, &[]).await;
+    let client = serve.client();
+    let events = fixtures::events(&fixtures::audit2rbac_demo());
+    for batch in events.chunks(10) {
+        assert!(client.send_batch(batch).await.acknowledged);
+    }
+    // A retried batch (the apiserver did not see our 200) and a gzip'd one.
+    assert!(client.send_batch(&events[..10]).await.acknowledged);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&event_list(&events[30..])).unwrap();
+    let (status, _, _) = client.post_raw(gz.finish().unwrap(), true).await.unwrap();
+    assert_eq!(status, 200);
+
+    let expected = fixtures::distinct(&events);
+    wait_for(Duration::from_secs(20), "every event delivered", || {
+        (rx.records().len() >= expected).then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(5), "spool emptied", || {
+        (serve.spooled_segments() == 0).then_some(())
+    })
+    .await;
+    let got = counts(&rx.records());
+    assert_eq!(got.len(), expected);
+    assert!(got.values().all(|&n| n == 1), "{got:?}");
+    assert!(got.contains_key(&keys(&events[..1])[0]));
+    assert_eq!(rx.violations(), Vec::<String>::new());
+    let record = &rx.records()[0];
+    assert_eq!(record["s247agentuid"], "onprem-1");
+    assert_eq!(record["logstream"], "webhook");
+    assert_eq!(
+        serve.metric("kaf_events_duplicate_total ").await,
+        17.0,
+        "10 resent + 7 gzip'd repeats"
+    );
+    assert_eq!(
+        serve.metric("kaf_records_delivered_total ").await,
+        expected as f64
+    );
+    let output = serve.output();
+    assert!(!output.contains(KEY) && !output.contains(TOKEN), "{output}");
+}
+
+#[tokio::test]
+async fn only_the_token_or_an_allowed_client_certificate_gets_in() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let serve = Serve::start(&rx, &[]).await;
+    let client = serve.client();
+    let body = event_list(&fixtures::events(&fixtures::audit2rbac_demo())[..2]);
+
+    let (status, _, text) = client
+        .with_token(None)
+        .post_raw(body.clone(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, text.contains("\"reason\":\"Unauthorized\"")),
+        (401, true),
+        "{text}"
+    );
+    let guess = "guessed-token-SECRET-9";
+    assert_eq!(
+        client
+            .with_token(Some(guess))
+            .post_raw(body.clone(), false)
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+
+    // The kubeconfig's client-certificate form, with the apiserver's name and with a kubelet's.
+    let apiserver = serve.pki.client("kube-apiserver");
+    let kubelet = serve.pki.client("system:node:worker-1");
+    let with_cert = |cert: &kaf_testkit::pki::ClientCert, name: &str| {
+        let text = std::fs::read_to_string(&serve.kubeconfig).unwrap().replace(
+            &format!("token: {TOKEN}"),
+            &format!(
+                "client-certificate: {}\n      client-key: {}",
+                cert.cert.display(),
+                cert.key.display()
+            ),
+        );
+        let path = serve.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        WebhookClient::from_kubeconfig(&path)
+    };
+    assert_eq!(
+        with_cert(&apiserver, "a.yaml")
+            .post_raw(body.clone(), false)
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    let (status, _, text) = with_cert(&kubelet, "k.yaml")
+        .post_raw(body.clone(), false)
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("system:node:worker-1"), "{text}");
+    // A certificate from another CA fails the handshake.
+    let other = Pki::generate(&serve.dir.path().join("other"), "other");
+    let stranger = other.client("kube-apiserver");
+    assert!(
+        with_cert(&stranger, "s.yaml")
+            .post_raw(body.clone(), false)
+            .await
+            .is_err()
+    );
+
+    assert_eq!(client.post_raw(body, false).await.unwrap().0, 200);
+    assert_eq!(
+        client.with_token(None).get("/healthz").await.unwrap(),
+        (200, "ok\n".to_string())
+    );
+    assert_eq!(
+        serve
+            .metric("kaf_webhook_requests_total{code=\"401\"} ")
+            .await,
+        2.0
+    );
+    assert_eq!(
+        serve
+            .metric("kaf_webhook_requests_total{code=\"403\"} ")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        serve
+            .metric("kaf_webhook_requests_total{code=\"200\"} ")
+            .await,
+        2.0
+    );
+    let output = serve.output();
+    assert!(output.contains("bearer token not accepted"), "{output}");
+    assert!(
+        !output.contains(guess) && !output.contains(TOKEN) && !output.contains(KEY),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn bad_bodies_are_refused_by_name_and_good_items_still_pass() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let serve = Serve::start(&rx, &[]).await;
+    let client = serve.client();
+    let (status, _, text) = client
+        .post_raw(b"{\"items\": [".to_vec(), false)
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    assert!(text.contains("line 1 column 11"), "{text}");
+    let (status, _, text) = client
+        .post_raw(br#"{"kind":"Event","auditID":"x"}"#.to_vec(), false)
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    assert!(text.contains("`kind`"), "{text}");
+    let (status, _, _) = client.post_raw(b"not gzip".to_vec(), true).await.unwrap();
+    assert_eq!(status, 400);
+
+    // One bad item among good ones: the good ones are delivered, the bad one counted.
+    let good = fixtures::events(&fixtures::audit2rbac_demo())[..3].to_vec();
+    let mut items = good.clone();
+    items.insert(1, json!("not an event"));
+    assert!(client.send_batch(&items).await.acknowledged);
+    wait_for(Duration::from_secs(20), "good items delivered", || {
+        (rx.records().len() == 3).then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(5), "group completed", || {
+        (serve.spooled_segments() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(serve.metric("kaf_events_rejected_total ").await, 1.0);
+    assert_eq!(
+        serve
+            .metric("kaf_webhook_requests_total{code=\"400\"} ")
+            .await,
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn a_full_spool_answers_429_and_nothing_is_lost_when_the_upload_recovers() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    rx.set_always(Some(Fault::Status(503)));
+    let serve = Serve::start(&rx, &["--spool-max-bytes", "20000"]).await;
+    let mut client = serve.client();
+    client.retry.retry_after_scale = 0.2;
+    client.retry.attempts = 200;
+    let events = fixtures::numbered_events(120);
+    let senders: Vec<_> = events
+        .chunks(20)
+        .map(|batch| {
+            let (client, batch) = (client.clone(), batch.to_vec());
+            tokio::spawn(async move { client.send_batch(&batch).await })
+        })
+        .collect();
+    wait_for(Duration::from_secs(20), "a 429 and failing uploads", || {
+        (serve.output().contains("spool full") && rx.attempts().len() >= 2).then_some(())
+    })
+    .await;
+    rx.set_always(None);
+    let mut saw_429 = false;
+    for sender in senders {
+        let outcome = sender.await.unwrap();
+        assert!(outcome.acknowledged, "{outcome:?}");
+        if outcome.statuses.contains(&429) {
+            saw_429 = true;
+            assert!(outcome.retry_after.iter().all(|r| r == "1"), "{outcome:?}");
+        }
+    }
+    assert!(saw_429);
+    wait_for(Duration::from_secs(30), "all delivered", || {
+        (rx.records().len() >= 120).then_some(())
+    })
+    .await;
+    let got = counts(&rx.records());
+    assert_eq!(got.len(), 120);
+    assert!(got.values().all(|&n| n == 1));
+    assert!(
+        rx.attempts().len() > rx.accepted().len(),
+        "uploads failed while the spool filled"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_during_ingest_loses_no_acknowledged_event_and_duplicates_none() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let mut serve = Serve::start(&rx, &[]).await;
+    let client = serve.client();
+    let events = fixtures::numbered_events(1500);
+    // Batches keep arriving over ~1.5 s, as from a busy apiserver.
+    let senders: Vec<_> = events
+        .chunks(50)
+        .enumerate()
+        .map(|(i, batch)| {
+            let (client, batch) = (client.clone(), batch.to_vec());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50 * i as u64)).await;
+                client.send_batch(&batch).await
+            })
+        })
+        .collect();
+    // Kill while batches are arriving and being delivered, then again with the spool non-empty.
+    wait_for(Duration::from_secs(20), "some deliveries", || {
+        (rx.records().len() >= 100).then_some(())
+    })
+    .await;
+    serve.kill9().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    serve.restart().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    serve.kill9().await;
+    serve.restart().await;
+
+    let mut acknowledged = Vec::new();
+    let mut interrupted = 0;
+    for (sender, batch) in senders.into_iter().zip(events.chunks(50)) {
+        let outcome = sender.await.unwrap();
+        assert!(
+            outcome.acknowledged,
+            "the client retries until the restarted server answers: {outcome:?}"
+        );
+        interrupted += usize::from(outcome.statuses.contains(&0));
+        acknowledged.extend(keys(batch));
+    }
+    assert!(interrupted > 0, "the kills hit batches in flight");
+    wait_for(
+        Duration::from_secs(60),
+        "every acknowledged event delivered",
+        || {
+            let got = counts(&rx.records());
+            acknowledged
+                .iter()
+                .all(|k| got.contains_key(k))
+                .then_some(())
+        },
+    )
+    .await;
+    wait_for(Duration::from_secs(10), "spool emptied", || {
+        (serve.spooled_segments() == 0).then_some(())
+    })
+    .await;
+    let got = counts(&rx.records());
+    let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert_eq!(got.len(), 1500);
+    assert_eq!(rx.violations(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn spooled_events_survive_a_crash_while_the_upload_is_down() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    rx.set_always(Some(Fault::Drop));
+    let mut serve = Serve::start(&rx, &[]).await;
+    let events = fixtures::numbered_events(40);
+    assert!(serve.client().send_batch(&events).await.acknowledged);
+    wait_for(Duration::from_secs(10), "a failed delivery", || {
+        serve.output().contains("kept for retry").then_some(())
+    })
+    .await;
+    assert!(
+        serve
+            .metric("kaf_delivery_failures_total{class=\"transient\"} ")
+            .await
+            >= 1.0
+    );
+    assert_eq!(serve.metric("kaf_spool_events ").await, 40.0);
+    serve.kill9().await;
+    assert_eq!(serve.spooled_segments(), 1);
+    rx.set_always(None);
+    serve.restart().await;
+    wait_for(Duration::from_secs(20), "delivered after restart", || {
+        (rx.records().len() == 40).then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(5), "spool emptied", || {
+        (serve.spooled_segments() == 0).then_some(())
+    })
+    .await;
+    // The apiserver resending the batch now (its 200 lost in the crash) changes nothing.
+    assert!(serve.client().send_batch(&events).await.acknowledged);
+    assert_eq!(serve.metric("kaf_events_duplicate_total ").await, 40.0);
+    assert_eq!(counts(&rx.records()).len(), 40);
+}
