@@ -9,6 +9,7 @@ mod forwarding;
 mod policy;
 mod replay;
 mod serve;
+mod tail;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,8 @@ enum Command {
     Replay(replay::Args),
     /// Receive the kube-apiserver audit webhook over HTTPS, spool durably, and forward.
     Serve(serve::Args),
+    /// Follow an audit log file across rotation, with a checkpoint, and forward.
+    Tail(tail::Args),
     /// Validate an audit policy, or run audit-policy conformance cases.
     #[command(subcommand)]
     Policy(policy::Command),
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Policy(command) => policy::run(command),
         Command::Serve(args) => serve::run(args),
+        Command::Tail(args) => tail::run(args),
     };
     match result {
         Ok(code) => code,

@@ -7,12 +7,14 @@
 //!   recorded responses and errors, and redelivery of an event.
 //! - [`payloads`]: cloud wrappers around real sample events (CloudWatch subscription events).
 //! - [`webhook`]: the kube-apiserver's audit webhook backend, configured from its kubeconfig, with retries.
+//! - [`lumberjack`]: the apiserver log backend's writer: rename-rotation and gzip'd backups.
 //! - [`pki`]: a CA with server and client certificates on disk.
 //! - [`fixtures`]: paths of the bundled samples.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fixtures;
+pub mod lumberjack;
 pub mod payloads;
 pub mod pki;
 pub mod process;

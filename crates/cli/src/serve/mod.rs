@@ -101,6 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             max_body_bytes: args.max_body_bytes,
             spooled: tokio::sync::Notify::new(),
         });
+        let shutdown = shutdown_signal()?;
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("--listen {}", args.listen))?;
@@ -116,7 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         tokio::select! {
             () = accept_loop(listener, TlsAcceptor::from(Arc::new(tls)), state) => {}
             () = delivery.run() => {}
-            () = shutdown_signal() => tracing::info!("shutting down; undelivered events stay in the spool"),
+            () = shutdown => tracing::info!("shutting down; undelivered events stay in the spool"),
         }
         Ok(std::process::ExitCode::SUCCESS)
     })
@@ -249,17 +250,16 @@ impl Delivery {
     }
 }
 
-pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed now, not on first poll, so a signal that
+/// arrives while work is in progress is remembered instead of killing the process.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
+    })
 }

@@ -9,5 +9,7 @@ mod harness;
 mod replay;
 /// `serve`: the webhook receiver, its auth, spool, backpressure and crash safety.
 mod serve;
+/// `tail`: following the log backend's file across rotation and restarts.
+mod tail;
 /// Uploading with a logtypeconfig: delivery, exit codes, secrets.
 mod upload;

@@ -1,0 +1,110 @@
+//! `tail FILE`: the kube-apiserver log backend (`--audit-log-path`) on self-managed clusters.
+//!
+//! Follows the file across lumberjack rotation and compression, truncation and our own restarts. The
+//! checkpoint is advanced only after a chunk is delivered; before sending, the chunk's range is written down,
+//! so after a crash exactly that chunk is resent, with the same event ids and hence the same `upload-id`.
+//! Failed deliveries are retried forever with backoff: the file is the buffer.
+
+use crate::forwarding::{ForwardArgs, Sink};
+use anyhow::Context as _;
+use kaf_envelope::{Batch, Source};
+use kaf_tail::{Checkpoint, Follower, Start};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The live audit log, e.g. /var/log/kubernetes/audit/audit.log.
+    file: PathBuf,
+    /// Checkpoint file [default: FILE with `.kaf-checkpoint` appended].
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Ignore the checkpoint: read every rotated backup (oldest first), then the live file. Without a
+    /// checkpoint and without this flag, reading starts at the beginning of the live file.
+    #[arg(long)]
+    from_start: bool,
+    /// Exit once everything present has been delivered, instead of following.
+    #[arg(long)]
+    once: bool,
+    /// How often to look for new lines and rotations, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    poll_ms: u64,
+    /// Most events per delivery.
+    #[arg(long, default_value_t = 500)]
+    batch_events: usize,
+    /// How long one delivery attempt may retry before backing off, in seconds.
+    #[arg(long, default_value_t = 60)]
+    deadline_secs: u64,
+    #[command(flatten)]
+    forward: ForwardArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (pipeline, config) = args.forward.pipeline()?;
+    let checkpoint_path = args.checkpoint.clone().unwrap_or_else(|| {
+        let mut p = args.file.clone().into_os_string();
+        p.push(".kaf-checkpoint");
+        p.into()
+    });
+    let start = match Checkpoint::load(&checkpoint_path)? {
+        _ if args.from_start => Start::FromStart,
+        Some(checkpoint) => Start::Checkpoint(checkpoint),
+        None => Start::LiveFile,
+    };
+    let stream = args.file.file_name().map_or_else(
+        || args.file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let sink = Sink::new(config.as_ref())?;
+        let mut follower = Follower::new(&args.file, start);
+        let mut stop = std::pin::pin!(crate::serve::shutdown_signal()?);
+        let poll = Duration::from_millis(args.poll_ms);
+        loop {
+            let chunk = follower
+                .poll(args.batch_events, kaf_upload::Limits::default().max_bytes)
+                .with_context(|| format!("reading {}", args.file.display()))?;
+            let Some(chunk) = chunk else {
+                if args.once {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(poll) => continue,
+                    () = &mut stop => return Ok(ExitCode::SUCCESS),
+                }
+            };
+            chunk.pending().save(&checkpoint_path)?;
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                let batch = Batch {
+                    source: Source {
+                        cluster: args.forward.cluster.clone(),
+                        stream: stream.clone(),
+                        event_pointer: None,
+                    },
+                    events: chunk.events.clone(),
+                };
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(args.deadline_secs);
+                // A delivery in progress is finished before a clean stop, so a restart resends nothing.
+                let delivered = sink.deliver(&pipeline, batch, deadline).await;
+                if let Some(e) = delivered.output_error {
+                    return Err(anyhow::Error::new(e).context("writing records to stdout"));
+                }
+                let Some(error) = delivered.error else { break };
+                tracing::warn!(%error, file = %chunk.path.display(), offset = chunk.start, retry_in_ms = backoff.as_millis() as u64, "not delivered; will retry the same lines");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = &mut stop => return Ok(ExitCode::SUCCESS),
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            chunk.delivered().save(&checkpoint_path)?;
+        }
+    })
+}
