@@ -149,7 +149,7 @@ pub(crate) fn head_hash(first_line: &[u8]) -> String {
 
 pub(crate) enum Reader {
     Plain(BufReader<File>),
-    Gzip(BufReader<MultiGzDecoder<File>>),
+    Gzip(Box<BufReader<MultiGzDecoder<File>>>),
 }
 
 impl Reader {
@@ -182,7 +182,7 @@ impl Reader {
             first.ends_with(b"\n").then(|| head_hash(&first))
         };
         let reader = if candidate.compressed {
-            Self::Gzip(BufReader::new(MultiGzDecoder::new(file)))
+            Self::Gzip(Box::new(BufReader::new(MultiGzDecoder::new(file))))
         } else {
             Self::Plain(BufReader::new(file))
         };

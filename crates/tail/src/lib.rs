@@ -285,7 +285,9 @@ impl Cursor {
             let mut line = std::mem::take(&mut self.partial);
             let n = self.reader.read_until(b'\n', &mut line)?;
             let ended = line.last() == Some(&b'\n');
-            if line.is_empty() || (!ended && !(self.complete && n == 0)) {
+            // A last line without newline counts only once the file is rotated away and fully read.
+            let finished = ended || (self.complete && n == 0);
+            if line.is_empty() || !finished {
                 // Nothing, or a line still being written: keep it for later.
                 self.partial = line;
                 break;
