@@ -3,7 +3,7 @@
 //! It takes a decoded [`Batch`] from `kaf-envelope` and hands flat [`Record`]s (field name → value, the profile
 //! schema) to whatever delivers them (the upload client, or stdout in the CLI). Per event, in this order:
 //!
-//! parse and check it is an audit event → drop repeated `(auditID, stage)` → normalise old API versions → audit policy → redact secrets → map with the profile (`jsonPath`) →
+//! parse and check it is an audit event → drop repeats ([`event_identity`]) → normalise old API versions → audit policy → redact secrets → map with the profile (`jsonPath`) →
 //! `_zl_timestamp` from the unmasked value → filter → mask → hash → derive → drop `ignoredFields` → add
 //! `s247agentuid` and `logstream` → size limit.
 //!
@@ -172,7 +172,7 @@ pub struct PipelineStats {
     pub oversize_dropped: u64,
     /// Secret values replaced by fingerprints.
     pub redacted: u64,
-    /// Repeated `(auditID, stage)` pairs within one batch (retried deliveries, both AKS categories enabled).
+    /// Repeated events ([`event_identity`]) within one batch (retried deliveries, both AKS categories enabled).
     pub deduplicated: u64,
     /// Bytes of audit JSON that came in.
     pub bytes_in: u64,
@@ -301,7 +301,7 @@ impl Pipeline {
         self.process_with(batch, now_ms, &mut Seen::default())
     }
 
-    /// [`Pipeline::process`] with the `(auditID, stage)` pairs already seen in earlier parts of the same batch.
+    /// [`Pipeline::process`] with the event identities already seen in earlier parts of the same batch.
     fn process_with(&self, batch: Batch, now_ms: i64, seen: &mut Seen) -> Processed {
         let mut out = Processed {
             records: Vec::with_capacity(batch.events.len()),
@@ -478,20 +478,30 @@ impl Iterator for Chunks<'_> {
     }
 }
 
-/// `(auditID, stage)` pairs of one batch. `auditID` is client-settable and shared by all stages of a request,
-/// so the pair (within one source) is the identity of an event; events without one are never deduplicated.
+/// The identity of an audit event for deduplication: `auditID` and `stage`, plus both timestamps.
+///
+/// A retried delivery repeats an event byte for byte, so the timestamps match. `auditID` alone is not
+/// enough, because it is client-settable (`Audit-ID` header): a client could reuse the ID of an earlier
+/// request, and its own request would then be dropped as a repeat. Events without an `auditID` have no
+/// identity and are never deduplicated.
+pub fn event_identity(event: &Value) -> Option<String> {
+    let id = event.get("auditID")?.as_str().filter(|s| !s.is_empty())?;
+    let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default();
+    Some(format!(
+        "{id}\u{0}{}\u{0}{}\u{0}{}",
+        text("stage"),
+        text("requestReceivedTimestamp"),
+        text("stageTimestamp")
+    ))
+}
+
+/// Identities seen in one batch (see [`event_identity`]).
 #[derive(Debug, Default)]
 struct Seen(std::collections::HashSet<String>);
 
 impl Seen {
     fn first_time(&mut self, doc: &Value) -> bool {
-        match (
-            doc.get("auditID").and_then(Value::as_str),
-            doc.get("stage").and_then(Value::as_str),
-        ) {
-            (Some(id), Some(stage)) if !id.is_empty() => self.0.insert(format!("{id}\u{0}{stage}")),
-            _ => true,
-        }
+        event_identity(doc).is_none_or(|key| self.0.insert(key))
     }
 }
 

@@ -413,3 +413,23 @@ fn aks_skipped_too_big_objects_are_kept_as_they_are() {
     assert_eq!(r["responseobject"], json!("skipped-too-big-size-object"));
     assert_eq!(out.stats.redacted, 0);
 }
+
+#[test]
+fn a_reused_audit_id_is_not_a_repeat_unless_the_timestamps_match_too() {
+    let p = Pipeline::new(None).unwrap();
+    let event = |received: &str| {
+        json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": "chosen-by-client",
+               "stage": "ResponseComplete", "verb": "delete", "requestURI": "/api/v1/namespaces/prod/secrets/db",
+               "requestReceivedTimestamp": received, "stageTimestamp": received, "user": {"username": "mallory"}})
+    };
+    let first = event("2026-11-26T10:00:00.000001Z");
+    let events = vec![
+        (None, Payload::Json(first.clone())),
+        // The same event again (a retried delivery): dropped.
+        (None, Payload::Json(first)),
+        // Another request that sent the same `Audit-ID` header: kept.
+        (None, Payload::Json(event("2026-11-26T10:05:00.000001Z"))),
+    ];
+    let stats = p.process(batch(events), 0).stats;
+    assert_eq!((stats.forwarded, stats.deduplicated), (2, 1));
+}

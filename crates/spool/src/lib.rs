@@ -6,7 +6,7 @@
 //! down first: after a crash the same group is resent with the same event ids, hence the same `upload-id`.
 //! Only after delivery are the segments removed ([`complete`](Spool::complete)).
 //!
-//! The apiserver resends a whole batch when a request fails, so `(auditID, stage)` pairs already spooled or
+//! The apiserver resends a whole batch when a request fails, so events (by `auditID`, `stage` and timestamps) already spooled or
 //! recently delivered are dropped on the way in. Their keys live in memory and in `seen.journal`, so a retry
 //! that arrives after a restart is still recognised, within a bounded window.
 //!
@@ -33,7 +33,7 @@ const JOURNAL: &str = "seen.journal";
 pub struct SpoolOptions {
     /// Bytes of undelivered segments past which [`Spool::append`] refuses with [`SpoolError::Full`].
     pub max_bytes: u64,
-    /// How long a delivered `(auditID, stage)` is remembered to drop a retried batch.
+    /// How long a delivered event's identity is remembered to drop a retried batch.
     pub dedupe_window: Duration,
     /// At most this many keys are remembered (oldest forgotten first).
     pub dedupe_capacity: usize,
@@ -66,7 +66,7 @@ pub enum SpoolError {
 pub struct Appended {
     /// Events written to the new segment.
     pub spooled: usize,
-    /// Events dropped because their `(auditID, stage)` was already spooled or recently delivered.
+    /// Events dropped because their identity was already spooled or recently delivered.
     pub duplicates: usize,
 }
 

@@ -1,21 +1,16 @@
-//! Remembered `(auditID, stage)` keys, bounded by age and count.
+//! Remembered event keys, bounded by age and count.
 
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use std::collections::{HashSet, VecDeque};
 
-/// 128 bits of SHA-256 over `auditID` and `stage`: fixed size, stable across versions and restarts.
+/// 128 bits of SHA-256 over the event's identity: fixed size, stable across versions and restarts.
 pub(crate) type Key = [u8; 16];
 
-/// The key of an event, if it has an `auditID` and a `stage` (events without are never deduplicated).
+/// The key of an event ([`kaf_pipeline::event_identity`]: `auditID`, `stage` and timestamps), if it has one.
 pub(crate) fn key_of(event: &Value) -> Option<Key> {
-    let id = event.get("auditID")?.as_str().filter(|s| !s.is_empty())?;
-    let stage = event.get("stage")?.as_str()?;
-    let digest = Sha256::new()
-        .chain_update(id.as_bytes())
-        .chain_update([0u8])
-        .chain_update(stage.as_bytes())
-        .finalize();
+    let identity = kaf_pipeline::event_identity(event)?;
+    let digest = Sha256::digest(identity.as_bytes());
     let mut key = [0u8; 16];
     key.copy_from_slice(&digest[..16]);
     Some(key)

@@ -256,3 +256,25 @@ fn segments_hold_one_compact_event_per_line() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_reused_audit_id_with_other_timestamps_is_spooled() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), options()).unwrap();
+    let at = |t: &str| json!({"auditID": "reused", "stage": "ResponseComplete", "requestReceivedTimestamp": t, "stageTimestamp": t});
+    spool.append(&[at("2026-11-26T10:00:00.000001Z")]).unwrap();
+    assert_eq!(
+        spool
+            .append(&[at("2026-11-26T10:00:00.000001Z")])
+            .unwrap()
+            .duplicates,
+        1
+    );
+    assert_eq!(
+        spool
+            .append(&[at("2026-11-26T10:00:09.000001Z")])
+            .unwrap()
+            .spooled,
+        1
+    );
+}

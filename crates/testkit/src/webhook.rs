@@ -1,7 +1,9 @@
 //! A stand-in for the kube-apiserver's audit webhook backend: it reads the `--audit-webhook-config-file`
 //! kubeconfig (server, CA, token or client certificate, relative paths resolved like client-go), posts
-//! batches as `EventList`s whose items carry no `kind`/`apiVersion`, and resends a whole batch on connection
-//! errors, 5xx and 429 (honouring `Retry-After`, scaled down for tests) until it gives up.
+//! batches as `EventList`s whose items carry no `kind`/`apiVersion`, and resends a whole batch on 500, 504,
+//! 429 or any answer with `Retry-After` (scaled down for tests), as `webhook.DefaultShouldRetry` does, until it
+//! gives up. It also resends on every connection error, where the apiserver only does on resets: the crash
+//! tests restart the server behind it, and a real deployment covers that gap with a supervisor.
 
 use rustls::pki_types::pem::PemObject as _;
 use serde::Deserialize;
@@ -239,7 +241,10 @@ impl WebhookClient {
                     outcome.acknowledged = true;
                     return outcome;
                 }
-                Ok((status, retry_after, _)) if status == 429 || status >= 500 => {
+                // k8s.io/apiserver `webhook.DefaultShouldRetry`: 500, 504, 429, or any answer with Retry-After.
+                Ok((status, retry_after, _))
+                    if matches!(status, 429 | 500 | 504) || retry_after.is_some() =>
+                {
                     outcome.statuses.push(status);
                     match retry_after {
                         Some(secs) => {
@@ -252,7 +257,7 @@ impl WebhookClient {
                     }
                 }
                 Ok((status, _, _)) => {
-                    // 4xx other than 429: the apiserver gives up on the batch.
+                    // Anything else (4xx, a bare 503): the apiserver gives up on the batch.
                     outcome.statuses.push(status);
                     return outcome;
                 }
