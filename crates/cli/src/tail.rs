@@ -49,10 +49,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         p.push(".kaf-checkpoint");
         p.into()
     });
-    let start = match Checkpoint::load(&checkpoint_path)? {
-        _ if args.from_start => Start::FromStart,
-        Some(checkpoint) => Start::Checkpoint(checkpoint),
-        None => Start::LiveFile,
+    let start = if args.from_start {
+        Start::FromStart
+    } else {
+        match Checkpoint::load(&checkpoint_path)? {
+            Some(checkpoint) => Start::Checkpoint(checkpoint),
+            None => Start::LiveFile,
+        }
     };
     let stream = args.file.file_name().map_or_else(
         || args.file.display().to_string(),
