@@ -119,8 +119,8 @@ impl Sink {
                     log_rejects(&processed.rejects);
                     for r in &processed.records {
                         if written.is_ok() {
-                            written = serde_json::to_writer(&mut out, &r.record)
-                                .map_err(std::io::Error::from)
+                            written = out
+                                .write_all(r.json.as_bytes())
                                 .and_then(|()| out.write_all(b"\n"));
                         }
                     }

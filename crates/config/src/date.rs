@@ -112,6 +112,16 @@ impl DateFormat {
         })
     }
 
+    /// [`DateFormat::parse_ms`] for a string value, without building a JSON value for the common case.
+    pub fn parse_text_ms(&self, text: &str, now_ms: i64) -> Result<i64, DateParseError> {
+        match self {
+            Self::Rfc3339 { zone } => {
+                parse_rfc3339_ms(text.trim(), *zone).ok_or(DateParseError::NoMatch)
+            }
+            other => other.parse_ms(&Value::String(text.to_string()), now_ms),
+        }
+    }
+
     /// Milliseconds since the epoch for `value`; `now_ms` serves `agent_time` and year-less patterns.
     pub fn parse_ms(&self, value: &Value, now_ms: i64) -> Result<i64, DateParseError> {
         match self {

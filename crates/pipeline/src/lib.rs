@@ -21,13 +21,14 @@
 //!     events: vec![RawEvent { id: "1".into(), envelope_time_ms: None, payload: Payload::Text(event.into()) }],
 //! };
 //! let out = pipeline.process(batch, 0);
-//! let record = &out.records[0].record;
+//! let record = &out.records[0].record();
 //! assert_eq!(record["responsestatus_code"], 403);
 //! assert_eq!(record["username"], "bob");
 //! assert_eq!(record["_zl_timestamp"], 1_776_702_779_930_i64);
 //! assert_eq!(record["s247agentuid"], "demo");
 //! ```
 
+mod fast;
 pub mod limits;
 pub mod lookup;
 pub mod policy;
@@ -207,11 +208,49 @@ pub struct Reject {
     pub reason: String,
 }
 
-/// A record with the id of the event it came from.
+/// A record with the id of the event it came from, rendered once: the compact JSON object that is uploaded or
+/// printed, and its `Log-Size` contribution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutRecord {
     pub event_id: String,
-    pub record: Record,
+    /// Compact JSON of the record (an object in the profile schema).
+    pub json: String,
+    /// [`log_size`] of the record.
+    pub log_size: u64,
+}
+
+impl OutRecord {
+    pub fn new(event_id: String, record: &Record) -> Self {
+        Self {
+            event_id,
+            // A map of strings to JSON values always serialises.
+            json: serde_json::to_string(record).unwrap_or_else(|_| "{}".into()),
+            log_size: log_size(record),
+        }
+    }
+
+    /// The record as a map again (tests and tools; the hot path never parses it back).
+    pub fn record(&self) -> Record {
+        serde_json::from_str(&self.json).unwrap_or_default()
+    }
+}
+
+/// Sum of the byte lengths of a record's field values (strings as UTF-8, other values as JSON text), without
+/// the agent's own fields (`_zl*`, `s247*`, `inode*`), as the contract's `Log-Size` defines it.
+pub fn log_size(record: &Record) -> u64 {
+    record
+        .iter()
+        .filter(|(k, _)| !is_agent_field(k))
+        .map(|(_, v)| match v {
+            Value::String(s) => s.len() as u64,
+            other => other.to_string().len() as u64,
+        })
+        .sum()
+}
+
+/// The agent's own fields, which `Log-Size` leaves out.
+pub fn is_agent_field(name: &str) -> bool {
+    name.starts_with("_zl") || name.starts_with("s247") || name.starts_with("inode")
 }
 
 /// The pipeline's result for one batch.
@@ -241,6 +280,8 @@ pub struct Pipeline {
     /// The default profile re-rooted at AKS's `properties.log`; `None` when the config has its own `jsonPath`
     /// (which is then relative to the whole document, as in Site24x7's AKS configs).
     aks_profile: Option<Profile>,
+    /// The default profile and no rules: [`fast`] may map events.
+    fast: bool,
 }
 
 impl Pipeline {
@@ -258,6 +299,7 @@ impl Pipeline {
                 redact_secrets: true,
                 policy: None,
                 aks_profile: None,
+                fast: false,
             },
             Some(c) => Self {
                 profile: Profile::from_config(c)?,
@@ -270,11 +312,22 @@ impl Pipeline {
                 redact_secrets: true,
                 policy: None,
                 aks_profile: None,
+                fast: false,
             },
         };
         if config.is_none_or(|c| c.json_path.is_none()) {
             pipeline.aks_profile = Some(pipeline.profile.rooted_at("properties.log"));
         }
+        let p = &pipeline;
+        pipeline.fast = fast::covers(
+            &p.profile.entries,
+            &p.profile.date_field,
+            &p.profile.date_format,
+        ) && p.filters.is_empty()
+            && p.masks.is_empty()
+            && p.hashes.is_empty()
+            && p.derives.is_empty()
+            && p.ignored_fields.is_empty();
         Ok(pipeline)
     }
 
@@ -287,6 +340,13 @@ impl Pipeline {
     /// Evaluate every event against an audit policy before anything else looks at it.
     pub fn with_policy(mut self, policy: Option<policy::Policy>) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// The generic path only (the differential tests and benchmarks compare the two).
+    #[doc(hidden)]
+    pub fn without_fast_path(mut self) -> Self {
+        self.fast = false;
         self
     }
 
@@ -307,9 +367,34 @@ impl Pipeline {
             records: Vec::with_capacity(batch.events.len()),
             ..Processed::default()
         };
+        let fast = self.fast && self.policy.is_none() && batch.source.event_pointer.is_none();
         for event in batch.events {
             out.stats.events_in += 1;
             out.stats.bytes_in += payload_len(&event.payload);
+            if let (true, Payload::Text(text)) = (fast, &event.payload) {
+                let ctx = fast::Context {
+                    cluster: &batch.source.cluster,
+                    stream: &batch.source.stream,
+                    redact_secrets: self.redact_secrets,
+                    max_record_bytes: self.max_record_bytes,
+                    now_ms,
+                    envelope_time_ms: event.envelope_time_ms,
+                };
+                if let Some(mapped) = fast::map_event(text, &ctx) {
+                    if !seen.first_time_identity(mapped.identity) {
+                        out.stats.deduplicated += 1;
+                        continue;
+                    }
+                    out.stats.timestamp_fallbacks += u64::from(mapped.timestamp_fallback);
+                    out.stats.forwarded += 1;
+                    out.records.push(OutRecord {
+                        event_id: event.id,
+                        json: mapped.json,
+                        log_size: mapped.log_size,
+                    });
+                    continue;
+                }
+            }
             let pointer = batch.source.event_pointer;
             let parsed = parse_document(event.payload)
                 .and_then(|doc| check_event(event_at(&doc, pointer)).map(|()| doc));
@@ -392,10 +477,7 @@ impl Pipeline {
                 }
             }
             out.stats.forwarded += 1;
-            out.records.push(OutRecord {
-                event_id: event.id,
-                record,
-            });
+            out.records.push(OutRecord::new(event.id, &record));
         }
         out.source = batch.source;
         out
@@ -501,7 +583,11 @@ struct Seen(std::collections::HashSet<String>);
 
 impl Seen {
     fn first_time(&mut self, doc: &Value) -> bool {
-        event_identity(doc).is_none_or(|key| self.0.insert(key))
+        self.first_time_identity(event_identity(doc))
+    }
+
+    fn first_time_identity(&mut self, identity: Option<String>) -> bool {
+        identity.is_none_or(|key| self.0.insert(key))
     }
 }
 

@@ -99,6 +99,11 @@ pub fn redact_event(event: &mut Value) -> u64 {
     count
 }
 
+/// Whether [`redact_event`] could change `uri` (a query parameter that carries a token or password).
+pub fn uri_may_carry_secret(uri: &str) -> bool {
+    uri.contains('?') && URI_SECRET.is_match(uri)
+}
+
 /// Kind-driven: every object below `v` that says what it is.
 fn walk(v: &mut Value, count: &mut u64) {
     match v {

@@ -57,7 +57,7 @@ fn default_profile_is_valid_and_maps_the_documented_fields() {
         "requestObject": {"kind": "Pod", "spec": {"x": 1}}
     }));
     let out = p.process(batch(vec![(None, Payload::Json(e))]), 0);
-    let r = &out.records[0].record;
+    let r = &out.records[0].record();
     assert_eq!(r["username"], json!("arn-user"));
     assert_eq!(r["user_sessionname"], json!("s1"));
     assert_eq!(r["user_arn"], json!("arn:aws:sts::1:assumed-role/r/s1"));
@@ -100,7 +100,7 @@ fn config_json_path_alone_defines_the_record_and_keeps_falsy_values() {
         .process(batch(vec![(None, Payload::Json(e))]), 0)
         .records
         .remove(0)
-        .record;
+        .record();
     let keys: Vec<&str> = r.keys().map(String::as_str).collect();
     assert_eq!(
         keys,
@@ -133,10 +133,10 @@ fn unreadable_timestamps_fall_back_to_the_envelope_then_ingest_time_and_are_coun
         42,
     );
     assert_eq!(
-        out.records[0].record["_zl_timestamp"],
+        out.records[0].record()["_zl_timestamp"],
         json!(1_700_000_000_000_i64)
     );
-    assert_eq!(out.records[1].record["_zl_timestamp"], json!(42));
+    assert_eq!(out.records[1].record()["_zl_timestamp"], json!(42));
     assert_eq!(out.stats.timestamp_fallbacks, 2);
 }
 
@@ -154,11 +154,11 @@ fn v1beta1_events_get_their_times_from_legacy_fields() {
     let out = p.process(batch(vec![(None, Payload::Json(e))]), 0);
     assert_eq!(out.stats.timestamp_fallbacks, 0);
     assert_eq!(
-        out.records[0].record["_zl_timestamp"],
+        out.records[0].record()["_zl_timestamp"],
         json!(1_505_159_705_000_i64)
     );
     assert_eq!(
-        out.records[0].record["stagetimestamp"],
+        out.records[0].record()["stagetimestamp"],
         json!("2017-09-11T19:55:06Z")
     );
 }
@@ -170,7 +170,7 @@ fn custom_date_field_and_format_from_the_config() {
     let out = p.process(batch(vec![(None, Payload::Json(event(json!({}))))]), 0);
     assert_eq!(out.stats.timestamp_fallbacks, 0);
     assert_eq!(
-        out.records[0].record["_zl_timestamp"],
+        out.records[0].record()["_zl_timestamp"],
         json!(1_776_702_779_940_i64)
     );
 }
@@ -194,7 +194,7 @@ fn filter_runs_on_unmasked_values_then_mask_hash_derive_and_ignore() {
         0,
     );
     assert_eq!(out.stats.filtered, 1);
-    let r = &out.records[0].record;
+    let r = &out.records[0].record();
     assert_eq!(r["username"], json!("***ce"));
     assert_eq!(r["sourceip"], json!(rules::sha256_hex("10.0.0.1")));
     assert_eq!(
@@ -247,7 +247,7 @@ fn over_size_records_are_shrunk_and_counted() {
     let e = event(json!({"requestObject": {"data": "x".repeat(120_000)}}));
     let out = p.process(batch(vec![(None, Payload::Json(e))]), 0);
     assert_eq!(out.stats.truncated, 1);
-    let r = &out.records[0].record;
+    let r = &out.records[0].record();
     assert!(limits::serialized_len(r) <= 50_000);
     assert!(
         r["requestobject"]
@@ -353,7 +353,7 @@ fn aks_records_map_like_their_bare_events_with_the_default_profile() {
         ),
         (33, 1)
     );
-    let strip = |o: &OutRecord| o.record.clone();
+    let strip = |o: &OutRecord| o.record();
     assert_eq!(
         from_records.records.iter().map(strip).collect::<Vec<_>>(),
         from_events.records.iter().map(strip).collect::<Vec<_>>()
@@ -362,7 +362,7 @@ fn aks_records_map_like_their_bare_events_with_the_default_profile() {
         from_records
             .records
             .iter()
-            .any(|r| r.record.contains_key("requestobject"))
+            .any(|r| r.record().contains_key("requestobject"))
     );
 }
 
@@ -374,7 +374,7 @@ fn a_custom_json_path_on_aks_is_relative_to_the_record_as_in_site24x7_configs() 
     ]}));
     let p = Pipeline::new(Some(&c)).unwrap();
     let out = p.process(aks_batch(aks_records()), 0);
-    let r = &out.records[0].record;
+    let r = &out.records[0].record();
     assert_eq!(r["username"], json!("policy-admin@example.com"));
     assert_eq!(r["category"], json!("kube-audit"));
     assert_eq!(
@@ -408,7 +408,7 @@ fn aks_skipped_too_big_objects_are_kept_as_they_are() {
     let out = Pipeline::new(None)
         .unwrap()
         .process(aks_batch(vec![record]), 0);
-    let r = &out.records[0].record;
+    let r = &out.records[0].record();
     assert_eq!(r["requestobject"], json!("skipped-too-big-size-object"));
     assert_eq!(r["responseobject"], json!("skipped-too-big-size-object"));
     assert_eq!(out.stats.redacted, 0);

@@ -22,79 +22,57 @@ impl Default for Limits {
     }
 }
 
-/// Records serialized once, grouped into requests.
+/// Records grouped into requests.
 #[derive(Debug, Clone)]
-pub struct BatchPlan {
-    /// Compact JSON of each record.
-    pub serialized: Vec<Vec<u8>>,
-    /// `Log-Size` contribution of each record.
-    pub log_sizes: Vec<u64>,
+pub struct BatchPlan<'a> {
+    records: &'a [OutRecord],
     pub requests: Vec<Range<usize>>,
 }
 
-impl BatchPlan {
-    pub fn new(records: &[OutRecord], limits: Limits) -> Self {
-        let serialized: Vec<Vec<u8>> = records
-            .iter()
-            .map(|r| serde_json::to_vec(&r.record).unwrap_or_else(|_| b"{}".to_vec()))
-            .collect();
-        let log_sizes = records.iter().map(|r| log_size(&r.record)).collect();
+impl<'a> BatchPlan<'a> {
+    pub fn new(records: &'a [OutRecord], limits: Limits) -> Self {
         let mut requests = Vec::new();
         let mut start = 0;
         let mut bytes = 2; // the brackets
-        for (i, record) in serialized.iter().enumerate() {
-            let added = record.len() + usize::from(i > start);
+        for (i, record) in records.iter().enumerate() {
+            let len = record.json.len();
+            let added = len + usize::from(i > start);
             if i > start && (i - start >= limits.max_records || bytes + added > limits.max_bytes) {
                 requests.push(start..i);
                 start = i;
-                bytes = 2 + record.len();
+                bytes = 2 + len;
             } else {
                 bytes += added;
             }
         }
-        if start < serialized.len() {
-            requests.push(start..serialized.len());
+        if start < records.len() {
+            requests.push(start..records.len());
         }
-        Self {
-            serialized,
-            log_sizes,
-            requests,
-        }
+        Self { records, requests }
     }
 
     /// The JSON array body for `range`.
     pub fn body(&self, range: Range<usize>) -> Vec<u8> {
-        let parts = &self.serialized[range];
+        let parts = &self.records[range];
         let mut body =
-            Vec::with_capacity(parts.iter().map(Vec::len).sum::<usize>() + parts.len() + 2);
+            Vec::with_capacity(parts.iter().map(|r| r.json.len()).sum::<usize>() + parts.len() + 2);
         body.push(b'[');
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
                 body.push(b',');
             }
-            body.extend_from_slice(part);
+            body.extend_from_slice(part.json.as_bytes());
         }
         body.push(b']');
         body
     }
 
     pub fn log_size(&self, range: Range<usize>) -> u64 {
-        self.log_sizes[range].iter().sum()
+        self.records[range].iter().map(|r| r.log_size).sum()
     }
 }
 
-/// Sum of the byte lengths of a record's field values (strings as UTF-8, other values as JSON text), without
-/// the agent's own fields (`_zl*`, `s247*`, `inode*`), as the contract's `Log-Size` defines it.
-pub fn log_size(record: &kaf_pipeline::Record) -> u64 {
-    record
-        .iter()
-        .filter(|(k, _)| !(k.starts_with("_zl") || k.starts_with("s247") || k.starts_with("inode")))
-        .map(|(_, v)| match v {
-            serde_json::Value::String(s) => s.len() as u64,
-            other => other.to_string().len() as u64,
-        })
-        .sum()
-}
+pub use kaf_pipeline::log_size;
 
 /// 32 hex characters naming one request: the same records from the same source always get the same id, so
 /// a redelivered invocation (Lambda retry, replay) resends the ids the receiver may already have seen.
@@ -130,14 +108,12 @@ mod tests {
     use serde_json::json;
 
     fn rec(i: usize, pad: usize) -> OutRecord {
-        OutRecord {
-            event_id: i.to_string(),
-            record:
-                json!({"n": i, "pad": "x".repeat(pad), "_zl_timestamp": 1, "s247agentuid": "c"})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-        }
+        OutRecord::new(
+            i.to_string(),
+            json!({"n": i, "pad": "x".repeat(pad), "_zl_timestamp": 1, "s247agentuid": "c"})
+                .as_object()
+                .unwrap(),
+        )
     }
 
     #[test]

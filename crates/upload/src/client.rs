@@ -372,7 +372,7 @@ impl Uploader {
 }
 
 pub(crate) struct Ctx<'a> {
-    pub(crate) plan: &'a BatchPlan,
+    pub(crate) plan: &'a BatchPlan<'a>,
     pub(crate) records: &'a [OutRecord],
     pub(crate) source_key: &'a str,
     pub(crate) deadline: Instant,

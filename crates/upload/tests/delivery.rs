@@ -37,17 +37,16 @@ fn records(n: usize) -> Vec<OutRecord> {
     (0..n)
         .map(|i| {
             let e = &events[i % events.len()];
-            OutRecord {
-                event_id: format!("ev-{i}"),
-                record: json!({
+            OutRecord::new(
+                format!("ev-{i}"),
+                json!({
                     "seq": i, "auditid": e["auditID"], "verb": e["verb"], "requesturi": e["requestURI"],
                     "responsestatus_code": e["responseStatus"]["code"], "_zl_timestamp": 1_505_159_705_000_i64 + i as i64,
                     "s247agentuid": "demo"
                 })
                 .as_object()
-                .unwrap()
-                .clone(),
-            }
+                .unwrap(),
+            )
         })
         .collect()
 }

@@ -1,0 +1,812 @@
+//! The fast path for the default profile: an event's text is read into borrowed, typed fields and written
+//! straight into the record's JSON, without a generic `Value` tree, a field map or a second serialisation.
+//! `requestObject` and `responseObject` are passed through as the apiserver's own compact JSON text.
+//!
+//! It only takes events where the result is the generic path's: [`map_event`] returns `None` (and the caller
+//! runs the generic path) for anything unusual — a key that Site24x7's lookup rules would treat specially
+//! (a dotted key, another letter case), a value of an unexpected type, anything secret redaction might touch,
+//! a record over the size limit, or text that is not a well-formed audit event. A differential test holds
+//! the two paths equal on every bundled sample.
+
+use crate::is_agent_field;
+use kaf_config::{DateFormat, JsonPathEntry, ValueType};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::Number;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write as _;
+
+type Text<'a> = Option<Cow<'a, str>>;
+type List<'a> = Option<Vec<Cow<'a, str>>>;
+
+/// The default profile's fields as the fast path writes them: (output name, source key, value type), in
+/// the byte order of the names (the generic path's map order, so both write the same bytes).
+const FIELDS: [(&str, &str, ValueType); 36] = [
+    ("annotations", "annotations", ValueType::JsonObject),
+    ("apiversion", "apiVersion", ValueType::Plain),
+    ("auditid", "auditID", ValueType::Plain),
+    (
+        "authorization_decision",
+        "annotations.authorization.k8s.io/decision",
+        ValueType::Plain,
+    ),
+    (
+        "authorization_reason",
+        "annotations.authorization.k8s.io/reason",
+        ValueType::Plain,
+    ),
+    (
+        "impersonateduser_groups",
+        "impersonatedUser.groups",
+        ValueType::Plain,
+    ),
+    (
+        "impersonateduser_username",
+        "impersonatedUser.username",
+        ValueType::Plain,
+    ),
+    ("level", "level", ValueType::Plain),
+    ("objectref_apigroup", "objectRef.apiGroup", ValueType::Plain),
+    (
+        "objectref_apiversion",
+        "objectRef.apiVersion",
+        ValueType::Plain,
+    ),
+    ("objectref_name", "objectRef.name", ValueType::Plain),
+    (
+        "objectref_namespace",
+        "objectRef.namespace",
+        ValueType::Plain,
+    ),
+    ("objectref_resource", "objectRef.resource", ValueType::Plain),
+    (
+        "objectref_subresource",
+        "objectRef.subresource",
+        ValueType::Plain,
+    ),
+    ("requestobject", "requestObject", ValueType::Plain),
+    (
+        "requestreceivedtimestamp",
+        "requestReceivedTimestamp",
+        ValueType::Plain,
+    ),
+    ("requesturi", "requestURI", ValueType::Plain),
+    ("responseobject", "responseObject", ValueType::Plain),
+    (
+        "responsestatus_code",
+        "responseStatus.code",
+        ValueType::Plain,
+    ),
+    (
+        "responsestatus_message",
+        "responseStatus.message",
+        ValueType::Plain,
+    ),
+    (
+        "responsestatus_reason",
+        "responseStatus.reason",
+        ValueType::Plain,
+    ),
+    (
+        "responsestatus_status",
+        "responseStatus.status",
+        ValueType::Plain,
+    ),
+    ("sourceip", "sourceIPs.0", ValueType::Plain),
+    ("sourceips", "sourceIPs", ValueType::Plain),
+    ("stage", "stage", ValueType::Plain),
+    ("stagetimestamp", "stageTimestamp", ValueType::Plain),
+    (
+        "user_accesskeyid",
+        "user.extra.accessKeyId.0",
+        ValueType::Plain,
+    ),
+    ("user_arn", "user.extra.arn.0", ValueType::Plain),
+    (
+        "user_canonicalarn",
+        "user.extra.canonicalArn.0",
+        ValueType::Plain,
+    ),
+    (
+        "user_principalid",
+        "user.extra.principalId.0",
+        ValueType::Plain,
+    ),
+    (
+        "user_sessionname",
+        "user.extra.sessionName.0",
+        ValueType::Plain,
+    ),
+    ("useragent", "userAgent", ValueType::Plain),
+    ("usergroups", "user.groups", ValueType::Plain),
+    ("username", "user.username", ValueType::Plain),
+    ("useruid", "user.uid", ValueType::Plain),
+    ("verb", "verb", ValueType::Plain),
+];
+
+/// Whether the fast path writes exactly what `entries`, `date_field` and `date_format` ask for.
+pub(crate) fn covers(
+    entries: &[JsonPathEntry],
+    date_field: &str,
+    date_format: &DateFormat,
+) -> bool {
+    let mut profile: Vec<(&str, &str, ValueType)> = entries
+        .iter()
+        .filter(|e| e.pattern.is_none())
+        .map(|e| (e.name.as_str(), e.key.as_str(), e.value_type))
+        .collect();
+    profile.sort_by(|a, b| a.0.cmp(b.0));
+    profile.len() == entries.len()
+        && profile == FIELDS
+        && date_field == "requestreceivedtimestamp"
+        && *date_format == DateFormat::default()
+}
+
+/// What the caller adds to every record, and the limits.
+pub(crate) struct Context<'a> {
+    pub cluster: &'a str,
+    pub stream: &'a str,
+    pub redact_secrets: bool,
+    pub max_record_bytes: usize,
+    pub now_ms: i64,
+    pub envelope_time_ms: Option<i64>,
+}
+
+/// A record made by the fast path.
+pub(crate) struct Mapped {
+    /// [`crate::event_identity`] of the event, for deduplication.
+    pub identity: Option<String>,
+    pub json: String,
+    pub log_size: u64,
+    /// The event time was unreadable: the envelope or ingest time was used.
+    pub timestamp_fallback: bool,
+}
+
+/// Map one event's text, or `None` to leave it to the generic path.
+pub(crate) fn map_event(text: &str, ctx: &Context<'_>) -> Option<Mapped> {
+    let event: Event<'_> = serde_json::from_str(text).ok()?;
+    // What `check_event` accepts; anything else is the generic path's to reject and count.
+    match event.kind.as_deref() {
+        Some("Event") => {}
+        None if event.audit_id.is_some() && event.stage.is_some() => {}
+        _ => return None,
+    }
+    if ctx.redact_secrets && may_need_redaction(&event) {
+        return None;
+    }
+    let identity = identity(&event);
+    // v1beta1 archives: the v1 timestamps from `timestamp` and `metadata.creationTimestamp`.
+    let received = event.request_received.as_ref().or(event.timestamp.as_ref());
+    let stage_time = event
+        .stage_timestamp
+        .as_ref()
+        .or_else(|| event.metadata.as_ref()?.creation_timestamp.as_ref());
+    let (time_ms, timestamp_fallback) = match received
+        .filter(|t| !t.is_empty())
+        .and_then(|t| DateFormat::default().parse_text_ms(t, ctx.now_ms).ok())
+    {
+        Some(ms) => (ms, false),
+        None => (ctx.envelope_time_ms.unwrap_or(ctx.now_ms), true),
+    };
+
+    let mut out = Writer::with_capacity(text.len() + 512);
+    out.number("_zl_timestamp", time_ms);
+    if let Some(annotations) = &event.annotations {
+        out.key_value_list("annotations", annotations);
+    }
+    out.text("apiversion", &event.api_version);
+    out.text("auditid", &event.audit_id);
+    let annotation = |key: &str| {
+        event
+            .annotations
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    out.text("authorization_decision", &annotation(DECISION));
+    out.text("authorization_reason", &annotation(REASON));
+    let impersonated = event.impersonated_user.as_ref();
+    out.list_json(
+        "impersonateduser_groups",
+        impersonated.and_then(|u| u.groups.as_ref()),
+    );
+    out.text_ref(
+        "impersonateduser_username",
+        impersonated.and_then(|u| u.username.as_ref()),
+    );
+    out.text("level", &event.level);
+    out.text_always("logstream", ctx.stream);
+    let object_ref = event.object_ref.as_ref();
+    fn field<'e, 'a>(
+        o: Option<&'e ObjectRef<'a>>,
+        f: fn(&'e ObjectRef<'a>) -> &'e Text<'a>,
+    ) -> Option<&'e Cow<'a, str>> {
+        o.and_then(|o| f(o).as_ref())
+    }
+    out.text_ref("objectref_apigroup", field(object_ref, |o| &o.api_group));
+    out.text_ref(
+        "objectref_apiversion",
+        field(object_ref, |o| &o.api_version),
+    );
+    out.text_ref("objectref_name", field(object_ref, |o| &o.name));
+    out.text_ref("objectref_namespace", field(object_ref, |o| &o.namespace));
+    out.text_ref("objectref_resource", field(object_ref, |o| &o.resource));
+    out.text_ref(
+        "objectref_subresource",
+        field(object_ref, |o| &o.subresource),
+    );
+    out.raw_json("requestobject", event.request_object)?;
+    out.text_ref("requestreceivedtimestamp", received);
+    out.text("requesturi", &event.request_uri);
+    out.raw_json("responseobject", event.response_object)?;
+    let status = event.response_status.as_ref();
+    if let Some(code) = status.and_then(|s| s.code.as_ref()) {
+        out.number_text("responsestatus_code", &code.to_string());
+    }
+    out.text_ref(
+        "responsestatus_message",
+        status.and_then(|s| s.message.as_ref()),
+    );
+    out.text_ref(
+        "responsestatus_reason",
+        status.and_then(|s| s.reason.as_ref()),
+    );
+    out.text_ref(
+        "responsestatus_status",
+        status.and_then(|s| s.status.as_ref()),
+    );
+    out.text_always("s247agentuid", ctx.cluster);
+    out.text_ref(
+        "sourceip",
+        event.source_ips.as_ref().and_then(|ips| ips.first()),
+    );
+    out.list_json("sourceips", event.source_ips.as_ref());
+    out.text("stage", &event.stage);
+    out.text_ref("stagetimestamp", stage_time);
+    let user = event.user.as_ref();
+    let extras = user.and_then(|u| u.extra.as_ref());
+    fn extra<'e, 'a>(
+        x: Option<&'e Extra<'a>>,
+        f: fn(&'e Extra<'a>) -> &'e List<'a>,
+    ) -> Option<&'e Cow<'a, str>> {
+        x.and_then(|x| f(x).as_ref()).and_then(|l| l.first())
+    }
+    out.text_ref("user_accesskeyid", extra(extras, |x| &x.access_key_id));
+    out.text_ref("user_arn", extra(extras, |x| &x.arn));
+    out.text_ref("user_canonicalarn", extra(extras, |x| &x.canonical_arn));
+    out.text_ref("user_principalid", extra(extras, |x| &x.principal_id));
+    out.text_ref("user_sessionname", extra(extras, |x| &x.session_name));
+    out.text("useragent", &event.user_agent);
+    out.list_json("usergroups", user.and_then(|u| u.groups.as_ref()));
+    out.text_ref("username", user.and_then(|u| u.username.as_ref()));
+    out.text_ref("useruid", user.and_then(|u| u.uid.as_ref()));
+    out.text("verb", &event.verb);
+    let (json, log_size) = out.finish();
+    if json.len() > ctx.max_record_bytes {
+        return None;
+    }
+    Some(Mapped {
+        identity,
+        json,
+        log_size,
+        timestamp_fallback,
+    })
+}
+
+fn identity(event: &Event<'_>) -> Option<String> {
+    let id = event.audit_id.as_deref().filter(|s| !s.is_empty())?;
+    let text = |t: &Text<'_>| t.as_deref().unwrap_or_default().to_string();
+    Some(format!(
+        "{id}\u{0}{}\u{0}{}\u{0}{}",
+        text(&event.stage),
+        text(&event.request_received),
+        text(&event.stage_timestamp)
+    ))
+}
+
+/// Could [`crate::redact::redact_event`] change this event? Conservative: `true` sends it down the generic
+/// path, which redacts. Kinds are found as JSON string tokens (`"Secret…`), and text that spells letters as
+/// `\u00xx` escapes (which could hide a kind from that search) is never taken.
+fn may_need_redaction(event: &Event<'_>) -> bool {
+    let objects = [event.request_object, event.response_object];
+    let has_object = objects.iter().any(Option::is_some);
+    let resource = event
+        .object_ref
+        .as_ref()
+        .and_then(|o| o.resource.as_deref())
+        .unwrap_or_default();
+    if has_object
+        && ["secrets", "configmaps", "serviceaccounts", "tokenreviews"].contains(&resource)
+    {
+        return true;
+    }
+    let suspicious = |raw: &RawValue| {
+        let text = raw.get();
+        ["\"Secret", "\"ConfigMap", "\"Token"]
+            .iter()
+            .any(|k| text.contains(k))
+            || text
+                .match_indices("\\u00")
+                .any(|(i, _)| matches!(text.as_bytes().get(i + 4), Some(b'4'..=b'7')))
+    };
+    if objects.into_iter().flatten().any(suspicious) {
+        return true;
+    }
+    event
+        .request_uri
+        .as_deref()
+        .is_some_and(crate::redact::uri_may_carry_secret)
+}
+
+const DECISION: &str = "authorization.k8s.io/decision";
+const REASON: &str = "authorization.k8s.io/reason";
+
+/// The record's JSON, written field by field, and its `Log-Size`.
+struct Writer {
+    buf: Vec<u8>,
+    log_size: u64,
+}
+
+impl Writer {
+    fn with_capacity(n: usize) -> Self {
+        let mut buf = Vec::with_capacity(n);
+        buf.push(b'{');
+        Self { buf, log_size: 0 }
+    }
+
+    fn key(&mut self, name: &str) {
+        if self.buf.len() > 1 {
+            self.buf.push(b',');
+        }
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(b"\":");
+    }
+
+    fn string(&mut self, s: &str) {
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buf, s);
+    }
+
+    /// A string field; absent when missing or empty (the generic path drops `null` and `""`).
+    fn text(&mut self, name: &str, value: &Text<'_>) {
+        self.text_ref(name, value.as_ref());
+    }
+
+    fn text_ref(&mut self, name: &str, value: Option<&Cow<'_, str>>) {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            self.key(name);
+            self.string(v);
+            if !is_agent_field(name) {
+                self.log_size += v.len() as u64;
+            }
+        }
+    }
+
+    /// A string field the generic path always adds, even empty.
+    fn text_always(&mut self, name: &str, value: &str) {
+        self.key(name);
+        self.string(value);
+        if !is_agent_field(name) {
+            self.log_size += value.len() as u64;
+        }
+    }
+
+    fn number(&mut self, name: &str, value: i64) {
+        self.key(name);
+        let _ = write!(self.buf, "{value}");
+    }
+
+    fn number_text(&mut self, name: &str, digits: &str) {
+        self.key(name);
+        self.buf.extend_from_slice(digits.as_bytes());
+        self.log_size += digits.len() as u64;
+    }
+
+    /// A list of strings as JSON text (what the generic path makes of an array).
+    fn list_json(&mut self, name: &str, list: Option<&Vec<Cow<'_, str>>>) {
+        if let Some(list) = list {
+            let text = serde_json::to_string(list).unwrap_or_default();
+            self.key(name);
+            self.string(&text);
+            self.log_size += text.len() as u64;
+        }
+    }
+
+    /// An object as JSON text: the raw text, with insignificant whitespace removed. `None` (the generic path
+    /// then runs) when the value is not an object or array.
+    fn raw_json(&mut self, name: &str, raw: Option<&RawValue>) -> Option<()> {
+        let Some(raw) = raw else { return Some(()) };
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'{' | b'[') => {}
+            Some(b'n') => return Some(()),
+            _ => return None,
+        }
+        let text = compact(text);
+        self.key(name);
+        self.string(&text);
+        self.log_size += text.len() as u64;
+        Some(())
+    }
+
+    /// Annotations as `[{"key":…,"value":…},…]` in key order, counted as that JSON text.
+    fn key_value_list(&mut self, name: &str, pairs: &[(Cow<'_, str>, Cow<'_, str>)]) {
+        self.key(name);
+        let start = self.buf.len();
+        self.buf.push(b'[');
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            self.buf.extend_from_slice(b"{\"key\":");
+            self.string(k);
+            self.buf.extend_from_slice(b",\"value\":");
+            self.string(v);
+            self.buf.push(b'}');
+        }
+        self.buf.push(b']');
+        self.log_size += (self.buf.len() - start) as u64;
+    }
+
+    fn finish(mut self) -> (String, u64) {
+        self.buf.push(b'}');
+        // Only whole UTF-8 strings and ASCII were written.
+        (
+            String::from_utf8(self.buf).unwrap_or_default(),
+            self.log_size,
+        )
+    }
+}
+
+/// `text` without whitespace outside strings; borrowed when there is none (the apiserver writes compact JSON).
+fn compact(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut needs = false;
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b.is_ascii_whitespace() {
+            needs = true;
+            break;
+        }
+    }
+    if !needs {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            out.push(c);
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+// ---- Typed, borrowing views of an audit event ------------------------------------------------------------
+//
+// Hand-written visitors, because the generic lookup gives some keys a meaning a derived struct would ignore:
+// a dotted key (`user.username` at the top) or another letter case (`auditid`, `User`) is found by Site24x7's
+// rules. Such a key makes the visitor fail, and the event goes down the generic path.
+
+/// Is `key`, not one of `known`, one that the generic lookup could pick up in place of a known one?
+fn shadows(key: &str, known: &[&str]) -> bool {
+    !known.contains(&key)
+        && known.iter().any(|k| {
+            key.eq_ignore_ascii_case(k)
+                || (key.len() > k.len()
+                    && key.as_bytes()[k.len()] == b'.'
+                    && key[..k.len()].eq_ignore_ascii_case(k))
+        })
+}
+
+/// Visit a JSON object: `field` gets each known key; unknown keys are skipped unless they shadow a known one.
+fn visit_object<'de, A: MapAccess<'de>>(
+    mut map: A,
+    known: &[&str],
+    mut field: impl FnMut(&str, &mut A) -> Result<(), A::Error>,
+) -> Result<(), A::Error> {
+    while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        if known.contains(&key.as_ref()) {
+            field(&key, &mut map)?;
+        } else if shadows(&key, known) {
+            return Err(de::Error::custom("a key the lookup rules treat specially"));
+        } else {
+            map.next_value::<IgnoredAny>()?;
+        }
+    }
+    Ok(())
+}
+
+macro_rules! object_visitor {
+    ($ty:ident, $expecting:literal, $known:expr, |$key:ident, $map:ident, $out:ident| $body:block) => {
+        impl<'de: 'a, 'a> Deserialize<'de> for $ty<'a> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V<'a>(std::marker::PhantomData<&'a ()>);
+                impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+                    type Value = $ty<'a>;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$ty<'a>, A::Error> {
+                        let mut $out = $ty::default();
+                        visit_object(map, $known, |$key, $map| $body)?;
+                        Ok($out)
+                    }
+                }
+                d.deserialize_map(V(std::marker::PhantomData))
+            }
+        }
+    };
+}
+
+#[derive(Default)]
+struct Event<'a> {
+    kind: Text<'a>,
+    api_version: Text<'a>,
+    level: Text<'a>,
+    audit_id: Text<'a>,
+    stage: Text<'a>,
+    request_uri: Text<'a>,
+    verb: Text<'a>,
+    user: Option<User<'a>>,
+    impersonated_user: Option<User<'a>>,
+    source_ips: List<'a>,
+    user_agent: Text<'a>,
+    object_ref: Option<ObjectRef<'a>>,
+    response_status: Option<Status<'a>>,
+    request_object: Option<&'a RawValue>,
+    response_object: Option<&'a RawValue>,
+    request_received: Text<'a>,
+    stage_timestamp: Text<'a>,
+    annotations: Option<Vec<(Cow<'a, str>, Cow<'a, str>)>>,
+    /// v1beta1
+    timestamp: Text<'a>,
+    metadata: Option<Metadata<'a>>,
+}
+
+object_visitor!(
+    Event,
+    "an audit event",
+    &[
+        "kind",
+        "apiVersion",
+        "level",
+        "auditID",
+        "stage",
+        "requestURI",
+        "verb",
+        "user",
+        "impersonatedUser",
+        "sourceIPs",
+        "userAgent",
+        "objectRef",
+        "responseStatus",
+        "requestObject",
+        "responseObject",
+        "requestReceivedTimestamp",
+        "stageTimestamp",
+        "annotations",
+        "timestamp",
+        "metadata",
+    ],
+    |key, map, e| {
+        match key {
+            "kind" => e.kind = map.next_value()?,
+            "apiVersion" => e.api_version = map.next_value()?,
+            "level" => e.level = map.next_value()?,
+            "auditID" => e.audit_id = map.next_value()?,
+            "stage" => e.stage = map.next_value()?,
+            "requestURI" => e.request_uri = map.next_value()?,
+            "verb" => e.verb = map.next_value()?,
+            "user" => e.user = map.next_value()?,
+            "impersonatedUser" => e.impersonated_user = map.next_value()?,
+            "sourceIPs" => e.source_ips = map.next_value()?,
+            "userAgent" => e.user_agent = map.next_value()?,
+            "objectRef" => e.object_ref = map.next_value()?,
+            "responseStatus" => e.response_status = map.next_value()?,
+            "requestObject" => e.request_object = map.next_value()?,
+            "responseObject" => e.response_object = map.next_value()?,
+            "requestReceivedTimestamp" => e.request_received = map.next_value()?,
+            "stageTimestamp" => e.stage_timestamp = map.next_value()?,
+            "annotations" => {
+                e.annotations = map.next_value::<Option<Annotations<'_>>>()?.map(|a| a.0)
+            }
+            "timestamp" => e.timestamp = map.next_value()?,
+            _ => e.metadata = map.next_value()?,
+        }
+        Ok(())
+    }
+);
+
+#[derive(Default)]
+struct User<'a> {
+    username: Text<'a>,
+    uid: Text<'a>,
+    groups: List<'a>,
+    extra: Option<Extra<'a>>,
+}
+
+object_visitor!(
+    User,
+    "user info",
+    &["username", "uid", "groups", "extra"],
+    |key, map, u| {
+        match key {
+            "username" => u.username = map.next_value()?,
+            "uid" => u.uid = map.next_value()?,
+            "groups" => u.groups = map.next_value()?,
+            _ => u.extra = map.next_value()?,
+        }
+        Ok(())
+    }
+);
+
+#[derive(Default)]
+struct Extra<'a> {
+    session_name: List<'a>,
+    arn: List<'a>,
+    canonical_arn: List<'a>,
+    principal_id: List<'a>,
+    access_key_id: List<'a>,
+}
+
+object_visitor!(
+    Extra,
+    "user extra",
+    &[
+        "sessionName",
+        "arn",
+        "canonicalArn",
+        "principalId",
+        "accessKeyId"
+    ],
+    |key, map, x| {
+        match key {
+            "sessionName" => x.session_name = map.next_value()?,
+            "arn" => x.arn = map.next_value()?,
+            "canonicalArn" => x.canonical_arn = map.next_value()?,
+            "principalId" => x.principal_id = map.next_value()?,
+            _ => x.access_key_id = map.next_value()?,
+        }
+        Ok(())
+    }
+);
+
+#[derive(Default)]
+struct ObjectRef<'a> {
+    resource: Text<'a>,
+    subresource: Text<'a>,
+    namespace: Text<'a>,
+    name: Text<'a>,
+    api_group: Text<'a>,
+    api_version: Text<'a>,
+}
+
+object_visitor!(
+    ObjectRef,
+    "an object reference",
+    &[
+        "resource",
+        "subresource",
+        "namespace",
+        "name",
+        "apiGroup",
+        "apiVersion"
+    ],
+    |key, map, o| {
+        match key {
+            "resource" => o.resource = map.next_value()?,
+            "subresource" => o.subresource = map.next_value()?,
+            "namespace" => o.namespace = map.next_value()?,
+            "name" => o.name = map.next_value()?,
+            "apiGroup" => o.api_group = map.next_value()?,
+            _ => o.api_version = map.next_value()?,
+        }
+        Ok(())
+    }
+);
+
+#[derive(Default)]
+struct Status<'a> {
+    code: Option<Number>,
+    status: Text<'a>,
+    reason: Text<'a>,
+    message: Text<'a>,
+}
+
+object_visitor!(
+    Status,
+    "a response status",
+    &["code", "status", "reason", "message"],
+    |key, map, s| {
+        match key {
+            "code" => s.code = map.next_value()?,
+            "status" => s.status = map.next_value()?,
+            "reason" => s.reason = map.next_value()?,
+            _ => s.message = map.next_value()?,
+        }
+        Ok(())
+    }
+);
+
+#[derive(Default)]
+struct Metadata<'a> {
+    creation_timestamp: Text<'a>,
+}
+
+object_visitor!(
+    Metadata,
+    "object metadata",
+    &["creationTimestamp"],
+    |_key, map, m| {
+        m.creation_timestamp = map.next_value()?;
+        Ok(())
+    }
+);
+
+/// Annotations in key order, a repeated key keeping its last value (as a JSON map does). Keys that the
+/// lookup of the two authorization annotations could descend into instead make the visitor fail.
+struct Annotations<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Annotations<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("annotations")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Annotations<'a>, A::Error> {
+                let mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let lookup_prefix = [DECISION, REASON].iter().any(|target| {
+                        key.as_ref() != *target
+                            && (key.eq_ignore_ascii_case(target)
+                                || target.len() > key.len()
+                                    && target.as_bytes()[key.len()] == b'.'
+                                    && target[..key.len()].eq_ignore_ascii_case(&key))
+                    });
+                    if lookup_prefix {
+                        return Err(de::Error::custom("a key the lookup rules treat specially"));
+                    }
+                    let value: Cow<'de, str> = map.next_value()?;
+                    match pairs.iter_mut().find(|(k, _)| *k == key) {
+                        Some(pair) => pair.1 = value,
+                        None => pairs.push((key, value)),
+                    }
+                }
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                Ok(Annotations(pairs))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests;
