@@ -57,6 +57,20 @@ impl From<LogData> for SubscriptionPayload {
     }
 }
 
+/// The uncompressed size a gzip stream announces (its last member's ISIZE, mod 4 GiB), bounded so a
+/// hostile trailer cannot make us reserve much; a guess from the compressed size when there is no trailer.
+fn gzip_size_hint(compressed: &[u8]) -> usize {
+    const MAX_HINT: usize = 256 * 1024 * 1024;
+    match compressed
+        .len()
+        .checked_sub(4)
+        .and_then(|at| compressed.get(at..))
+    {
+        Some(&[a, b, c, d]) => (u32::from_le_bytes([a, b, c, d]) as usize).min(MAX_HINT),
+        _ => compressed.len() * 8,
+    }
+}
+
 /// `/aws/eks/<cluster>/cluster` → `<cluster>`; any other log group is its own identity.
 pub fn cluster_from_log_group(log_group: &str) -> &str {
     log_group
@@ -76,7 +90,7 @@ impl SubscriptionPayload {
         let compressed = engine
             .decode(data.trim())
             .map_err(|_| EnvelopeError::Base64)?;
-        let mut json = Vec::with_capacity(compressed.len() * 8);
+        let mut json = Vec::with_capacity(gzip_size_hint(&compressed));
         flate2::read::MultiGzDecoder::new(compressed.as_slice())
             .read_to_end(&mut json)
             .map_err(EnvelopeError::Gzip)?;

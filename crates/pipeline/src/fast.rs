@@ -8,7 +8,7 @@
 //! a record over the size limit, or text that is not a well-formed audit event. A differential test holds
 //! the two paths equal on every bundled sample.
 
-use crate::is_agent_field;
+use crate::{Seen, is_agent_field};
 use kaf_config::{DateFormat, JsonPathEntry, ValueType};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -18,8 +18,47 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::Write as _;
 
-type Text<'a> = Option<Cow<'a, str>>;
-type List<'a> = Option<Vec<Cow<'a, str>>>;
+type Text<'a> = Option<Str<'a>>;
+type List<'a> = Option<Vec<Str<'a>>>;
+
+/// A string borrowed from the event's text when it has no escapes. (serde's own `Cow<str>` always copies.)
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Str<'a>(Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl serde::Serialize for Str<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Str<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
 
 /// The default profile's fields as the fast path writes them: (output name, source key, value type), in
 /// the byte order of the names (the generic path's map order, so both write the same bytes).
@@ -156,8 +195,8 @@ pub(crate) struct Context<'a> {
 
 /// A record made by the fast path.
 pub(crate) struct Mapped {
-    /// [`crate::event_identity`] of the event, for deduplication.
-    pub identity: Option<String>,
+    /// The key of [`crate::event_identity`] in the batch's [`Seen`], for deduplication.
+    pub identity: Option<u128>,
     pub json: String,
     pub log_size: u64,
     /// The event time was unreadable: the envelope or ingest time was used.
@@ -165,7 +204,7 @@ pub(crate) struct Mapped {
 }
 
 /// Map one event's text, or `None` to leave it to the generic path.
-pub(crate) fn map_event(text: &str, ctx: &Context<'_>) -> Option<Mapped> {
+pub(crate) fn map_event(text: &str, ctx: &Context<'_>, seen: &Seen) -> Option<Mapped> {
     let event: Event<'_> = serde_json::from_str(text).ok()?;
     // What `check_event` accepts; anything else is the generic path's to reject and count.
     match event.kind.as_deref() {
@@ -176,13 +215,16 @@ pub(crate) fn map_event(text: &str, ctx: &Context<'_>) -> Option<Mapped> {
     if ctx.redact_secrets && may_need_redaction(&event) {
         return None;
     }
-    let identity = identity(&event);
+    let identity = seen.key(identity(&event));
     // v1beta1 archives: the v1 timestamps from `timestamp` and `metadata.creationTimestamp`.
-    let received = event.request_received.as_ref().or(event.timestamp.as_ref());
+    let received = event
+        .request_received
+        .as_deref()
+        .or(event.timestamp.as_deref());
     let stage_time = event
         .stage_timestamp
-        .as_ref()
-        .or_else(|| event.metadata.as_ref()?.creation_timestamp.as_ref());
+        .as_deref()
+        .or_else(|| event.metadata.as_ref()?.creation_timestamp.as_deref());
     let (time_ms, timestamp_fallback) = match received
         .filter(|t| !t.is_empty())
         .and_then(|t| DateFormat::default().parse_text_ms(t, ctx.now_ms).ok())
@@ -191,99 +233,122 @@ pub(crate) fn map_event(text: &str, ctx: &Context<'_>) -> Option<Mapped> {
         None => (ctx.envelope_time_ms.unwrap_or(ctx.now_ms), true),
     };
 
-    let mut out = Writer::with_capacity(text.len() + 512);
+    // Objects grow by their escaped quotes; a little slack saves most reallocations.
+    let mut out = Writer::with_capacity(text.len() + text.len() / 8 + 256);
     out.number("_zl_timestamp", time_ms);
     if let Some(annotations) = &event.annotations {
         out.key_value_list("annotations", annotations);
     }
-    out.text("apiversion", &event.api_version);
-    out.text("auditid", &event.audit_id);
+    out.text("apiversion", event.api_version.as_deref());
+    out.text("auditid", event.audit_id.as_deref());
     let annotation = |key: &str| {
         event
             .annotations
             .as_ref()?
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
+            .find(|(k, _)| **k == *key)
+            .map(|(_, v)| &**v)
     };
-    out.text("authorization_decision", &annotation(DECISION));
-    out.text("authorization_reason", &annotation(REASON));
+    out.text("authorization_decision", annotation(DECISION));
+    out.text("authorization_reason", annotation(REASON));
     let impersonated = event.impersonated_user.as_ref();
     out.list_json(
         "impersonateduser_groups",
-        impersonated.and_then(|u| u.groups.as_ref()),
+        impersonated.and_then(|u| u.groups.as_deref()),
     );
-    out.text_ref(
+    out.text(
         "impersonateduser_username",
-        impersonated.and_then(|u| u.username.as_ref()),
+        impersonated.and_then(|u| u.username.as_deref()),
     );
-    out.text("level", &event.level);
+    out.text("level", event.level.as_deref());
     out.text_always("logstream", ctx.stream);
     let object_ref = event.object_ref.as_ref();
-    fn field<'e, 'a>(
+    fn field<'e, 'a: 'e>(
         o: Option<&'e ObjectRef<'a>>,
-        f: fn(&'e ObjectRef<'a>) -> &'e Text<'a>,
-    ) -> Option<&'e Cow<'a, str>> {
-        o.and_then(|o| f(o).as_ref())
+        f: fn(&'e ObjectRef<'a>) -> Option<&'e str>,
+    ) -> Option<&'e str> {
+        o.and_then(f)
     }
-    out.text_ref("objectref_apigroup", field(object_ref, |o| &o.api_group));
-    out.text_ref(
-        "objectref_apiversion",
-        field(object_ref, |o| &o.api_version),
+    out.text(
+        "objectref_apigroup",
+        field(object_ref, |o| o.api_group.as_deref()),
     );
-    out.text_ref("objectref_name", field(object_ref, |o| &o.name));
-    out.text_ref("objectref_namespace", field(object_ref, |o| &o.namespace));
-    out.text_ref("objectref_resource", field(object_ref, |o| &o.resource));
-    out.text_ref(
+    out.text(
+        "objectref_apiversion",
+        field(object_ref, |o| o.api_version.as_deref()),
+    );
+    out.text("objectref_name", field(object_ref, |o| o.name.as_deref()));
+    out.text(
+        "objectref_namespace",
+        field(object_ref, |o| o.namespace.as_deref()),
+    );
+    out.text(
+        "objectref_resource",
+        field(object_ref, |o| o.resource.as_deref()),
+    );
+    out.text(
         "objectref_subresource",
-        field(object_ref, |o| &o.subresource),
+        field(object_ref, |o| o.subresource.as_deref()),
     );
     out.raw_json("requestobject", event.request_object)?;
-    out.text_ref("requestreceivedtimestamp", received);
-    out.text("requesturi", &event.request_uri);
+    out.text("requestreceivedtimestamp", received);
+    out.text("requesturi", event.request_uri.as_deref());
     out.raw_json("responseobject", event.response_object)?;
     let status = event.response_status.as_ref();
     if let Some(code) = status.and_then(|s| s.code.as_ref()) {
         out.number_text("responsestatus_code", &code.to_string());
     }
-    out.text_ref(
+    out.text(
         "responsestatus_message",
-        status.and_then(|s| s.message.as_ref()),
+        status.and_then(|s| s.message.as_deref()),
     );
-    out.text_ref(
+    out.text(
         "responsestatus_reason",
-        status.and_then(|s| s.reason.as_ref()),
+        status.and_then(|s| s.reason.as_deref()),
     );
-    out.text_ref(
+    out.text(
         "responsestatus_status",
-        status.and_then(|s| s.status.as_ref()),
+        status.and_then(|s| s.status.as_deref()),
     );
     out.text_always("s247agentuid", ctx.cluster);
-    out.text_ref(
+    let source_ips = event.source_ips.as_deref();
+    out.text(
         "sourceip",
-        event.source_ips.as_ref().and_then(|ips| ips.first()),
+        source_ips.and_then(<[_]>::first).map(|ip| &**ip),
     );
-    out.list_json("sourceips", event.source_ips.as_ref());
-    out.text("stage", &event.stage);
-    out.text_ref("stagetimestamp", stage_time);
+    out.list_json("sourceips", source_ips);
+    out.text("stage", event.stage.as_deref());
+    out.text("stagetimestamp", stage_time);
     let user = event.user.as_ref();
     let extras = user.and_then(|u| u.extra.as_ref());
-    fn extra<'e, 'a>(
+    fn extra<'e, 'a: 'e>(
         x: Option<&'e Extra<'a>>,
-        f: fn(&'e Extra<'a>) -> &'e List<'a>,
-    ) -> Option<&'e Cow<'a, str>> {
-        x.and_then(|x| f(x).as_ref()).and_then(|l| l.first())
+        f: fn(&'e Extra<'a>) -> Option<&'e [Str<'a>]>,
+    ) -> Option<&'e str> {
+        x.and_then(f).and_then(<[_]>::first).map(|s| &**s)
     }
-    out.text_ref("user_accesskeyid", extra(extras, |x| &x.access_key_id));
-    out.text_ref("user_arn", extra(extras, |x| &x.arn));
-    out.text_ref("user_canonicalarn", extra(extras, |x| &x.canonical_arn));
-    out.text_ref("user_principalid", extra(extras, |x| &x.principal_id));
-    out.text_ref("user_sessionname", extra(extras, |x| &x.session_name));
-    out.text("useragent", &event.user_agent);
-    out.list_json("usergroups", user.and_then(|u| u.groups.as_ref()));
-    out.text_ref("username", user.and_then(|u| u.username.as_ref()));
-    out.text_ref("useruid", user.and_then(|u| u.uid.as_ref()));
-    out.text("verb", &event.verb);
+    out.text(
+        "user_accesskeyid",
+        extra(extras, |x| x.access_key_id.as_deref()),
+    );
+    out.text("user_arn", extra(extras, |x| x.arn.as_deref()));
+    out.text(
+        "user_canonicalarn",
+        extra(extras, |x| x.canonical_arn.as_deref()),
+    );
+    out.text(
+        "user_principalid",
+        extra(extras, |x| x.principal_id.as_deref()),
+    );
+    out.text(
+        "user_sessionname",
+        extra(extras, |x| x.session_name.as_deref()),
+    );
+    out.text("useragent", event.user_agent.as_deref());
+    out.list_json("usergroups", user.and_then(|u| u.groups.as_deref()));
+    out.text("username", user.and_then(|u| u.username.as_deref()));
+    out.text("useruid", user.and_then(|u| u.uid.as_deref()));
+    out.text("verb", event.verb.as_deref());
     let (json, log_size) = out.finish();
     if json.len() > ctx.max_record_bytes {
         return None;
@@ -296,15 +361,15 @@ pub(crate) fn map_event(text: &str, ctx: &Context<'_>) -> Option<Mapped> {
     })
 }
 
-fn identity(event: &Event<'_>) -> Option<String> {
+fn identity<'e>(event: &'e Event<'_>) -> Option<[&'e str; 4]> {
     let id = event.audit_id.as_deref().filter(|s| !s.is_empty())?;
-    let text = |t: &Text<'_>| t.as_deref().unwrap_or_default().to_string();
-    Some(format!(
-        "{id}\u{0}{}\u{0}{}\u{0}{}",
+    let text = |t: &'e Text<'_>| t.as_deref().unwrap_or_default();
+    Some([
+        id,
         text(&event.stage),
         text(&event.request_received),
-        text(&event.stage_timestamp)
-    ))
+        text(&event.stage_timestamp),
+    ])
 }
 
 /// Could [`crate::redact::redact_event`] change this event? Conservative: `true` sends it down the generic
@@ -372,11 +437,7 @@ impl Writer {
     }
 
     /// A string field; absent when missing or empty (the generic path drops `null` and `""`).
-    fn text(&mut self, name: &str, value: &Text<'_>) {
-        self.text_ref(name, value.as_ref());
-    }
-
-    fn text_ref(&mut self, name: &str, value: Option<&Cow<'_, str>>) {
+    fn text(&mut self, name: &str, value: Option<&str>) {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
             self.key(name);
             self.string(v);
@@ -407,7 +468,7 @@ impl Writer {
     }
 
     /// A list of strings as JSON text (what the generic path makes of an array).
-    fn list_json(&mut self, name: &str, list: Option<&Vec<Cow<'_, str>>>) {
+    fn list_json(&mut self, name: &str, list: Option<&[Str<'_>]>) {
         if let Some(list) = list {
             let text = serde_json::to_string(list).unwrap_or_default();
             self.key(name);
@@ -420,21 +481,18 @@ impl Writer {
     /// then runs) when the value is not an object or array.
     fn raw_json(&mut self, name: &str, raw: Option<&RawValue>) -> Option<()> {
         let Some(raw) = raw else { return Some(()) };
-        let text = raw.get();
-        match text.as_bytes().first() {
+        match raw.get().as_bytes().first() {
             Some(b'{' | b'[') => {}
             Some(b'n') => return Some(()),
             _ => return None,
         }
-        let text = compact(text);
         self.key(name);
-        self.string(&text);
-        self.log_size += text.len() as u64;
+        self.log_size += write_json_text(&mut self.buf, raw.get()) as u64;
         Some(())
     }
 
     /// Annotations as `[{"key":…,"value":…},…]` in key order, counted as that JSON text.
-    fn key_value_list(&mut self, name: &str, pairs: &[(Cow<'_, str>, Cow<'_, str>)]) {
+    fn key_value_list(&mut self, name: &str, pairs: &[(Str<'_>, Str<'_>)]) {
         self.key(name);
         let start = self.buf.len();
         self.buf.push(b'[');
@@ -462,49 +520,58 @@ impl Writer {
     }
 }
 
-/// `text` without whitespace outside strings; borrowed when there is none (the apiserver writes compact JSON).
-fn compact(text: &str) -> Cow<'_, str> {
-    let bytes = text.as_bytes();
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut needs = false;
-    for &b in bytes {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+/// Write the JSON value `raw` as a JSON string holding its compact text: whitespace outside strings dropped,
+/// every `"` and `\` escaped. Returns the length of the compact text (the string's value, for `Log-Size`).
+///
+/// Valid JSON text (serde_json checked it) has no control characters inside strings, so these two escapes
+/// are all a JSON string needs; the result is what `serde_json` writes for the compact text as a string.
+fn write_json_text(buf: &mut Vec<u8>, raw: &str) -> usize {
+    let bytes = raw.as_bytes();
+    let start = buf.len();
+    let mut escapes = 0;
+    buf.push(b'"');
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // A string: copy runs up to the next quote or backslash.
+                buf.extend_from_slice(b"\\\"");
+                escapes += 1;
+                i += 1;
+                while let Some(j) = memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                    buf.extend_from_slice(&bytes[i..i + j]);
+                    i += j;
+                    if bytes[i] == b'"' {
+                        buf.extend_from_slice(b"\\\"");
+                        escapes += 1;
+                        i += 1;
+                        break;
+                    }
+                    // An escape sequence: its backslash, then the escaped character (itself escaped if it
+                    // is a quote or a backslash).
+                    buf.extend_from_slice(b"\\\\");
+                    escapes += 1;
+                    match bytes.get(i + 1) {
+                        Some(&c @ (b'"' | b'\\')) => {
+                            buf.push(b'\\');
+                            buf.push(c);
+                            escapes += 1;
+                        }
+                        Some(&c) => buf.push(c),
+                        None => {}
+                    }
+                    i += 2;
+                }
             }
-        } else if b == b'"' {
-            in_string = true;
-        } else if b.is_ascii_whitespace() {
-            needs = true;
-            break;
+            b' ' | b'\n' | b'\r' | b'\t' => i += 1,
+            c => {
+                buf.push(c);
+                i += 1;
+            }
         }
     }
-    if !needs {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in text.chars() {
-        if in_string {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-            out.push(c);
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !c.is_ascii_whitespace() {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
+    buf.push(b'"');
+    buf.len() - start - 2 - escapes
 }
 
 // ---- Typed, borrowing views of an audit event ------------------------------------------------------------
@@ -524,20 +591,21 @@ fn shadows(key: &str, known: &[&str]) -> bool {
         })
 }
 
-/// Visit a JSON object: `field` gets each known key; unknown keys are skipped unless they shadow a known one.
+/// Visit a JSON object: `field` takes each key it knows (returning `true`); other keys are skipped unless
+/// they shadow one of `known`.
 fn visit_object<'de, A: MapAccess<'de>>(
     mut map: A,
     known: &[&str],
-    mut field: impl FnMut(&str, &mut A) -> Result<(), A::Error>,
+    mut field: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
 ) -> Result<(), A::Error> {
-    while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-        if known.contains(&key.as_ref()) {
-            field(&key, &mut map)?;
-        } else if shadows(&key, known) {
-            return Err(de::Error::custom("a key the lookup rules treat specially"));
-        } else {
-            map.next_value::<IgnoredAny>()?;
+    while let Some(key) = map.next_key::<Str<'de>>()? {
+        if field(&key, &mut map)? {
+            continue;
         }
+        if shadows(&key, known) {
+            return Err(de::Error::custom("a key the lookup rules treat specially"));
+        }
+        map.next_value::<IgnoredAny>()?;
     }
     Ok(())
 }
@@ -583,7 +651,7 @@ struct Event<'a> {
     response_object: Option<&'a RawValue>,
     request_received: Text<'a>,
     stage_timestamp: Text<'a>,
-    annotations: Option<Vec<(Cow<'a, str>, Cow<'a, str>)>>,
+    annotations: Option<Vec<(Str<'a>, Str<'a>)>>,
     /// v1beta1
     timestamp: Text<'a>,
     metadata: Option<Metadata<'a>>,
@@ -637,9 +705,10 @@ object_visitor!(
                 e.annotations = map.next_value::<Option<Annotations<'_>>>()?.map(|a| a.0)
             }
             "timestamp" => e.timestamp = map.next_value()?,
-            _ => e.metadata = map.next_value()?,
+            "metadata" => e.metadata = map.next_value()?,
+            _ => return Ok(false),
         }
-        Ok(())
+        Ok(true)
     }
 );
 
@@ -660,9 +729,10 @@ object_visitor!(
             "username" => u.username = map.next_value()?,
             "uid" => u.uid = map.next_value()?,
             "groups" => u.groups = map.next_value()?,
-            _ => u.extra = map.next_value()?,
+            "extra" => u.extra = map.next_value()?,
+            _ => return Ok(false),
         }
-        Ok(())
+        Ok(true)
     }
 );
 
@@ -691,9 +761,10 @@ object_visitor!(
             "arn" => x.arn = map.next_value()?,
             "canonicalArn" => x.canonical_arn = map.next_value()?,
             "principalId" => x.principal_id = map.next_value()?,
-            _ => x.access_key_id = map.next_value()?,
+            "accessKeyId" => x.access_key_id = map.next_value()?,
+            _ => return Ok(false),
         }
-        Ok(())
+        Ok(true)
     }
 );
 
@@ -725,9 +796,10 @@ object_visitor!(
             "namespace" => o.namespace = map.next_value()?,
             "name" => o.name = map.next_value()?,
             "apiGroup" => o.api_group = map.next_value()?,
-            _ => o.api_version = map.next_value()?,
+            "apiVersion" => o.api_version = map.next_value()?,
+            _ => return Ok(false),
         }
-        Ok(())
+        Ok(true)
     }
 );
 
@@ -748,9 +820,10 @@ object_visitor!(
             "code" => s.code = map.next_value()?,
             "status" => s.status = map.next_value()?,
             "reason" => s.reason = map.next_value()?,
-            _ => s.message = map.next_value()?,
+            "message" => s.message = map.next_value()?,
+            _ => return Ok(false),
         }
-        Ok(())
+        Ok(true)
     }
 );
 
@@ -763,15 +836,18 @@ object_visitor!(
     Metadata,
     "object metadata",
     &["creationTimestamp"],
-    |_key, map, m| {
+    |key, map, m| {
+        if key != "creationTimestamp" {
+            return Ok(false);
+        }
         m.creation_timestamp = map.next_value()?;
-        Ok(())
+        Ok(true)
     }
 );
 
 /// Annotations in key order, a repeated key keeping its last value (as a JSON map does). Keys that the
 /// lookup of the two authorization annotations could descend into instead make the visitor fail.
-struct Annotations<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+struct Annotations<'a>(Vec<(Str<'a>, Str<'a>)>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -782,10 +858,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
                 f.write_str("annotations")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Annotations<'a>, A::Error> {
-                let mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                let mut pairs: Vec<(Str<'a>, Str<'a>)> = Vec::new();
+                while let Some(key) = map.next_key::<Str<'de>>()? {
                     let lookup_prefix = [DECISION, REASON].iter().any(|target| {
-                        key.as_ref() != *target
+                        &*key != *target
                             && (key.eq_ignore_ascii_case(target)
                                 || target.len() > key.len()
                                     && target.as_bytes()[key.len()] == b'.'
@@ -794,7 +870,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
                     if lookup_prefix {
                         return Err(de::Error::custom("a key the lookup rules treat specially"));
                     }
-                    let value: Cow<'de, str> = map.next_value()?;
+                    let value: Str<'de> = map.next_value()?;
                     match pairs.iter_mut().find(|(k, _)| *k == key) {
                         Some(pair) => pair.1 = value,
                         None => pairs.push((key, value)),

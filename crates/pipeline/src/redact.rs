@@ -101,7 +101,21 @@ pub fn redact_event(event: &mut Value) -> u64 {
 
 /// Whether [`redact_event`] could change `uri` (a query parameter that carries a token or password).
 pub fn uri_may_carry_secret(uri: &str) -> bool {
-    uri.contains('?') && URI_SECRET.is_match(uri)
+    // Every parameter name URI_SECRET knows contains one of these; most query strings (watch, limit,
+    // labelSelector) skip the regex.
+    let Some((_, query)) = uri.split_once('?') else {
+        return false;
+    };
+    let hints: [&[u8]; 3] = [b"token", b"pass", b"secret"];
+    query.as_bytes().windows(4).enumerate().any(|(i, w)| {
+        hints.iter().any(|h| {
+            w.eq_ignore_ascii_case(&h[..4])
+                && query
+                    .as_bytes()
+                    .get(i..i + h.len())
+                    .is_some_and(|s| s.eq_ignore_ascii_case(h))
+        })
+    }) && URI_SECRET.is_match(uri)
 }
 
 /// Kind-driven: every object below `v` that says what it is.

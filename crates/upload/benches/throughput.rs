@@ -11,7 +11,6 @@ use kaf_testkit::payloads::{AUDIT_STREAM, lambda_event, messages, subscription};
 use kaf_upload::BatchPlan;
 use serde_json::Value;
 use std::hint::black_box;
-use std::io::Write as _;
 
 // The allocator the shipped binaries use (see their main.rs).
 #[global_allocator]
@@ -46,13 +45,13 @@ fn process(data: &str, pipeline: &Pipeline) -> usize {
     let plan = BatchPlan::new(&processed.records, kaf_upload::Limits::default());
     let mut compressed = 0;
     for range in &plan.requests {
-        let body = plan.body(range.clone());
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 6),
-            flate2::Compression::new(3),
-        );
-        gz.write_all(&body).expect("gzip to memory");
-        compressed += gz.finish().expect("gzip to memory").len();
+        // As the client does, at its default level.
+        let level = kaf_upload::UploadSettings::default().gzip_level;
+        compressed += plan
+            .gzip_body(range.clone(), level)
+            .expect("gzip to memory")
+            .0
+            .len();
     }
     compressed
 }
@@ -69,6 +68,13 @@ fn bench(c: &mut Criterion) {
     );
 
     stage_breakdown(&data, &pipeline);
+    gzip_levels(&data, &pipeline);
+    stage_breakdown(
+        &data,
+        &Pipeline::new(None)
+            .expect("default profile")
+            .without_fast_path(),
+    );
 
     let mut group = c.benchmark_group("pipeline_10k_events");
     group.sample_size(20);
@@ -79,6 +85,14 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(EVENTS as u64));
     group.bench_function("decode_map_gzip/events", |b| {
         b.iter(|| black_box(process(black_box(&data), &pipeline)))
+    });
+    // The same work on the generic path only (custom jsonPath, rules or a policy take it).
+    let generic = Pipeline::new(None)
+        .expect("default profile")
+        .without_fast_path();
+    group.throughput(Throughput::Bytes(audit_json_bytes as u64));
+    group.bench_function("decode_map_gzip_generic/bytes", |b| {
+        b.iter(|| black_box(process(black_box(&data), &generic)))
     });
     group.finish();
 }
@@ -110,10 +124,7 @@ fn stage_breakdown(data: &str, pipeline: &Pipeline) {
         let t5 = t.elapsed();
         let mut out = 0;
         for range in &plan.requests {
-            let body = plan.body(range.clone());
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(3));
-            gz.write_all(&body).expect("gzip");
-            out += gz.finish().expect("gzip").len();
+            out += plan.gzip_body(range.clone(), 3).expect("gzip").0.len();
         }
         black_box(out);
         let t6 = t.elapsed();
@@ -125,9 +136,32 @@ fn stage_breakdown(data: &str, pipeline: &Pipeline) {
         }
     }
     eprintln!(
-        "stages (best of 5): base64+gunzip+payload JSON {:?} | event JSON parse alone {:?} | pipeline (parse+map+rules) {:?} | record serialize {:?} | gzip {:?}",
+        "stages (best of 5): base64+gunzip+payload JSON {:?} | event JSON parse alone {:?} | pipeline (parse, map, render records) {:?} | request plan {:?} | bodies + gzip level 3 {:?}",
         best[0], best[1], best[2], best[3], best[4]
     );
+}
+
+/// What each gzip level costs and saves on this payload (best of 5).
+fn gzip_levels(data: &str, pipeline: &Pipeline) {
+    use std::time::{Duration, Instant};
+    let payload = SubscriptionPayload::from_awslogs_data(data).expect("valid payload");
+    let batch = payload.into_batch(AUDIT_STREAM_PREFIX, &mut EnvelopeStats::default());
+    let processed = pipeline.process(batch, 0);
+    let plan = BatchPlan::new(&processed.records, kaf_upload::Limits::default());
+    for level in [1, 2, 3, 6] {
+        let mut best = Duration::MAX;
+        let mut size = 0;
+        for _ in 0..5 {
+            let t = Instant::now();
+            size = plan
+                .requests
+                .iter()
+                .map(|r| plan.gzip_body(r.clone(), level).expect("gzip").0.len())
+                .sum::<usize>();
+            best = best.min(t.elapsed());
+        }
+        eprintln!("gzip level {level}: {best:?}, {size} bytes");
+    }
 }
 
 criterion_group!(benches, bench);

@@ -8,7 +8,6 @@ use futures_util::stream::{self, StreamExt as _};
 use kaf_config::{ApiKey, LogTypeConfig};
 use kaf_pipeline::OutRecord;
 use reqwest::header::{HeaderMap, HeaderValue};
-use std::io::Write as _;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -274,23 +273,17 @@ impl Uploader {
             _ => return Ok(()),
         };
         let id = upload_id(ctx.source_key, first, last, records.len(), part);
-        let body = ctx.plan.body(range.clone());
-        let log_size = ctx.plan.log_size(range);
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 6),
-            flate2::Compression::new(self.settings.gzip_level.min(9)),
-        );
-        gz.write_all(&body).map_err(|e| {
-            Failure::Final(DeliveryError::Transient {
-                last: format!("gzip: {e}"),
-            })
-        })?;
-        let compressed = bytes::Bytes::from(gz.finish().map_err(|e| {
-            Failure::Final(DeliveryError::Transient {
-                last: format!("gzip: {e}"),
-            })
-        })?);
-        stats.bytes_uncompressed += body.len() as u64;
+        let log_size = ctx.plan.log_size(range.clone());
+        let (compressed, uncompressed_len) = ctx
+            .plan
+            .gzip_body(range, self.settings.gzip_level)
+            .map_err(|e| {
+                Failure::Final(DeliveryError::Transient {
+                    last: format!("gzip: {e}"),
+                })
+            })?;
+        let compressed = bytes::Bytes::from(compressed);
+        stats.bytes_uncompressed += uncompressed_len as u64;
         stats.bytes_compressed += compressed.len() as u64;
         let headers = self.headers(&id, log_size)?;
 

@@ -83,7 +83,7 @@ fn agree(text: &str, redact: bool, origin: &str) -> bool {
         .with_secret_redaction(redact)
         .without_fast_path();
     let slow = generic.process(one(text), 0);
-    let Some(mapped) = map_event(text, &context(redact)) else {
+    let Some(mapped) = map_event(text, &context(redact), &crate::Seen::default()) else {
         return false;
     };
     assert_eq!(
@@ -308,10 +308,44 @@ fn the_field_table_is_the_shipped_profile_and_in_write_order() {
 }
 
 #[test]
-fn compaction_keeps_strings_intact() {
-    assert_eq!(
-        compact("{\"a\": [1, 2],\n \"b\": \"x y\\\" z\"}"),
-        "{\"a\":[1,2],\"b\":\"x y\\\" z\"}"
-    );
-    assert!(matches!(compact("{\"a\":\"b c\"}"), Cow::Borrowed(_)));
+fn json_text_is_escaped_like_serde_escapes_the_compact_text() {
+    for raw in [
+        r#"{"a": [1, 2],
+ "b": "x y\" z", "c": "\\", "d": "\u003c/\n\t", "e": {"f": null}}"#,
+        r#"["a\"b","\\\"",{"k":"v w"}]"#,
+        "{}",
+        r#"{"only":"plain"}"#,
+    ] {
+        let value: Value = serde_json::from_str(raw).unwrap();
+        let raw_value: &RawValue = serde_json::from_str(raw).unwrap();
+        let mut buf = Vec::new();
+        let len = write_json_text(&mut buf, raw_value.get());
+        let text: String = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            value,
+            "{raw}"
+        );
+        assert_eq!(len, text.len(), "{raw}");
+        assert!(
+            !text.contains('\n'),
+            "whitespace outside strings dropped: {text}"
+        );
+        assert_eq!(buf, serde_json::to_vec(&text).unwrap(), "{raw}");
+    }
+}
+
+#[test]
+fn both_paths_share_one_identity_for_deduplication() {
+    let fast = r#"{"kind":"Event","auditID":"d-1","stage":"ResponseComplete","verb":"get","requestReceivedTimestamp":"2026-11-26T10:00:00.000001Z","stageTimestamp":"2026-11-26T10:00:00.000002Z"}"#;
+    // The same event with a key only the generic path handles, then the fast one again.
+    let generic = fast.replace(r#""verb":"get""#, r#""verb":"get","user.username":"x""#);
+    assert!(map_event(fast, &context(true), &crate::Seen::default()).is_some());
+    assert!(map_event(&generic, &context(true), &crate::Seen::default()).is_none());
+    for order in [[&generic, fast], [fast, &generic]] {
+        let mut batch = one(order[0]);
+        batch.events.push(one(order[1]).events.remove(0));
+        let out = Pipeline::new(None).unwrap().process(batch, 0);
+        assert_eq!((out.stats.forwarded, out.stats.deduplicated), (1, 1));
+    }
 }
