@@ -432,8 +432,15 @@ impl Writer {
     }
 
     fn string(&mut self, s: &str) {
-        // Writing JSON into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.buf, s);
+        // Most values (names, URIs, timestamps) need no escape: copy them whole.
+        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(s.as_bytes());
+            self.buf.push(b'"');
+        } else {
+            // Writing JSON into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut self.buf, s);
+        }
     }
 
     /// A string field; absent when missing or empty (the generic path drops `null` and `""`).
