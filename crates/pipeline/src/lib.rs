@@ -7,6 +7,9 @@
 //! `_zl_timestamp` from the unmasked value → filter → mask → hash → derive → drop `ignoredFields` → add
 //! `s247agentuid` and `logstream` → size limit.
 //!
+//! With the default profile and no rules or policy, a fast path (`fast.rs`) maps most events straight from their text into
+//! the record's JSON; whatever it cannot map exactly as this generic path would, it leaves to it.
+//!
 //! A bad event never takes the batch down: it is counted in [`PipelineStats`] and sampled (without content)
 //! in [`Processed::rejects`].
 //!

@@ -6,6 +6,11 @@ fn event(id: &str, stage: &str) -> Value {
     json!({"auditID": id, "stage": stage, "verb": "get", "requestURI": "/api/v1/pods"})
 }
 
+/// Append one event (`ResponseComplete` of request `id`).
+fn append_one(spool: &Spool, id: &str) -> Appended {
+    spool.append(&[event(id, "ResponseComplete")]).unwrap()
+}
+
 fn options() -> SpoolOptions {
     SpoolOptions::default()
 }
@@ -162,21 +167,8 @@ fn capacity_bounds_what_is_remembered() {
         spool.append(&[event(id, "ResponseComplete")]).unwrap();
     }
     assert_eq!(spool.stats().remembered_keys, 2);
-    assert_eq!(
-        spool
-            .append(&[event("a", "ResponseComplete")])
-            .unwrap()
-            .spooled,
-        1,
-        "oldest forgotten"
-    );
-    assert_eq!(
-        spool
-            .append(&[event("c", "ResponseComplete")])
-            .unwrap()
-            .duplicates,
-        1
-    );
+    assert_eq!(append_one(&spool, "a").spooled, 1, "oldest forgotten");
+    assert_eq!(append_one(&spool, "c").duplicates, 1);
 }
 
 #[test]
@@ -197,13 +189,7 @@ fn a_full_spool_refuses_without_writing_and_recovers_after_delivery() {
     // Refused events are not remembered: the apiserver's retry must be accepted later.
     let group = spool.next_group(10).unwrap().unwrap();
     spool.complete(&group).unwrap();
-    assert_eq!(
-        spool
-            .append(&[event("b", "ResponseComplete")])
-            .unwrap()
-            .spooled,
-        1
-    );
+    assert_eq!(append_one(&spool, "b").spooled, 1);
 }
 
 #[test]
@@ -228,13 +214,7 @@ fn torn_writes_are_ignored_at_start() {
         [1],
         "stale manifest dropped"
     );
-    assert_eq!(
-        spool
-            .append(&[event("b", "ResponseComplete")])
-            .unwrap()
-            .spooled,
-        1
-    );
+    assert_eq!(append_one(&spool, "b").spooled, 1);
 }
 
 #[test]

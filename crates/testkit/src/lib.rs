@@ -25,6 +25,15 @@ pub mod webhook;
 
 use std::time::Duration;
 
+/// A loopback port free right now (for a server that must come back on the same port after a restart).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Poll `check` until it returns `Some`, or panic after `timeout` with `what`.
 pub async fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let until = tokio::time::Instant::now() + timeout;

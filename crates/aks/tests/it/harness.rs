@@ -20,18 +20,10 @@ pub struct Handler {
     client: reqwest::Client,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Start `aks-handler` with `env` (plus the port, fast retries and the receiver's CA) and wait until it
 /// answers `GET /`, as the Functions host does before the first invocation.
 pub async fn start(ca_file: &Path, env: &[(&str, String)]) -> Handler {
-    let port = free_port();
+    let port = kaf_testkit::free_port();
     let mut all: Vec<(String, String)> = vec![
         ("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string()),
         ("SSL_CERT_FILE".into(), ca_file.display().to_string()),

@@ -28,12 +28,17 @@ pub struct Serve {
     process: Option<Spawned>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// What a forwarding process needs to upload to `rx`: its logtypeconfig, its CA, and short backoffs.
+pub fn upload_env(rx: &Receiver) -> Vec<(String, String)> {
+    vec![
+        ("logTypeConfig".to_string(), logtypeconfig(rx)),
+        (
+            "SSL_CERT_FILE".to_string(),
+            rx.ca_file.display().to_string(),
+        ),
+        ("UPLOAD_BACKOFF_BASE_MS".to_string(), "20".to_string()),
+        ("UPLOAD_BACKOFF_MAX_MS".to_string(), "100".to_string()),
+    ]
 }
 
 pub fn logtypeconfig(rx: &Receiver) -> String {
@@ -67,7 +72,7 @@ impl Serve {
         let pki = Pki::generate(dir.path(), "forwarder");
         let token_file = dir.path().join("tokens");
         std::fs::write(&token_file, format!("# current\n{TOKEN}\n")).unwrap();
-        let port = free_port();
+        let port = kaf_testkit::free_port();
         let spool = dir.path().join("spool");
         let kubeconfig = kubeconfig(
             dir.path(),
@@ -101,16 +106,8 @@ impl Serve {
         .map(String::from)
         .to_vec();
         args.extend(extra.iter().map(|s| s.to_string()));
-        let env = vec![
-            ("logTypeConfig".to_string(), logtypeconfig(rx)),
-            (
-                "SSL_CERT_FILE".to_string(),
-                rx.ca_file.display().to_string(),
-            ),
-            ("UPLOAD_BACKOFF_BASE_MS".to_string(), "20".to_string()),
-            ("UPLOAD_BACKOFF_MAX_MS".to_string(), "100".to_string()),
-            ("RUST_LOG".to_string(), "info".to_string()),
-        ];
+        let mut env = upload_env(rx);
+        env.push(("RUST_LOG".to_string(), "info".to_string()));
         let mut serve = Self {
             dir,
             pki,

@@ -1,5 +1,5 @@
 use crate::harness::{cli, stdout_records};
-use crate::serve::{counts, logtypeconfig};
+use crate::serve::{counts, upload_env};
 use kaf_testkit::fixtures;
 use kaf_testkit::lumberjack::Lumberjack;
 use kaf_testkit::process::{Spawned, spawn_command};
@@ -25,15 +25,7 @@ fn start_tail(rx: &Receiver, live: &Path, extra: &[&str]) -> Spawned {
     .map(String::from)
     .to_vec();
     args.extend(extra.iter().map(|s| s.to_string()));
-    let env = vec![
-        ("logTypeConfig".to_string(), logtypeconfig(rx)),
-        (
-            "SSL_CERT_FILE".to_string(),
-            rx.ca_file.display().to_string(),
-        ),
-        ("UPLOAD_BACKOFF_BASE_MS".to_string(), "20".to_string()),
-        ("UPLOAD_BACKOFF_MAX_MS".to_string(), "100".to_string()),
-    ];
+    let env = upload_env(rx);
     spawn_command(
         Path::new(env!("CARGO_BIN_EXE_kube-audit-forwarder")),
         &args,

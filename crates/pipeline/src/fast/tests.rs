@@ -352,7 +352,15 @@ fn both_paths_share_one_identity_for_deduplication() {
 
 #[test]
 fn strings_are_written_as_serde_writes_them() {
-    for text in ["plain", "", "quote \" and \\ slash", "tab\tnew\nline", "\u{1}", "é ünïcode \u{2028}", "</script>"] {
+    for text in [
+        "plain",
+        "",
+        "quote \" and \\ slash",
+        "tab\tnew\nline",
+        "\u{1}",
+        "é ünïcode \u{2028}",
+        "</script>",
+    ] {
         let mut w = Writer::with_capacity(0);
         w.buf.clear();
         w.string(text);
