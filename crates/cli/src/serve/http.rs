@@ -6,7 +6,7 @@ use super::auth::{Auth, Denied, PeerCert};
 use super::metrics::{CodeLabel, Metrics};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Extension, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,13 +34,11 @@ pub struct Peer {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let limit = state.max_body_bytes;
     Router::new()
         .route("/", post(ingest))
         .route("/audit", post(ingest))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
@@ -62,10 +60,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 async fn ingest(
     State(state): State<Arc<AppState>>,
     Extension(peer): Extension<Peer>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    let response = ingest_inner(&state, &peer, &headers, body).await;
+    let response = ingest_inner(&state, &peer, request).await;
     state
         .metrics
         .requests
@@ -76,7 +73,10 @@ async fn ingest(
     response
 }
 
-async fn ingest_inner(state: &AppState, peer: &Peer, headers: &HeaderMap, body: Bytes) -> Response {
+/// Credentials are checked before the body is read, so an unauthenticated client cannot make us buffer one.
+async fn ingest_inner(state: &AppState, peer: &Peer, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -91,6 +91,16 @@ async fn ingest_inner(state: &AppState, peer: &Peer, headers: &HeaderMap, body: 
             return status(StatusCode::FORBIDDEN, "Forbidden", &why);
         }
     }
+    let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            return status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                "body over --max-body-bytes, or cut off",
+            );
+        }
+    };
     let body = match decode_body(headers, body, state.max_body_bytes) {
         Ok(body) => body,
         Err(response) => return *response,

@@ -531,3 +531,35 @@ async fn spooled_events_survive_a_crash_while_the_upload_is_down() {
     assert_eq!(serve.metric("kaf_events_duplicate_total ").await, 40.0);
     assert_eq!(counts(&rx.records()).len(), 40);
 }
+
+#[tokio::test]
+async fn credentials_are_checked_before_a_body_is_read_and_oversize_bodies_get_413() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let serve = Serve::start(&rx, &["--max-body-bytes", "4000"]).await;
+    let client = serve.client();
+    let big = event_list(&fixtures::numbered_events(40));
+    assert!(big.len() > 4000);
+    let (status, _, _) = client
+        .with_token(None)
+        .post_raw(big.clone(), false)
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "refused on its headers, whatever the body");
+    let (status, _, text) = client.post_raw(big.clone(), false).await.unwrap();
+    assert_eq!(status, 413, "{text}");
+    // The limit holds after decompression too.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&big).unwrap();
+    let compressed = gz.finish().unwrap();
+    assert!(compressed.len() < 4000, "{}", compressed.len());
+    let (status, _, _) = client.post_raw(compressed, true).await.unwrap();
+    assert_eq!(status, 413);
+    let small = event_list(&fixtures::numbered_events(1));
+    assert_eq!(client.post_raw(small, false).await.unwrap().0, 200);
+    assert_eq!(
+        serve
+            .metric("kaf_webhook_requests_total{code=\"413\"} ")
+            .await,
+        2.0
+    );
+}
