@@ -554,6 +554,13 @@ fn write_json_text(buf: &mut Vec<u8>, raw: &str) -> usize {
                         i += 1;
                         break;
                     }
+                    // Go's encoder writes `<`, `>` and `&` as `\u003c`, `\u003e`, `\u0026`: keep them
+                    // readable (and searchable), as the generic path's re-serialisation does.
+                    if let Some(c) = go_html_escape(&bytes[i..]) {
+                        buf.push(c);
+                        i += 6;
+                        continue;
+                    }
                     // An escape sequence: its backslash, then the escaped character (itself escaped if it
                     // is a quote or a backslash).
                     buf.extend_from_slice(b"\\\\");
@@ -579,6 +586,20 @@ fn write_json_text(buf: &mut Vec<u8>, raw: &str) -> usize {
     }
     buf.push(b'"');
     buf.len() - start - 2 - escapes
+}
+
+/// `<`, `>` or `&` if `text` starts with its `\u00XX` escape.
+fn go_html_escape(text: &[u8]) -> Option<u8> {
+    let escape = text.get(..6)?;
+    if !escape.starts_with(b"\\u00") {
+        return None;
+    }
+    match [escape[4], escape[5].to_ascii_lowercase()] {
+        [b'3', b'c'] => Some(b'<'),
+        [b'3', b'e'] => Some(b'>'),
+        [b'2', b'6'] => Some(b'&'),
+        _ => None,
+    }
 }
 
 // ---- Typed, borrowing views of an audit event ------------------------------------------------------------

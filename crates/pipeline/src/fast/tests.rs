@@ -315,6 +315,7 @@ fn json_text_is_escaped_like_serde_escapes_the_compact_text() {
         r#"["a\"b","\\\"",{"k":"v w"}]"#,
         "{}",
         r#"{"only":"plain"}"#,
+        r#"{"go":"a \u003cb\u003E \u0026\u0026 c \u00e9 \\u003c"}"#,
     ] {
         let value: Value = serde_json::from_str(raw).unwrap();
         let raw_value: &RawValue = serde_json::from_str(raw).unwrap();
@@ -333,6 +334,13 @@ fn json_text_is_escaped_like_serde_escapes_the_compact_text() {
         );
         assert_eq!(buf, serde_json::to_vec(&text).unwrap(), "{raw}");
     }
+    let mut buf = Vec::new();
+    write_json_text(&mut buf, r#"{"go":"a \u003cb\u003E \u0026 \\u003c"}"#);
+    let text: String = serde_json::from_slice(&buf).unwrap();
+    assert_eq!(
+        text, r#"{"go":"a <b> & \\u003c"}"#,
+        "Go's HTML escapes undone, an escaped backslash kept"
+    );
 }
 
 #[test]
