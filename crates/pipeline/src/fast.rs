@@ -234,7 +234,7 @@ pub(crate) fn map_event(text: &str, ctx: &Context<'_>, seen: &Seen) -> Option<Ma
     };
 
     // Objects grow by their escaped quotes; a little slack saves most reallocations.
-    let mut out = Writer::with_capacity(text.len() + text.len() / 8 + 256);
+    let mut out = Writer::with_capacity(text.len() + text.len() / 4 + 256);
     out.number("_zl_timestamp", time_ms);
     if let Some(annotations) = &event.annotations {
         out.key_value_list("annotations", annotations);
@@ -296,7 +296,7 @@ pub(crate) fn map_event(text: &str, ctx: &Context<'_>, seen: &Seen) -> Option<Ma
     out.raw_json("responseobject", event.response_object)?;
     let status = event.response_status.as_ref();
     if let Some(code) = status.and_then(|s| s.code.as_ref()) {
-        out.number_text("responsestatus_code", &code.to_string());
+        out.number_value("responsestatus_code", code);
     }
     out.text(
         "responsestatus_message",
@@ -433,7 +433,7 @@ impl Writer {
 
     fn string(&mut self, s: &str) {
         // Most values (names, URIs, timestamps) need no escape: copy them whole.
-        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        if plain(s) {
             self.buf.push(b'"');
             self.buf.extend_from_slice(s.as_bytes());
             self.buf.push(b'"');
@@ -468,17 +468,35 @@ impl Writer {
         let _ = write!(self.buf, "{value}");
     }
 
-    fn number_text(&mut self, name: &str, digits: &str) {
+    /// A number as JSON writes it, counted as its text.
+    fn number_value(&mut self, name: &str, value: &Number) {
         self.key(name);
-        self.buf.extend_from_slice(digits.as_bytes());
-        self.log_size += digits.len() as u64;
+        let start = self.buf.len();
+        let _ = write!(self.buf, "{value}");
+        self.log_size += (self.buf.len() - start) as u64;
     }
 
     /// A list of strings as JSON text (what the generic path makes of an array).
     fn list_json(&mut self, name: &str, list: Option<&[Str<'_>]>) {
-        if let Some(list) = list {
+        let Some(list) = list else { return };
+        self.key(name);
+        if list.iter().all(|item| plain(item)) {
+            // Items that need no escape: `"[\"a\",\"b\"]"` written directly.
+            self.buf.extend_from_slice(b"\"[");
+            let mut len = 2;
+            for (i, item) in list.iter().enumerate() {
+                if i > 0 {
+                    self.buf.push(b',');
+                }
+                self.buf.extend_from_slice(b"\\\"");
+                self.buf.extend_from_slice(item.as_bytes());
+                self.buf.extend_from_slice(b"\\\"");
+                len += item.len() + 2 + usize::from(i > 0);
+            }
+            self.buf.extend_from_slice(b"]\"");
+            self.log_size += len as u64;
+        } else {
             let text = serde_json::to_string(list).unwrap_or_default();
-            self.key(name);
             self.string(&text);
             self.log_size += text.len() as u64;
         }
@@ -525,6 +543,11 @@ impl Writer {
             self.log_size,
         )
     }
+}
+
+/// Whether `s` can be written between quotes as it is (no quote, backslash or control character).
+fn plain(s: &str) -> bool {
+    s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
 }
 
 /// Write the JSON value `raw` as a JSON string holding its compact text: whitespace outside strings dropped,

@@ -375,3 +375,26 @@ fn strings_are_written_as_serde_writes_them() {
         assert_eq!(w.buf, serde_json::to_vec(text).unwrap(), "{text:?}");
     }
 }
+
+#[test]
+fn lists_are_written_as_the_json_text_serde_makes() {
+    for items in [
+        vec![],
+        vec!["system:masters"],
+        vec!["a", "b c", "10.0.0.1"],
+        vec!["q\"uote", "back\\slash"],
+    ] {
+        let list: Vec<Str<'_>> = items.iter().map(|s| Str(Cow::Borrowed(*s))).collect();
+        let mut w = Writer::with_capacity(0);
+        w.list_json("l", Some(&list));
+        let (json, log_size) = w.finish();
+        let record: Value = serde_json::from_str(&json).unwrap();
+        let expected = serde_json::to_string(&items).unwrap();
+        assert_eq!(record["l"], Value::String(expected.clone()), "{items:?}");
+        assert_eq!(log_size, expected.len() as u64, "{items:?}");
+        assert_eq!(
+            json,
+            serde_json::to_string(&json!({"l": expected})).unwrap()
+        );
+    }
+}
