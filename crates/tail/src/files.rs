@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 /// Sorts after every lumberjack timestamp (`2006-01-02T15-04-05.000`): the live file is the newest.
-const LIVE_KEY: &str = "~live";
+pub(crate) const LIVE_KEY: &str = "~live";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Candidate {

@@ -233,6 +233,14 @@ impl Follower {
                 };
                 let next = match position {
                     Some(p) => candidates.get(p + 1),
+                    // Renamed and gone before its new name was seen (lumberjack never deletes its newest
+                    // backup, so this should not happen): go on with the live file rather than wait forever.
+                    None if key == files::LIVE_KEY => {
+                        tracing::warn!(file = %self.live.display(), "rotated file vanished; continuing with the live file");
+                        candidates
+                            .last()
+                            .filter(|c| c.is_live && (c.dev, c.ino) != (*dev, *ino))
+                    }
                     None => candidates.iter().find(|c| c.key > *key),
                 };
                 match next {

@@ -210,3 +210,17 @@ fn event_ids_name_the_file_and_offset_and_checkpoints_round_trip() {
             .contains("cp.json")
     );
 }
+
+#[test]
+fn a_rotated_file_that_vanishes_at_once_does_not_stall_the_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("audit.log");
+    append(&live, &(0..2).map(line).collect::<String>());
+    let mut f = Follower::new(&live, Start::LiveFile);
+    assert_eq!(drain(&mut f), expect(0..2));
+    let backup = dir.path().join("audit-2026-11-26T13-00-00.000.log");
+    std::fs::rename(&live, &backup).unwrap();
+    std::fs::remove_file(&backup).unwrap();
+    append(&live, &(2..4).map(line).collect::<String>());
+    assert_eq!(drain(&mut f), expect(2..4));
+}
