@@ -3,7 +3,7 @@
 
 use kaf_pipeline::OutRecord;
 use sha2::{Digest, Sha256};
-use std::io::Write as _;
+use std::io::Write;
 use std::ops::Range;
 
 /// API limits per request.
@@ -54,49 +54,43 @@ impl<'a> BatchPlan<'a> {
 
     /// The JSON array body for `range`.
     pub fn body(&self, range: Range<usize>) -> Vec<u8> {
-        let parts = &self.records[range];
-        let mut body =
-            Vec::with_capacity(parts.iter().map(|r| r.json.len()).sum::<usize>() + parts.len() + 2);
-        body.push(b'[');
-        for (i, part) in parts.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(part.json.as_bytes());
-        }
-        body.push(b']');
+        let mut body = Vec::with_capacity(self.body_len(range.clone()));
+        // Writing into a Vec cannot fail.
+        let _ = self.write_body(range, &mut body);
         body
     }
 
-    /// The body for `range`, gzip'd at `level`, and its uncompressed length. Records are staged through a
-    /// small buffer instead of a whole uncompressed body.
+    /// The body for `range`, gzip'd at `level`, and its uncompressed length. Records go to the encoder through
+    /// a small buffer, never as a whole uncompressed body.
     pub fn gzip_body(&self, range: Range<usize>, level: u32) -> std::io::Result<(Vec<u8>, usize)> {
-        const STAGE: usize = 128 * 1024;
-        let parts = &self.records[range];
-        let total = parts.iter().map(|r| r.json.len() + 1).sum::<usize>() + 1;
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(total / 6),
+        let len = self.body_len(range.clone());
+        let gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(len / 6),
             flate2::Compression::new(level.min(9)),
         );
-        let mut stage = Vec::with_capacity(STAGE + 4096);
-        stage.push(b'[');
-        for (i, part) in parts.iter().enumerate() {
+        let mut staged = std::io::BufWriter::with_capacity(128 * 1024, gz);
+        self.write_body(range, &mut staged)?;
+        let gz = staged
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        Ok((gz.finish()?, len))
+    }
+
+    /// Bytes of the body for `range`: the records, a comma between each two, and the brackets.
+    fn body_len(&self, range: Range<usize>) -> usize {
+        let parts = &self.records[range];
+        2 + parts.iter().map(|r| r.json.len()).sum::<usize>() + parts.len().saturating_sub(1)
+    }
+
+    fn write_body(&self, range: Range<usize>, out: &mut impl Write) -> std::io::Result<()> {
+        out.write_all(b"[")?;
+        for (i, part) in self.records[range].iter().enumerate() {
             if i > 0 {
-                stage.push(b',');
+                out.write_all(b",")?;
             }
-            if stage.len() + part.json.len() > STAGE {
-                gz.write_all(&stage)?;
-                stage.clear();
-            }
-            if part.json.len() > STAGE {
-                gz.write_all(part.json.as_bytes())?;
-            } else {
-                stage.extend_from_slice(part.json.as_bytes());
-            }
+            out.write_all(part.json.as_bytes())?;
         }
-        stage.push(b']');
-        gz.write_all(&stage)?;
-        Ok((gz.finish()?, total.max(2)))
+        out.write_all(b"]")
     }
 
     pub fn log_size(&self, range: Range<usize>) -> u64 {
