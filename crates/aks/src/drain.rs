@@ -9,6 +9,7 @@
 
 use crate::app::{State, settle};
 use kaf_envelope::azure::{Invocation, body_from_bytes};
+use kaf_upload::retry::Backoff;
 use std::time::Duration;
 
 /// One received event: its body and where it sits in the partition.
@@ -80,9 +81,9 @@ pub async fn drain_partition<S: PartitionSource>(
             partition_id: Some(partition.clone()),
             sequence_numbers: batch.iter().map(|e| e.sequence_number).collect(),
         };
-        let mut attempt: u32 = 0;
+        let mut backoff = Backoff::new(options.retry_base, options.retry_max);
         loop {
-            attempt += 1;
+            let attempt = backoff.attempts() + 1;
             let settled = settle(state, &invocation).await;
             if settled.parked == 0 {
                 source.checkpoint(&last.token).await?;
@@ -96,12 +97,9 @@ pub async fn drain_partition<S: PartitionSource>(
                 );
             }
             stats.retries += 1;
-            let delay = options
-                .retry_base
-                .saturating_mul(1 << attempt.min(16))
-                .min(options.retry_max);
-            tracing::warn!(%partition, parked = settled.parked, attempt, delay_s = delay.as_secs(), "batch not delivered, retrying before any checkpoint");
-            tokio::time::sleep(delay).await;
+            let delay = backoff.next_delay();
+            tracing::warn!(%partition, parked = settled.parked, attempt, delay_ms = delay.as_millis() as u64, "batch not delivered, retrying before any checkpoint");
+            Backoff::wait(delay, None).await;
         }
     }
     Ok(stats)

@@ -9,6 +9,7 @@ use crate::forwarding::{ForwardArgs, Sink};
 use anyhow::Context as _;
 use kaf_envelope::{Batch, Source};
 use kaf_tail::{Checkpoint, Follower, Start};
+use kaf_upload::retry::Backoff;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -83,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             };
             chunk.pending().save(&checkpoint_path)?;
-            let mut backoff = Duration::from_secs(1);
+            let mut backoff = Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
             loop {
                 let batch = Batch {
                     source: Source {
@@ -100,12 +101,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     return Err(anyhow::Error::new(e).context("writing records to stdout"));
                 }
                 let Some(error) = delivered.error else { break };
-                tracing::warn!(%error, file = %chunk.path.display(), offset = chunk.start, retry_in_ms = backoff.as_millis() as u64, "not delivered; will retry the same lines");
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, file = %chunk.path.display(), offset = chunk.start, retry_in_ms = delay.as_millis() as u64, "not delivered; will retry the same lines");
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    _ = Backoff::wait(delay, None) => {}
                     () = &mut stop => return Ok(ExitCode::SUCCESS),
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             chunk.delivered().save(&checkpoint_path)?;
         }

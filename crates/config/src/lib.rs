@@ -205,16 +205,22 @@ impl LogTypeConfig {
 }
 
 /// Site24x7 data-centre domains map to their log collectors; anything else (a proxy, a test receiver) is used as given.
+///
+/// Only a host with an optional port gets through: a DNS name, an IPv4 address or a bracketed IPv6 address.
+/// Userinfo (`logc.site24x7.com@attacker.example` would send the key to `attacker.example`), a path, a query,
+/// a fragment or whitespace is refused, naming the field and never the value. A pasted `https://` prefix and
+/// a trailing `/` are tolerated.
 fn upload_host(domain: &str) -> Result<String, ConfigError> {
-    let domain = domain.trim().trim_end_matches('/');
+    let domain = domain.trim();
     if domain.starts_with("http://") {
         return Err(ConfigError::InsecureUploadDomain);
     }
     let domain = domain.strip_prefix("https://").unwrap_or(domain);
-    if domain.is_empty() || domain.contains('/') || domain.contains(char::is_whitespace) {
+    let domain = domain.strip_suffix('/').unwrap_or(domain);
+    if !is_host_and_port(domain) {
         return Err(ConfigError::wrong_type(
             "uploadDomain",
-            "a host name, optionally with :port",
+            "a host name or IP address, optionally with :port (no user, path, query or fragment)",
         ));
     }
     const DATA_CENTRES: [&str; 6] = ["com", "in", "eu", "net.au", "cn", "jp"];
@@ -222,6 +228,52 @@ fn upload_host(domain: &str) -> Result<String, ConfigError> {
         Some(tld) if DATA_CENTRES.contains(&tld) => Ok(format!("logc.site24x7.{tld}")),
         _ => Ok(domain.to_string()),
     }
+}
+
+/// `host[:port]` with host a DNS name (letters, digits, `-` between them, dot-separated labels of ≤63 bytes,
+/// ≤253 in all), an IPv4 address, or `[IPv6]`; port 1–65535.
+fn is_host_and_port(text: &str) -> bool {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => return true,
+            _ => match after.strip_prefix(':') {
+                Some(port) => (None, Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(text), None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok_and(|n| n > 0)
+    });
+    let host_ok = host.is_none_or(|h| h.parse::<std::net::Ipv4Addr>().is_ok() || is_dns_name(h));
+    port_ok && host_ok
+}
+
+fn is_dns_name(host: &str) -> bool {
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    // All-numeric dotted names are IPv4 or nothing (`1.2.3.999` must not pass as a name).
+    let numeric = host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    (1..=253).contains(&host.len()) && !numeric && host.split('.').all(label_ok)
 }
 
 fn first_present<'a>(

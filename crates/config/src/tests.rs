@@ -37,6 +37,57 @@ fn accepts_standard_and_url_safe_base64_with_or_without_padding_and_whitespace()
 }
 
 #[test]
+fn upload_domain_is_a_host_and_port_and_nothing_else() {
+    let mut v = minimal();
+    for ok in [
+        "logc.site24x7.com",
+        "https://logc.site24x7.com/",
+        "127.0.0.1:8443",
+        "[::1]:8443",
+        "[2001:db8::1]",
+        "proxy-1.internal.example:443",
+        "localhost",
+    ] {
+        v["uploadDomain"] = json!(ok);
+        assert!(LogTypeConfig::decode(&encode(&v)).is_ok(), "{ok}");
+    }
+    for bad in [
+        "logc.site24x7.com@attacker.example",
+        "user:pw@logc.site24x7.com",
+        "logc.site24x7.com/upload",
+        "logc.site24x7.com?x=1",
+        "logc.site24x7.com#frag",
+        "logc.site24x7.com bad",
+        "logc.site\t24x7.com",
+        "logc.site24x7.com:0",
+        "logc.site24x7.com:99999",
+        "logc.site24x7.com:",
+        "logc.site24x7.com:+443",
+        "-bad.example",
+        "bad-.example",
+        "a..b",
+        "1.2.3.999",
+        "[::1",
+        "[not-v6]:443",
+        "::1",
+        "exa_mple.com",
+        "",
+    ] {
+        v["uploadDomain"] = json!(bad);
+        let Err(err) = LogTypeConfig::decode(&encode(&v)) else {
+            panic!("accepted {bad:?}")
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("`uploadDomain`") || bad.is_empty(),
+            "{bad:?}: {text}"
+        );
+        // The message names the field, never the value.
+        assert!(bad.is_empty() || !text.contains(bad), "{text}");
+    }
+}
+
+#[test]
 fn site24x7_domains_map_to_collectors_and_others_pass_through() {
     let mut v = minimal();
     let cfg = LogTypeConfig::decode(&encode(&v)).unwrap();

@@ -25,7 +25,9 @@ impl From<ForwardError> for Diagnostic {
         let error_type = match e.cause {
             DeliveryError::Transient { .. } => "UploadTransientError",
             DeliveryError::Quota { .. } => "UploadQuotaError",
-            DeliveryError::Rejected { .. } => "UploadConfigurationError",
+            DeliveryError::Rejected { .. } | DeliveryError::Redirected { .. } => {
+                "UploadConfigurationError"
+            }
         };
         Diagnostic {
             error_type: error_type.into(),

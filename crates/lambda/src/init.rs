@@ -5,6 +5,7 @@
 use anyhow::{Context as _, anyhow, bail};
 use kaf_config::LogTypeConfig;
 use kaf_pipeline::Pipeline;
+use kaf_upload::retry::Backoff;
 use kaf_upload::{UploadSettings, Uploader};
 use std::time::Duration;
 
@@ -61,26 +62,31 @@ fn parse_config(text: &str) -> Result<LogTypeConfig, kaf_config::ConfigError> {
     }
 }
 
+/// How long init may spend waiting for the secrets extension, of Lambda's 10 s init limit: the extension
+/// starts alongside the function and may not answer at the very first moment.
+const SECRET_BUDGET: Duration = Duration::from_secs(6);
+
 /// `GET http://localhost:$PARAMETERS_SECRETS_EXTENSION_HTTP_PORT/secretsmanager/get?secretId=…` with the
-/// session token header; the extension may not be ready at the very start, so a few quick retries.
+/// session token header, retried with backoff (50 ms doubling to 800 ms) within [`SECRET_BUDGET`]; the worst
+/// case (an extension that never answers) ends init after about 6 s, inside the 10 s limit.
 async fn fetch_secret(arn: &str) -> anyhow::Result<String> {
     let port =
         std::env::var("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|_| "2773".into());
     let token = std::env::var("AWS_SESSION_TOKEN").unwrap_or_default();
-    let client = kaf_upload::local_http_client(Duration::from_secs(5))?;
+    let client = kaf_upload::local_http_client(Duration::from_secs(2))?;
     let url = format!("http://localhost:{port}/secretsmanager/get");
-    let mut last = anyhow!("no attempt made");
-    for attempt in 0..10u32 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-        }
+    let stop_at = tokio::time::Instant::now() + SECRET_BUDGET;
+    let mut backoff = Backoff::exact(Duration::from_millis(50), Duration::from_millis(800));
+    loop {
+        let left = stop_at.saturating_duration_since(tokio::time::Instant::now());
         let response = client
             .get(&url)
+            .timeout(left.clamp(Duration::from_millis(100), Duration::from_secs(2)))
             .query(&[("secretId", arn)])
             .header("X-Aws-Parameters-Secrets-Token", &token)
             .send()
             .await;
-        match response {
+        let last = match response {
             Ok(r) if r.status().is_success() => {
                 let bytes = r
                     .bytes()
@@ -97,11 +103,20 @@ async fn fetch_secret(arn: &str) -> anyhow::Result<String> {
                     });
             }
             // The body may echo request details; the status is enough.
-            Ok(r) => last = anyhow!("secrets extension answered HTTP {}", r.status().as_u16()),
-            Err(e) => last = anyhow!("secrets extension unreachable: {}", e.without_url()),
+            Ok(r) => anyhow!("secrets extension answered HTTP {}", r.status().as_u16()),
+            Err(e) => anyhow!(
+                "secrets extension unreachable: {}",
+                kaf_upload::error_chain(&e.without_url())
+            ),
+        };
+        if !Backoff::wait(backoff.next_delay(), Some(stop_at)).await {
+            return Err(last.context(format!(
+                "reading the logtypeconfig secret, {} attempts in {} s (is the AWS Parameters and Secrets Lambda extension layer added?)",
+                backoff.attempts(),
+                SECRET_BUDGET.as_secs()
+            )));
         }
     }
-    Err(last.context("reading the logtypeconfig secret (is the AWS Parameters and Secrets Lambda extension layer added?)"))
 }
 
 /// `POST /runtime/init/error`: `lambda_runtime` only does this for SnapStart hooks, so we do it ourselves.

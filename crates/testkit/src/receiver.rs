@@ -27,7 +27,8 @@ pub enum Fault {
     Accept,
     /// Answer with this status and no `x-uploadid` (records not accepted).
     Status(u16),
-    /// Answer with this status and these headers (quota signals).
+    /// Answer with this status and these headers (quota signals, `Retry-After`, redirects with `Location`,
+    /// an empty `x-uploadid`), records not accepted.
     Headers(u16, Vec<(String, String)>),
     /// Accept the batch, then wait this long before answering (the client may time out and retry).
     SlowAccept(Duration),
@@ -90,10 +91,27 @@ fn temp_dir() -> TempDir {
     TempDir(dir)
 }
 
+/// The receiver's server certificate, to provoke each TLS failure an operator must be able to tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerCert {
+    /// Valid for `localhost` and `127.0.0.1`.
+    #[default]
+    Valid,
+    /// Valid, but for another name only (`upload.example.net`).
+    WrongName,
+    /// For the right names, but expired a year ago.
+    Expired,
+}
+
 impl Receiver {
     /// Start on 127.0.0.1 with a fresh CA; requests must carry `api_key` and `log_type`.
     pub async fn start(api_key: &str, log_type: &str) -> Self {
-        let (ca_pem, server_config) = tls();
+        Self::start_with_cert(api_key, log_type, ServerCert::Valid).await
+    }
+
+    /// [`Receiver::start`] with a chosen kind of server certificate.
+    pub async fn start_with_cert(api_key: &str, log_type: &str, cert: ServerCert) -> Self {
+        let (ca_pem, server_config) = tls(cert);
         let dir = temp_dir();
         let ca_file = dir.0.join("ca.pem");
         std::fs::write(&ca_file, ca_pem).unwrap();
@@ -158,18 +176,31 @@ impl Receiver {
     }
 }
 
-fn tls() -> (String, rustls::ServerConfig) {
+/// Each receiver's CA has its own name, as two real CAs would (a foreign CA is then an unknown issuer).
+fn next_ca() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+fn tls(cert: ServerCert) -> (String, rustls::ServerConfig) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "kube-audit-forwarder test CA");
+    ca_params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("kube-audit-forwarder test CA {}", next_ca()),
+    );
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf_params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
+    let names = match cert {
+        ServerCert::WrongName => vec!["upload.example.net".to_string()],
+        _ => vec!["localhost".to_string(), "127.0.0.1".to_string()],
+    };
+    let mut leaf_params = rcgen::CertificateParams::new(names).unwrap();
+    if cert == ServerCert::Expired {
+        leaf_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        leaf_params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
     let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)

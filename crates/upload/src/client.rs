@@ -3,7 +3,8 @@
 //! caller's deadline (minus a safety margin) would be passed.
 
 use crate::batch::{BatchPlan, Limits, upload_id};
-use crate::{DeliveryError, InitError};
+use crate::retry::{Backoff, parse_retry_after};
+use crate::{DeliveryError, InitError, error_chain};
 use futures_util::stream::{self, StreamExt as _};
 use kaf_config::{ApiKey, LogTypeConfig};
 use kaf_pipeline::OutRecord;
@@ -162,6 +163,8 @@ impl Uploader {
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_config(&settings.trust)?)
             .https_only(true)
+            // Never followed: see `DeliveryError::Redirected`.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(50))
             .user_agent(settings.user_agent.clone())
@@ -291,7 +294,7 @@ impl Uploader {
             .deadline
             .checked_sub(self.settings.safety_margin)
             .unwrap_or(ctx.deadline);
-        let mut attempt: u32 = 0;
+        let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_max);
         loop {
             if let Some(e) = ctx.halt.lock().ok().and_then(|h| h.clone()) {
                 return Err(Failure::Final(e));
@@ -326,23 +329,20 @@ impl Uploader {
                     retry_after,
                 } => (reason, retry_after),
             };
-            let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
-            if Instant::now() + delay >= stop_at {
-                return Err(Failure::Final(DeliveryError::Transient { last: reason }));
+            let delay = backoff.next_delay_with_hint(retry_after);
+            tracing::warn!(upload_id = %id, attempt = backoff.attempts(), %reason, delay_ms = delay.as_millis() as u64, "upload failed, retrying");
+            if !Backoff::wait(delay, Some(stop_at)).await {
+                let last = match retry_after {
+                    Some(hint) if hint >= delay => format!(
+                        "{reason}; the server asked to retry after {} s, past the deadline",
+                        hint.as_secs()
+                    ),
+                    _ => reason,
+                };
+                return Err(Failure::Final(DeliveryError::Transient { last }));
             }
-            tracing::warn!(upload_id = %id, attempt = attempt + 1, %reason, delay_ms = delay.as_millis() as u64, "upload failed, retrying");
             stats.retries += 1;
-            attempt += 1;
-            tokio::time::sleep(delay).await;
         }
-    }
-
-    /// Full jitter over a capped exponential: uniform in [base/2, min(max, base·2^attempt)].
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.settings.backoff_base.as_millis() as u64;
-        let cap = self.settings.backoff_max.as_millis() as u64;
-        let ceiling = base.saturating_mul(1u64 << attempt.min(20)).min(cap).max(1);
-        Duration::from_millis(fastrand::u64((base / 2).min(ceiling)..=ceiling))
     }
 
     fn headers(&self, id: &str, log_size: u64) -> Result<HeaderMap, Failure> {
@@ -400,33 +400,63 @@ fn classify(sent: Result<reqwest::Response, reqwest::Error>) -> Verdict {
                 "connection error"
             };
             return Verdict::Retry {
-                reason: format!("{kind}: {}", e.without_url()),
+                reason: format!("{kind}: {}", error_chain(&e.without_url())),
                 retry_after: None,
             };
         }
     };
     let status = resp.status().as_u16();
+    let headers = resp.headers();
     // Both header conventions (fluent: lower-case on 400; logstash: upper-case on 200): check every response.
-    if let Some(signal) = quota_signal(resp.headers()) {
+    if let Some(signal) = quota_signal(headers) {
         return Verdict::Final(DeliveryError::Quota { signal, status });
     }
     match status {
-        200 if resp.headers().contains_key("x-uploadid") => Verdict::Delivered,
+        // An empty id is no receipt either.
+        200 if headers
+            .get("x-uploadid")
+            .is_some_and(|v| !v.as_bytes().trim_ascii().is_empty()) =>
+        {
+            Verdict::Delivered
+        }
         200 => Verdict::Retry {
             reason: "HTTP 200 without x-uploadid".into(),
             retry_after: None,
         },
+        300..=399 => Verdict::Final(DeliveryError::Redirected {
+            status,
+            location: redirect_target(resp.url(), headers),
+        }),
         413 => Verdict::TooLarge,
         429 | 500..=599 => Verdict::Retry {
             reason: format!("HTTP {status}"),
-            retry_after: resp
-                .headers()
+            retry_after: headers
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs),
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
         },
         _ => Verdict::Final(DeliveryError::Rejected { status }),
+    }
+}
+
+/// Where a redirect points, as an operator needs it: the host (never a path or query, which could carry
+/// anything), or that it stays on the same host.
+fn redirect_target(from: &reqwest::Url, headers: &HeaderMap) -> String {
+    let Some(location) = headers.get("location").and_then(|v| v.to_str().ok()) else {
+        return "no Location".into();
+    };
+    match from.join(location.trim()) {
+        Ok(to) => match to.host_str() {
+            Some(host) if to.host_str() == from.host_str() && to.port() == from.port() => {
+                format!("the same host ({host})")
+            }
+            Some(host) => match to.port() {
+                Some(port) => format!("host `{host}:{port}`"),
+                None => format!("host `{host}`"),
+            },
+            None => "a Location without a host".into(),
+        },
+        Err(_) => "an unreadable Location".into(),
     }
 }
 

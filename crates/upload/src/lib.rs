@@ -17,6 +17,7 @@ pub mod batch;
 pub mod client;
 pub mod env;
 pub mod forward;
+pub mod retry;
 pub mod summary;
 
 pub use batch::{BatchPlan, Limits};
@@ -38,6 +39,12 @@ pub enum DeliveryError {
     /// The request itself was refused (401/403: bad apiKey; other 4xx): retrying cannot help.
     #[error("upload rejected with HTTP {status}: check apiKey, logType and uploadDomain")]
     Rejected { status: u16 },
+    /// The endpoint answered with a redirect. Redirects are never followed: a 301–303 would turn the POST into
+    /// a GET without the records, and a 307/308 would hand `X-DeviceKey` to whichever host it names.
+    #[error(
+        "upload endpoint answered HTTP {status} redirecting to {location}; redirects are never followed: set uploadDomain to the final host"
+    )]
+    Redirected { status: u16, location: String },
 }
 
 impl DeliveryError {
@@ -46,18 +53,35 @@ impl DeliveryError {
         match self {
             Self::Transient { .. } => "transient",
             Self::Quota { .. } => "quota",
-            Self::Rejected { .. } => "configuration",
+            Self::Rejected { .. } | Self::Redirected { .. } => "configuration",
         }
     }
 
     /// Order used to report the one error of a run that had several: configuration first, then quota.
     pub fn severity(&self) -> u8 {
         match self {
-            Self::Rejected { .. } => 3,
+            Self::Rejected { .. } | Self::Redirected { .. } => 3,
             Self::Quota { .. } => 2,
             Self::Transient { .. } => 1,
         }
     }
+}
+
+/// `error` and every error behind it, `: `-separated, with repeats dropped: what an operator needs to tell an
+/// unknown CA from an expired certificate or a refused connection (`error sending request: client error
+/// (Connect): invalid peer certificate: UnknownIssuer`). Errors of this crate's stack never hold the key.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
 }
 
 /// The upload client could not be built.
@@ -83,6 +107,7 @@ pub fn local_http_client(timeout: std::time::Duration) -> Result<reqwest::Client
         .with_no_client_auth();
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .build()?)
 }

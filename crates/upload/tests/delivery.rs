@@ -230,3 +230,164 @@ async fn upload_ids_are_stable_across_redeliveries() {
     // The deduplicating receiver holds each record once.
     assert_eq!(seqs(&rx), (0..700).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn redirects_are_never_followed_and_never_count_as_delivered() {
+    for status in [301, 302, 303, 307, 308] {
+        let rx = Receiver::start(KEY, LOG_TYPE).await;
+        // Another receiver that would accept anything with the key: the key must never reach it.
+        let elsewhere = Receiver::start(KEY, LOG_TYPE).await;
+        for (location, named) in [
+            (
+                format!("https://127.0.0.1:{}/upload", rx.addr.port()),
+                "the same host (127.0.0.1)".to_string(),
+            ),
+            (
+                format!("https://localhost:{}/upload", elsewhere.addr.port()),
+                format!("host `localhost:{}`", elsewhere.addr.port()),
+            ),
+        ] {
+            rx.set_always(Some(Fault::Headers(
+                status,
+                vec![("Location".into(), location.clone())],
+            )));
+            let before = rx.attempts().len();
+            let up = uploader(&rx, |s| s.concurrency = 1);
+            let outcome = up.deliver("demo/stream", &records(700), deadline(10)).await;
+            assert_eq!(outcome.stats.records_delivered, 0, "{status} {location}");
+            assert_eq!(
+                outcome
+                    .failed
+                    .iter()
+                    .map(|f| f.records.len())
+                    .sum::<usize>(),
+                700
+            );
+            let error = outcome.worst_error().unwrap();
+            assert_eq!(error.class(), "configuration");
+            let message = error.to_string();
+            assert!(
+                message.contains(&format!("HTTP {status}")) && message.contains(&named),
+                "{message}"
+            );
+            // Not retried, not followed, and the other requests were not sent after the refusal.
+            assert_eq!(outcome.stats.retries, 0);
+            assert_eq!(rx.attempts().len() - before, 1, "{status} {location}");
+            assert!(rx.records().is_empty());
+            assert!(elsewhere.attempts().is_empty(), "{status} {location}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn retry_after_zero_does_not_make_a_tight_loop() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    rx.set_always(Some(Fault::Headers(
+        429,
+        vec![("Retry-After".into(), "0".into())],
+    )));
+    let up = uploader(&rx, |s| s.backoff_base = Duration::from_millis(250));
+    let outcome = up.deliver("demo/stream", &records(3), deadline(2)).await;
+    assert_eq!(outcome.worst_error().unwrap().class(), "transient");
+    // Each wait is at least the backoff base: at most ~8 attempts in 2 s (it was 100 a second).
+    assert!(rx.attempts().len() <= 8, "{}", rx.attempts().len());
+    assert!(rx.attempts().len() >= 2);
+}
+
+#[tokio::test]
+async fn a_huge_or_dated_retry_after_gives_up_at_once_instead_of_panicking() {
+    let in_an_hour = httpdate_in(3600);
+    for value in [
+        "18446744073709551615",
+        "99999999999999999999999",
+        &in_an_hour,
+    ] {
+        let rx = Receiver::start(KEY, LOG_TYPE).await;
+        rx.set_always(Some(Fault::Headers(
+            503,
+            vec![("Retry-After".into(), value.to_string())],
+        )));
+        let up = uploader(&rx, |_| {});
+        let started = Instant::now();
+        let outcome = up.deliver("demo/stream", &records(3), deadline(20)).await;
+        let error = outcome.worst_error().unwrap();
+        assert!(
+            matches!(error, DeliveryError::Transient { last } if last.contains("past the deadline")),
+            "{value}: {error}"
+        );
+        assert_eq!(rx.attempts().len(), 1);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    // A date a moment away is honoured like delay-seconds.
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    rx.push_faults([Fault::Headers(
+        503,
+        vec![("Retry-After".into(), httpdate_in(1))],
+    )]);
+    let up = uploader(&rx, |_| {});
+    let outcome = up.deliver("demo/stream", &records(3), deadline(20)).await;
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    assert_eq!(rx.attempts().len(), 2);
+}
+
+fn httpdate_in(secs: u64) -> String {
+    httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(secs))
+}
+
+#[tokio::test]
+async fn an_empty_upload_id_is_no_receipt() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    rx.push_faults([
+        Fault::Headers(200, vec![("x-uploadid".into(), String::new())]),
+        Fault::Headers(200, vec![("x-uploadid".into(), "  ".into())]),
+    ]);
+    let up = uploader(&rx, |_| {});
+    let outcome = up.deliver("demo/stream", &records(3), deadline(10)).await;
+    assert!(outcome.failed.is_empty());
+    assert_eq!((outcome.stats.retries, rx.attempts().len()), (2, 3));
+    assert_eq!(seqs(&rx), [0, 1, 2]);
+}
+
+#[tokio::test]
+async fn connection_failures_name_their_cause() {
+    use kaf_testkit::receiver::ServerCert;
+    let good = Receiver::start(KEY, LOG_TYPE).await;
+    let cases = [
+        (ServerCert::Valid, true, "UnknownIssuer"),
+        (ServerCert::WrongName, false, "not valid for name"),
+        (ServerCert::Expired, false, "expired"),
+    ];
+    for (cert, foreign_ca, expected) in cases {
+        let rx = Receiver::start_with_cert(KEY, LOG_TYPE, cert).await;
+        let trust = if foreign_ca {
+            &good.ca_file
+        } else {
+            &rx.ca_file
+        };
+        let up = uploader(&rx, |s| s.trust = TrustRoots::PemFile(trust.clone()));
+        let outcome = up.deliver("demo/stream", &records(1), deadline(1)).await;
+        let message = outcome.worst_error().unwrap().to_string();
+        assert!(message.contains(expected), "{cert:?}: {message}");
+        assert!(!message.contains(KEY));
+    }
+    // Nothing listens: a refused connection says so.
+    let port = kaf_testkit::free_port();
+    let config = LogTypeConfig::from_json(
+        &json!({"apiKey": KEY, "logType": LOG_TYPE, "uploadDomain": format!("127.0.0.1:{port}")})
+            .to_string(),
+    )
+    .unwrap();
+    let settings = UploadSettings {
+        backoff_base: Duration::from_millis(20),
+        safety_margin: Duration::from_millis(100),
+        trust: TrustRoots::PemFile(good.ca_file.clone()),
+        ..UploadSettings::default()
+    };
+    let up = Uploader::new(&config, settings).unwrap();
+    let outcome = up.deliver("demo/stream", &records(1), deadline(1)).await;
+    let message = outcome.worst_error().unwrap().to_string();
+    assert!(
+        message.to_lowercase().contains("connection refused"),
+        "{message}"
+    );
+}

@@ -16,6 +16,7 @@ use http::{AppState, Peer};
 use kaf_envelope::{Batch, Source};
 use kaf_pipeline::Pipeline;
 use kaf_spool::{Spool, SpoolOptions};
+use kaf_upload::retry::Backoff;
 use metrics::{ClassLabel, Metrics};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -174,7 +175,7 @@ impl Delivery {
     /// Deliver spool groups oldest first, forever; a failed group is retried (same ids) after a backoff, so
     /// the spool fills and the apiserver is told to wait instead of events being dropped.
     async fn run(self) {
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff = Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
         loop {
             let spool = self.state.spool.clone();
             let next = tokio::task::spawn_blocking(move || {
@@ -202,8 +203,7 @@ impl Delivery {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the spool");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    Backoff::wait(backoff.next_delay(), None).await;
                     continue;
                 }
             };
@@ -228,16 +228,16 @@ impl Delivery {
                         class: error.class(),
                     })
                     .inc();
-                tracing::warn!(%error, undelivered = delivered.undelivered, retry_in_ms = backoff.as_millis() as u64, "spool group not delivered; kept for retry");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, undelivered = delivered.undelivered, retry_in_ms = delay.as_millis() as u64, "spool group not delivered; kept for retry");
+                Backoff::wait(delay, None).await;
                 continue;
             }
             let p = delivered.pipeline;
             metrics.events_rejected.inc_by(p.malformed + p.non_audit);
             metrics.secrets_redacted.inc_by(p.redacted);
             metrics.policy_dropped.inc_by(p.policy_dropped);
-            backoff = Duration::from_secs(1);
+            backoff.reset();
             let spool = self.state.spool.clone();
             match tokio::task::spawn_blocking(move || spool.complete(&group)).await {
                 Ok(Ok(())) => {}
