@@ -35,6 +35,39 @@ pub enum DateParseError {
     WrongType,
     #[error("timestamp does not match the date format")]
     NoMatch,
+    /// It parsed, but to a time no audit event can have: before 2000-01-01 or more than a day ahead
+    /// (`0`, `1970-01-01T00:00:00Z`, `0001-01-01`, `1e300` seconds, a clock far off).
+    #[error("timestamp is outside the plausible window (2000-01-01 to a day from now)")]
+    Implausible,
+}
+
+/// 2000-01-01T00:00:00Z: nothing audited by Kubernetes is older.
+pub const EARLIEST_PLAUSIBLE_MS: i64 = 946_684_800_000;
+/// How far ahead of the forwarder's clock an event time may be (clock skew, year-less patterns).
+pub const MAX_FUTURE_MS: i64 = 86_400_000;
+
+/// Whether `ms` can be an event time seen at `now_ms`: from 2000-01-01 to a day after `now_ms`.
+pub fn plausible_ms(ms: i64, now_ms: i64) -> bool {
+    ms >= EARLIEST_PLAUSIBLE_MS && ms <= now_ms.saturating_add(MAX_FUTURE_MS)
+}
+
+fn checked(ms: Result<i64, DateParseError>, now_ms: i64) -> Result<i64, DateParseError> {
+    match ms {
+        Ok(ms) if !plausible_ms(ms, now_ms) => Err(DateParseError::Implausible),
+        other => other,
+    }
+}
+
+/// Epoch `value × scale` as whole milliseconds, refusing NaN, infinities and anything beyond `i64`.
+fn epoch_ms(value: f64, scale: f64) -> Result<i64, DateParseError> {
+    let ms = (value * scale).round();
+    // 2^63 is exactly representable; anything at or beyond it does not fit.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if ms.is_finite() && ms > -LIMIT && ms < LIMIT {
+        Ok(ms as i64)
+    } else {
+        Err(DateParseError::Implausible)
+    }
 }
 
 const SUPPORTED: &str = "YmdHMSfzyBbAaIpjT%";
@@ -115,19 +148,25 @@ impl DateFormat {
     /// [`DateFormat::parse_ms`] for a string value, without building a JSON value for the common case.
     pub fn parse_text_ms(&self, text: &str, now_ms: i64) -> Result<i64, DateParseError> {
         match self {
-            Self::Rfc3339 { zone } => {
-                parse_rfc3339_ms(text.trim(), *zone).ok_or(DateParseError::NoMatch)
-            }
+            Self::Rfc3339 { zone } => checked(
+                parse_rfc3339_ms(text.trim(), *zone).ok_or(DateParseError::NoMatch),
+                now_ms,
+            ),
             other => other.parse_ms(&Value::String(text.to_string()), now_ms),
         }
     }
 
-    /// Milliseconds since the epoch for `value`; `now_ms` serves `agent_time` and year-less patterns.
+    /// Milliseconds since the epoch for `value`; `now_ms` serves `agent_time` and year-less patterns. A time
+    /// outside [`plausible_ms`] is an error like any unreadable one, so the caller falls back and counts it.
     pub fn parse_ms(&self, value: &Value, now_ms: i64) -> Result<i64, DateParseError> {
+        checked(self.parse_unchecked(value, now_ms), now_ms)
+    }
+
+    fn parse_unchecked(&self, value: &Value, now_ms: i64) -> Result<i64, DateParseError> {
         match self {
             Self::AgentTime => Ok(now_ms),
-            Self::UnixSeconds => number(value).map(|s| (s * 1000.0).round() as i64),
-            Self::UnixMillis => number(value).map(|ms| ms.round() as i64),
+            Self::UnixSeconds => number(value).and_then(|s| epoch_ms(s, 1000.0)),
+            Self::UnixMillis => number(value).and_then(|ms| epoch_ms(ms, 1.0)),
             Self::Rfc3339 { zone } => {
                 let text = value.as_str().ok_or(DateParseError::WrongType)?.trim();
                 parse_rfc3339_ms(text, *zone).ok_or(DateParseError::NoMatch)
@@ -169,7 +208,7 @@ impl DateFormat {
                         .map_err(|_| DateParseError::NoMatch)
                 };
                 let this_year = parse(year)?;
-                if this_year > now_ms + 86_400_000 {
+                if this_year > now_ms.saturating_add(MAX_FUTURE_MS) {
                     parse(year - 1)
                 } else {
                     Ok(this_year)
@@ -226,6 +265,9 @@ fn parse_zone(text: &str) -> Result<FixedOffset, ConfigError> {
         return Err(ConfigError::Timezone);
     }
     let hours: i32 = digits[..2].parse().map_err(|_| ConfigError::Timezone)?;
+    if hours > 23 {
+        return Err(ConfigError::Timezone);
+    }
     let minutes: i32 = digits[2..].parse().map_err(|_| ConfigError::Timezone)?;
     FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)).ok_or(ConfigError::Timezone)
 }

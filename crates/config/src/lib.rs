@@ -21,7 +21,7 @@ mod date;
 mod error;
 mod rules;
 
-pub use date::{DateFormat, DateParseError};
+pub use date::{DateFormat, DateParseError, EARLIEST_PLAUSIBLE_MS, plausible_ms};
 pub use error::ConfigError;
 pub use rules::{DeriveRule, FieldFilter, HashRule, JsonPathEntry, MaskRule, ValueType};
 

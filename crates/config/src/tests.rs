@@ -228,62 +228,122 @@ fn missing_date_settings_are_not_fatal() {
 fn strptime_patterns_accept_nine_fraction_digits_zulu_and_offsets() {
     let f = DateFormat::compile("%Y-%m-%dT%H:%M:%S.%fZ", None).unwrap();
     let micro = f
-        .parse_ms(&json!("2026-04-20T16:32:59.930178Z"), 0)
+        .parse_ms(&json!("2026-04-20T16:32:59.930178Z"), NOW)
         .unwrap();
     assert_eq!(micro, 1_776_702_779_930);
     assert_eq!(
-        f.parse_ms(&json!("2026-04-20T16:32:59.930178417Z"), 0)
+        f.parse_ms(&json!("2026-04-20T16:32:59.930178417Z"), NOW)
             .unwrap(),
         micro
     );
     assert_eq!(
-        f.parse_ms(&json!("2026-04-20T16:32:59Z"), 0).unwrap(),
+        f.parse_ms(&json!("2026-04-20T16:32:59Z"), NOW).unwrap(),
         micro - 930
     );
 
     let zoned = DateFormat::compile("%Y-%m-%dT%H:%M:%S%z", Some("+0100")).unwrap();
     assert_eq!(
         zoned
-            .parse_ms(&json!("2026-04-20T18:32:59+02:00"), 0)
+            .parse_ms(&json!("2026-04-20T18:32:59+02:00"), NOW)
             .unwrap(),
         micro - 930
     );
     assert_eq!(
-        zoned.parse_ms(&json!("2026-04-20T16:32:59Z"), 0).unwrap(),
+        zoned.parse_ms(&json!("2026-04-20T16:32:59Z"), NOW).unwrap(),
         micro - 930
     );
 
     // timezone applies only without %z.
     let local = DateFormat::compile("%d/%b/%Y:%H:%M:%S", Some("+0530")).unwrap();
     assert_eq!(
-        local.parse_ms(&json!("20/Apr/2026:22:02:59"), 0).unwrap(),
+        local.parse_ms(&json!("20/Apr/2026:22:02:59"), NOW).unwrap(),
         micro - 930
     );
     assert_eq!(
-        f.parse_ms(&json!("yesterday"), 0),
+        f.parse_ms(&json!("yesterday"), NOW),
         Err(DateParseError::NoMatch)
     );
-    assert_eq!(f.parse_ms(&json!(null), 0), Err(DateParseError::WrongType));
+    assert_eq!(
+        f.parse_ms(&json!(null), NOW),
+        Err(DateParseError::WrongType)
+    );
+}
+
+/// 2026-12-03T00:00:00Z: the tests' "now".
+const NOW: i64 = 1_796_256_000_000;
+
+#[test]
+fn implausible_times_are_errors_never_zero_or_saturated() {
+    let unix = DateFormat::compile("unix", None).unwrap();
+    let millis = DateFormat::compile("unix_ms", None).unwrap();
+    for value in [
+        json!("NaN"),
+        json!("inf"),
+        json!("-inf"),
+        json!(1e300),
+        json!(0),
+        json!(-5),
+        json!("1e19"),
+    ] {
+        assert_eq!(
+            unix.parse_ms(&value, NOW),
+            Err(DateParseError::Implausible),
+            "{value}"
+        );
+        assert_eq!(
+            millis.parse_ms(&value, NOW),
+            Err(DateParseError::Implausible),
+            "{value}"
+        );
+    }
+    let rfc = DateFormat::default();
+    for text in [
+        "1970-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "1999-12-31T23:59:59Z",
+        "2026-12-04T00:00:01Z",
+        "9999-12-31T23:59:59Z",
+    ] {
+        assert_eq!(
+            rfc.parse_text_ms(text, NOW),
+            Err(DateParseError::Implausible),
+            "{text}"
+        );
+    }
+    let pattern = DateFormat::compile("%Y-%m-%d %H:%M:%S", None).unwrap();
+    assert_eq!(
+        pattern.parse_ms(&json!("0001-01-01 00:00:00"), NOW),
+        Err(DateParseError::Implausible)
+    );
+    // The window's edges: 2000-01-01 and a day ahead are still fine.
+    assert_eq!(
+        rfc.parse_text_ms("2000-01-01T00:00:00Z", NOW),
+        Ok(EARLIEST_PLAUSIBLE_MS)
+    );
+    assert_eq!(
+        rfc.parse_text_ms("2026-12-04T00:00:00Z", NOW),
+        Ok(NOW + 86_400_000)
+    );
 }
 
 #[test]
 fn unix_and_agent_time_formats() {
     let s = DateFormat::compile("unix", None).unwrap();
     assert_eq!(
-        s.parse_ms(&json!(1_700_000_000), 0).unwrap(),
+        s.parse_ms(&json!(1_700_000_000), NOW).unwrap(),
         1_700_000_000_000
     );
     assert_eq!(
-        s.parse_ms(&json!("1700000000.5"), 0).unwrap(),
+        s.parse_ms(&json!("1700000000.5"), NOW).unwrap(),
         1_700_000_000_500
     );
     let ms = DateFormat::compile("unix_ms", None).unwrap();
     assert_eq!(
-        ms.parse_ms(&json!("1700000000123"), 0).unwrap(),
+        ms.parse_ms(&json!("1700000000123"), NOW).unwrap(),
         1_700_000_000_123
     );
     let agent = DateFormat::compile("agent_time", None).unwrap();
-    assert_eq!(agent.parse_ms(&json!("whatever"), 42).unwrap(), 42);
+    assert_eq!(agent.parse_ms(&json!("whatever"), NOW).unwrap(), NOW);
 }
 
 #[test]
@@ -312,12 +372,12 @@ fn year_less_pattern_uses_last_year_when_this_year_is_in_the_future() {
 fn default_format_reads_rfc3339_and_naive_utc() {
     let f = DateFormat::default();
     assert_eq!(
-        f.parse_ms(&json!("2026-04-20T18:32:59.930+02:00"), 0)
+        f.parse_ms(&json!("2026-04-20T18:32:59.930+02:00"), NOW)
             .unwrap(),
         1_776_702_779_930
     );
     assert_eq!(
-        f.parse_ms(&json!("2022-11-29 00:09:04.38"), 0).unwrap(),
+        f.parse_ms(&json!("2022-11-29 00:09:04.38"), NOW).unwrap(),
         1_669_680_544_380
     );
 }

@@ -230,7 +230,7 @@ pub(crate) fn map_event(text: &str, ctx: &Context<'_>, seen: &Seen) -> Option<Ma
         .and_then(|t| DateFormat::default().parse_text_ms(t, ctx.now_ms).ok())
     {
         Some(ms) => (ms, false),
-        None => (ctx.envelope_time_ms.unwrap_or(ctx.now_ms), true),
+        None => (crate::fallback_time(ctx.envelope_time_ms, ctx.now_ms), true),
     };
 
     // Objects grow by their escaped quotes; a little slack saves most reallocations.

@@ -23,7 +23,8 @@
 //!     source: Source { cluster: "demo".into(), stream: "kube-apiserver-audit-1".into(), event_pointer: None },
 //!     events: vec![RawEvent { id: "1".into(), envelope_time_ms: None, payload: Payload::Text(event.into()) }],
 //! };
-//! let out = pipeline.process(batch, 0);
+//! let now_ms = 1_796_256_000_000; // the ingest time
+//! let out = pipeline.process(batch, now_ms);
 //! let record = &out.records[0].record();
 //! assert_eq!(record["responsestatus_code"], 403);
 //! assert_eq!(record["username"], "bob");
@@ -438,18 +439,22 @@ impl Pipeline {
             if self.redact_secrets {
                 out.stats.redacted += redact::redact_event(audit);
             }
-            let profile = match (pointer, &self.aks_profile) {
-                (Some(_), Some(rooted)) => rooted,
-                _ => &self.profile,
+            let (profile, date_root) = match (pointer, &self.aks_profile) {
+                // The default profile reads the event inside the envelope, and so does its `dateField`.
+                (Some(p), Some(rooted)) => (rooted, Some(p)),
+                _ => (&self.profile, None),
             };
             let mut record = map(profile, &mut doc);
 
-            let timestamp = event_time(profile, &record, &mut doc, now_ms);
+            let timestamp = match event_at_mut(&mut doc, date_root) {
+                Some(root) => event_time(profile, &record, root, now_ms),
+                None => None,
+            };
             let time_ms = match timestamp {
                 Some(ms) => ms,
                 None => {
                     out.stats.timestamp_fallbacks += 1;
-                    event.envelope_time_ms.unwrap_or(now_ms)
+                    fallback_time(event.envelope_time_ms, now_ms)
                 }
             };
             if !rules::passes(&self.filters, &record) {
@@ -524,7 +529,8 @@ fn map(profile: &Profile, doc: &mut Value) -> Record {
     record
 }
 
-/// The event time from the profile's date field, `None` when absent or unreadable.
+/// The event time from the profile's date field (an output field, else a path under `doc`), `None` when absent,
+/// unreadable or implausible.
 fn event_time(profile: &Profile, record: &Record, doc: &mut Value, now_ms: i64) -> Option<i64> {
     let field = &profile.date_field;
     let format = &profile.date_format;
@@ -532,6 +538,14 @@ fn event_time(profile: &Profile, record: &Record, doc: &mut Value, now_ms: i64) 
         Some(v) => format.parse_ms(v, now_ms).ok(),
         None => lookup::with_value(doc, field, |v| format.parse_ms(v, now_ms).ok())?,
     }
+}
+
+/// The time of an event whose own time is unreadable or implausible: the envelope's (CloudWatch event time,
+/// AKS record time) if that is plausible, else the ingest time. Never 0.
+pub(crate) fn fallback_time(envelope_time_ms: Option<i64>, now_ms: i64) -> i64 {
+    envelope_time_ms
+        .filter(|t| kaf_config::plausible_ms(*t, now_ms))
+        .unwrap_or(now_ms)
 }
 
 /// Iterator returned by [`Pipeline::chunks`].

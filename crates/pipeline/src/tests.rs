@@ -4,6 +4,9 @@ use super::*;
 use kaf_envelope::RawEvent;
 use serde_json::json;
 
+/// 2026-12-03T00:00:00Z: the tests' ingest time.
+const NOW: i64 = 1_796_256_000_000;
+
 fn config(extra: Value) -> LogTypeConfig {
     let mut v = json!({"apiKey": "k", "logType": "t", "uploadDomain": "d"});
     v.as_object_mut()
@@ -56,7 +59,7 @@ fn default_profile_is_valid_and_maps_the_documented_fields() {
         "annotations": {"authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": "no rbac"},
         "requestObject": {"kind": "Pod", "spec": {"x": 1}}
     }));
-    let out = p.process(batch(vec![(None, Payload::Json(e))]), 0);
+    let out = p.process(batch(vec![(None, Payload::Json(e))]), NOW);
     let r = &out.records[0].record();
     assert_eq!(r["username"], json!("arn-user"));
     assert_eq!(r["user_sessionname"], json!("s1"));
@@ -97,7 +100,7 @@ fn config_json_path_alone_defines_the_record_and_keeps_falsy_values() {
         json!({"responseStatus": {"code": 0}, "x": {"flag": false, "empty": "", "null": null}}),
     );
     let r = p
-        .process(batch(vec![(None, Payload::Json(e))]), 0)
+        .process(batch(vec![(None, Payload::Json(e))]), NOW)
         .records
         .remove(0)
         .record();
@@ -123,21 +126,50 @@ fn config_json_path_alone_defines_the_record_and_keeps_falsy_values() {
 fn unreadable_timestamps_fall_back_to_the_envelope_then_ingest_time_and_are_counted() {
     let p = Pipeline::new(None).unwrap();
     let bad = event(json!({"requestReceivedTimestamp": "yesterday"}));
-    let mut second = bad.clone();
-    second["auditID"] = json!("id-2");
+    let with_id = |id: &str, mut e: Value| {
+        e["auditID"] = json!(id);
+        e
+    };
     let out = p.process(
         batch(vec![
-            (Some(1_700_000_000_000), Payload::Json(bad)),
-            (None, Payload::Json(second)),
+            (Some(1_700_000_000_000), Payload::Json(bad.clone())),
+            (None, Payload::Json(with_id("id-2", bad.clone()))),
+            // Parses, but to the epoch or to year 1: a fallback too, never 0 or a huge negative number.
+            (
+                Some(1_700_000_000_001),
+                Payload::Json(with_id(
+                    "id-3",
+                    event(json!({"requestReceivedTimestamp": "1970-01-01T00:00:00Z"})),
+                )),
+            ),
+            (
+                None,
+                Payload::Json(with_id(
+                    "id-4",
+                    event(json!({"requestReceivedTimestamp": "0001-01-01T00:00:00Z"})),
+                )),
+            ),
+            // An implausible envelope time is skipped as well: the ingest time it is.
+            (Some(0), Payload::Json(with_id("id-5", bad))),
         ]),
-        42,
+        NOW,
     );
+    let times: Vec<Value> = out
+        .records
+        .iter()
+        .map(|r| r.record()["_zl_timestamp"].clone())
+        .collect();
     assert_eq!(
-        out.records[0].record()["_zl_timestamp"],
-        json!(1_700_000_000_000_i64)
+        times,
+        [
+            json!(1_700_000_000_000_i64),
+            json!(NOW),
+            json!(1_700_000_000_001_i64),
+            json!(NOW),
+            json!(NOW)
+        ]
     );
-    assert_eq!(out.records[1].record()["_zl_timestamp"], json!(42));
-    assert_eq!(out.stats.timestamp_fallbacks, 2);
+    assert_eq!(out.stats.timestamp_fallbacks, 5);
 }
 
 #[test]
@@ -151,7 +183,7 @@ fn v1beta1_events_get_their_times_from_legacy_fields() {
         .unwrap()
         .remove("requestReceivedTimestamp");
     e.as_object_mut().unwrap().remove("stageTimestamp");
-    let out = p.process(batch(vec![(None, Payload::Json(e))]), 0);
+    let out = p.process(batch(vec![(None, Payload::Json(e))]), NOW);
     assert_eq!(out.stats.timestamp_fallbacks, 0);
     assert_eq!(
         out.records[0].record()["_zl_timestamp"],
@@ -167,7 +199,7 @@ fn v1beta1_events_get_their_times_from_legacy_fields() {
 fn custom_date_field_and_format_from_the_config() {
     let c = config(json!({"dateField": "stageTimestamp", "dateFormat": "%Y-%m-%dT%H:%M:%S.%fZ"}));
     let p = Pipeline::new(Some(&c)).unwrap();
-    let out = p.process(batch(vec![(None, Payload::Json(event(json!({}))))]), 0);
+    let out = p.process(batch(vec![(None, Payload::Json(event(json!({}))))]), NOW);
     assert_eq!(out.stats.timestamp_fallbacks, 0);
     assert_eq!(
         out.records[0].record()["_zl_timestamp"],
@@ -234,7 +266,7 @@ fn events_without_kind_are_recognised_by_audit_id_and_stage() {
     e.as_object_mut().unwrap().remove("kind");
     e.as_object_mut().unwrap().remove("apiVersion");
     assert_eq!(
-        p.process(batch(vec![(None, Payload::Json(e))]), 0)
+        p.process(batch(vec![(None, Payload::Json(e))]), NOW)
             .stats
             .forwarded,
         1
@@ -245,7 +277,7 @@ fn events_without_kind_are_recognised_by_audit_id_and_stage() {
 fn over_size_records_are_shrunk_and_counted() {
     let p = Pipeline::new(None).unwrap().with_max_record_bytes(50_000);
     let e = event(json!({"requestObject": {"data": "x".repeat(120_000)}}));
-    let out = p.process(batch(vec![(None, Payload::Json(e))]), 0);
+    let out = p.process(batch(vec![(None, Payload::Json(e))]), NOW);
     assert_eq!(out.stats.truncated, 1);
     let r = &out.records[0].record();
     assert!(limits::serialized_len(r) <= 50_000);
@@ -279,7 +311,7 @@ fn repeated_audit_id_and_stage_pairs_are_dropped_across_chunks_and_counted() {
     .map(|e| e.to_string().len() as u64)
     .sum();
     // Chunks of 2: the repeats fall into other chunks than their first occurrence.
-    let chunks: Vec<Processed> = p.chunks(batch(events), 2, 0).collect();
+    let chunks: Vec<Processed> = p.chunks(batch(events), 2, NOW).collect();
     assert_eq!(chunks.len(), 4);
     let mut total = PipelineStats::default();
     chunks.iter().for_each(|c| total += c.stats);
@@ -290,7 +322,7 @@ fn repeated_audit_id_and_stage_pairs_are_dropped_across_chunks_and_counted() {
     assert_eq!(total.bytes_in, bytes);
     // A second, separate batch starts afresh (dedupe is per invocation).
     assert_eq!(
-        p.process(batch(vec![(None, Payload::Json(complete))]), 0)
+        p.process(batch(vec![(None, Payload::Json(complete))]), NOW)
             .stats
             .forwarded,
         1
@@ -335,7 +367,7 @@ fn aks_records_map_like_their_bare_events_with_the_default_profile() {
         .map(|r| r["properties"]["log"].clone())
         .collect();
     let p = Pipeline::new(None).unwrap();
-    let from_records = p.process(aks_batch(records), 0);
+    let from_records = p.process(aks_batch(records), NOW);
     let from_events = p.process(
         batch(
             events
@@ -343,7 +375,7 @@ fn aks_records_map_like_their_bare_events_with_the_default_profile() {
                 .map(|e| (None, Payload::Json(e)))
                 .collect(),
         ),
-        0,
+        NOW,
     );
     // Two of the hand-written records share auditID `abc-123` at ResponseComplete: one is a repeat.
     assert_eq!(
@@ -373,7 +405,7 @@ fn a_custom_json_path_on_aks_is_relative_to_the_record_as_in_site24x7_configs() 
         {"name": "category"}, {"name": "operation", "key": "operationName"}
     ]}));
     let p = Pipeline::new(Some(&c)).unwrap();
-    let out = p.process(aks_batch(aks_records()), 0);
+    let out = p.process(aks_batch(aks_records()), NOW);
     let r = &out.records[0].record();
     assert_eq!(r["username"], json!("policy-admin@example.com"));
     assert_eq!(r["category"], json!("kube-audit"));
@@ -391,7 +423,7 @@ fn aks_log_lines_that_are_not_audit_json_are_counted() {
     no_log["properties"].as_object_mut().unwrap().remove("log");
     let out = Pipeline::new(None)
         .unwrap()
-        .process(aks_batch(vec![text_line, no_log]), 0);
+        .process(aks_batch(vec![text_line, no_log]), NOW);
     assert_eq!((out.stats.non_audit, out.stats.forwarded), (2, 0));
     assert!(
         out.rejects[0].reason.contains("log line is not JSON"),
@@ -407,7 +439,7 @@ fn aks_skipped_too_big_objects_are_kept_as_they_are() {
     record["properties"]["log"]["responseObject"] = json!("skipped-too-big-size-object");
     let out = Pipeline::new(None)
         .unwrap()
-        .process(aks_batch(vec![record]), 0);
+        .process(aks_batch(vec![record]), NOW);
     let r = &out.records[0].record();
     assert_eq!(r["requestobject"], json!("skipped-too-big-size-object"));
     assert_eq!(r["responseobject"], json!("skipped-too-big-size-object"));
@@ -430,6 +462,50 @@ fn a_reused_audit_id_is_not_a_repeat_unless_the_timestamps_match_too() {
         // Another request that sent the same `Audit-ID` header: kept.
         (None, Payload::Json(event("2026-11-26T10:05:00.000001Z"))),
     ];
-    let stats = p.process(batch(events), 0).stats;
+    let stats = p.process(batch(events), NOW).stats;
     assert_eq!((stats.forwarded, stats.deduplicated), (2, 1));
+}
+
+/// Regression: on AKS, an explicit `dateField` (as Site24x7's pages write it) was resolved against the
+/// diagnostic record, found nothing there, and silently took the record's `time` (≈ stageTimestamp).
+#[test]
+fn aks_explicit_date_field_names_a_field_of_the_audit_event() {
+    let text =
+        include_str!("../../../tests/fixtures/samples/liggitt__audit2rbac/testdata__demo.log");
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(events.len() > 30);
+    let records: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({"time": "2026-04-20T16:29:59.995191417Z", "category": "kube-audit",
+                   "resourceId": "/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/C1",
+                   "properties": {"log": format!("{e}\n")}})
+        })
+        .map(|mut r| {
+            kaf_envelope::azure::parse_log_in_place(&mut r);
+            r
+        })
+        .collect();
+    let config = config(json!({"dateField": "requestReceivedTimestamp",
+                               "dateFormat": "%Y-%m-%dT%H:%M:%S.%fZ"}));
+    let p = Pipeline::new(Some(&config)).unwrap();
+    let mut b = aks_batch(records);
+    for e in &mut b.events {
+        e.envelope_time_ms = Some(1_776_702_599_995);
+    }
+    let out = p.process(b, NOW);
+    assert_eq!(out.stats.timestamp_fallbacks, 0);
+    assert_eq!(out.records.len() as u64, out.stats.forwarded);
+    for record in &out.records {
+        let record = record.record();
+        let received = chrono::DateTime::parse_from_rfc3339(
+            record["requestreceivedtimestamp"].as_str().unwrap(),
+        )
+        .unwrap()
+        .timestamp_millis();
+        assert_eq!(record["_zl_timestamp"], json!(received));
+    }
 }

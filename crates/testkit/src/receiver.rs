@@ -390,8 +390,11 @@ fn check(
             }
         }
         let timestamp = map.get("_zl_timestamp").and_then(Value::as_i64);
-        if timestamp.is_none_or(|t| t <= 0) {
-            return Err(format!("record {i} has no positive integer _zl_timestamp"));
+        // Milliseconds, and a real time: 0, seconds or an absurd value is a forwarder bug.
+        if timestamp.is_none_or(|t| !(946_684_800_000..=32_503_680_000_000).contains(&t)) {
+            return Err(format!(
+                "record {i} has no _zl_timestamp in milliseconds between 2000 and 3000"
+            ));
         }
     }
     if expected_size != log_size {

@@ -8,6 +8,9 @@ use kaf_envelope::{Batch, Payload, RawEvent, Source};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
+/// 2026-12-03T00:00:00Z: the ingest time of these tests.
+const NOW: i64 = 1_796_256_000_000;
+
 fn samples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/samples")
 }
@@ -67,7 +70,7 @@ fn context(redact: bool) -> Context<'static> {
         stream: "kube-apiserver-audit-x",
         redact_secrets: redact,
         max_record_bytes: crate::MAX_RECORD_BYTES,
-        now_ms: 0,
+        now_ms: NOW,
         envelope_time_ms: Some(7),
     }
 }
@@ -82,7 +85,7 @@ fn agree(text: &str, redact: bool, origin: &str) -> bool {
         .unwrap()
         .with_secret_redaction(redact)
         .without_fast_path();
-    let slow = generic.process(one(text), 0);
+    let slow = generic.process(one(text), NOW);
     let Some(mapped) = map_event(text, &context(redact), &crate::Seen::default()) else {
         return false;
     };
@@ -353,7 +356,7 @@ fn both_paths_share_one_identity_for_deduplication() {
     for order in [[&generic, fast], [fast, &generic]] {
         let mut batch = one(order[0]);
         batch.events.push(one(order[1]).events.remove(0));
-        let out = Pipeline::new(None).unwrap().process(batch, 0);
+        let out = Pipeline::new(None).unwrap().process(batch, NOW);
         assert_eq!((out.stats.forwarded, out.stats.deduplicated), (1, 1));
     }
 }
