@@ -1,8 +1,9 @@
 //! `replay`: files → envelope → pipeline → stdout or upload.
 //!
 //! Exit codes: 0 all records printed/delivered; 1 some records not delivered (transient); 2 bad usage or
-//! configuration; 3 quota or configuration refused by the service. Bad events inside a file never change the
-//! exit code: they are counted in the summary.
+//! configuration, or a file that could not be decoded (the other files are still forwarded); 3 quota or
+//! configuration refused by the service. Bad events inside a file never change the exit code: they are
+//! counted in the summary.
 
 use crate::forwarding::{ForwardArgs, Sink};
 use anyhow::Context as _;
@@ -30,6 +31,10 @@ pub struct Args {
     /// How long an upload may keep retrying, in seconds.
     #[arg(long, default_value_t = 300)]
     deadline_secs: u64,
+    /// Most bytes a gzip'd file, or one CloudWatch payload inside it, may decompress to. A file over it fails
+    /// alone, with an error naming it (a gzip bomb cannot exhaust memory).
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    max_decompressed_bytes: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -42,6 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut summary = Summary::default();
     let mut worst: Option<DeliveryError> = None;
+    let mut unreadable = 0usize;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.deadline_secs);
 
     for path in &args.files {
@@ -51,10 +57,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             origin: &origin,
             cluster: &args.forward.cluster,
             stream_prefix: &args.stream_prefix,
+            max_decompressed: args.max_decompressed_bytes,
         };
         let mut envelope = EnvelopeStats::default();
-        let batches = decode_file(&bytes, &ctx, &mut envelope)
-            .with_context(|| format!("decoding {origin}"))?;
+        // A file that cannot be decoded fails alone: the others are still forwarded.
+        let batches = match decode_file(&bytes, &ctx, &mut envelope) {
+            Ok(batches) => batches,
+            Err(e) => {
+                eprintln!("error: decoding {origin}: {e}");
+                unreadable += 1;
+                continue;
+            }
+        };
+        drop(bytes);
         summary.envelope += envelope;
         for batch in batches {
             let delivered = runtime.block_on(sink.deliver(&pipeline, batch, deadline));
@@ -74,6 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     summary.duration_ms = started.elapsed().as_millis() as u64;
     eprintln!("summary: {}", summary.to_json());
     Ok(match worst {
+        None if unreadable > 0 => ExitCode::from(EXIT_USAGE),
         None => ExitCode::SUCCESS,
         Some(DeliveryError::Transient { .. }) => ExitCode::from(EXIT_UNDELIVERED),
         Some(_) => ExitCode::from(EXIT_REFUSED),

@@ -9,7 +9,6 @@ use aws_lambda_events::cloudwatch_logs::LogData;
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::{Deserialize, Serialize};
-use std::io::Read as _;
 
 /// The stream prefix of EKS audit logs (`kube-apiserver-` alone also matches the API server's own log).
 pub const AUDIT_STREAM_PREFIX: &str = "kube-apiserver-audit-";
@@ -57,20 +56,6 @@ impl From<LogData> for SubscriptionPayload {
     }
 }
 
-/// The uncompressed size a gzip stream announces (its last member's ISIZE, mod 4 GiB), bounded so a
-/// hostile trailer cannot make us reserve much; a guess from the compressed size when there is no trailer.
-fn gzip_size_hint(compressed: &[u8]) -> usize {
-    const MAX_HINT: usize = 256 * 1024 * 1024;
-    match compressed
-        .len()
-        .checked_sub(4)
-        .and_then(|at| compressed.get(at..))
-    {
-        Some(&[a, b, c, d]) => (u32::from_le_bytes([a, b, c, d]) as usize).min(MAX_HINT),
-        _ => compressed.len() * 8,
-    }
-}
-
 /// `/aws/eks/<cluster>/cluster` → `<cluster>`; any other log group is its own identity.
 pub fn cluster_from_log_group(log_group: &str) -> &str {
     log_group
@@ -81,8 +66,10 @@ pub fn cluster_from_log_group(log_group: &str) -> &str {
 }
 
 impl SubscriptionPayload {
-    /// Decode the `awslogs.data` string: base64 (padding optional), gzip (multi-member), JSON.
-    pub fn from_awslogs_data(data: &str) -> Result<Self, EnvelopeError> {
+    /// Decode the `awslogs.data` string: base64 (padding optional), gzip (multi-member, at most `limit` bytes
+    /// decompressed), then the JSON of CloudWatch's `LogData` (all six fields, as CloudWatch always sends
+    /// them), parsed from the slice.
+    pub fn from_awslogs_data(data: &str, limit: usize) -> Result<Self, EnvelopeError> {
         let engine = GeneralPurpose::new(
             &base64::alphabet::STANDARD,
             GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
@@ -90,11 +77,38 @@ impl SubscriptionPayload {
         let compressed = engine
             .decode(data.trim())
             .map_err(|_| EnvelopeError::Base64)?;
-        let mut json = Vec::with_capacity(gzip_size_hint(&compressed));
-        flate2::read::MultiGzDecoder::new(compressed.as_slice())
-            .read_to_end(&mut json)
-            .map_err(EnvelopeError::Gzip)?;
-        serde_json::from_slice(&json).map_err(EnvelopeError::Json)
+        let json = crate::gunzip::gunzip(&compressed, limit)?;
+        drop(compressed);
+        Self::from_json(&json)
+    }
+
+    /// The payload of a Lambda event from a CloudWatch Logs subscription (`{"awslogs":{"data":"…"}}`), read
+    /// from the event's bytes. Unlike `aws_lambda_events`' `LogsEvent`, which decodes during deserialisation
+    /// without bounds, the gzip is expanded through [`crate::gunzip`] with `limit`.
+    pub fn from_lambda_event(event: &[u8], limit: usize) -> Result<Self, EnvelopeError> {
+        #[derive(Deserialize)]
+        struct Event<'a> {
+            #[serde(borrow)]
+            awslogs: AwsLogs<'a>,
+        }
+        #[derive(Deserialize)]
+        struct AwsLogs<'a> {
+            #[serde(borrow)]
+            data: std::borrow::Cow<'a, str>,
+        }
+        let event: Event<'_> = serde_json::from_slice(event).map_err(EnvelopeError::Json)?;
+        Self::from_awslogs_data(&event.awslogs.data, limit)
+    }
+
+    /// A decoded payload's JSON; `LogData` when it has all six fields, else the lenient shape (files made by
+    /// other tools may lack `owner` or `subscriptionFilters`).
+    pub fn from_json(json: &[u8]) -> Result<Self, EnvelopeError> {
+        match serde_json::from_slice::<LogData>(json) {
+            Ok(data) => Ok(data.into()),
+            Err(strict) => {
+                serde_json::from_slice::<Self>(json).map_err(|_| EnvelopeError::Json(strict))
+            }
+        }
     }
 
     /// The events to forward. `CONTROL_MESSAGE`s and streams not starting with `stream_prefix` give an empty
@@ -214,14 +228,18 @@ mod tests {
         let mut two_members = gzip(first);
         two_members.extend(gzip(second));
         let data = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&two_members);
-        let decoded = SubscriptionPayload::from_awslogs_data(&data).unwrap();
+        let decoded = SubscriptionPayload::from_awslogs_data(&data, 1 << 20).unwrap();
         assert_eq!(decoded.log_stream, "kube-apiserver-audit-a");
         assert!(matches!(
-            SubscriptionPayload::from_awslogs_data("%%%"),
+            SubscriptionPayload::from_awslogs_data(&data, 10),
+            Err(EnvelopeError::TooLarge { limit: 10 })
+        ));
+        assert!(matches!(
+            SubscriptionPayload::from_awslogs_data("%%%", 1 << 20),
             Err(EnvelopeError::Base64)
         ));
         assert!(matches!(
-            SubscriptionPayload::from_awslogs_data("aGVsbG8="),
+            SubscriptionPayload::from_awslogs_data("aGVsbG8=", 1 << 20),
             Err(EnvelopeError::Gzip(_))
         ));
     }

@@ -7,10 +7,12 @@
 //! - [`azure`]: the Azure Functions custom-handler invocation and the AKS diagnostic records in its bodies.
 //! - [`lines`]: plain audit JSON lines (`.log`, `.jsonl`), blank lines skipped.
 //! - [`webhook`]: the kube-apiserver webhook backend's `EventList` bodies (self-managed clusters).
+//! - [`gunzip`]: bounded decompression, shared by every decoder that meets gzip.
 //! - [`sniff`]: recognise which of these a replay file holds.
 
 pub mod azure;
 pub mod cloudwatch;
+pub mod gunzip;
 pub mod lines;
 pub mod sniff;
 pub mod webhook;
@@ -77,6 +79,12 @@ pub enum EnvelopeError {
     Base64,
     #[error("`awslogs.data` is not valid gzip: {0}")]
     Gzip(std::io::Error),
+    /// A gzip stream that expands past the limit: refused before it can exhaust memory (a gzip bomb, or a
+    /// payload far larger than any the platform sends).
+    #[error(
+        "gzip data decompresses to more than {limit} bytes, the limit (MAX_DECOMPRESSED_BYTES / --max-decompressed-bytes)"
+    )]
+    TooLarge { limit: usize },
     #[error("subscription payload is not the expected JSON: {0}")]
     Json(serde_json::Error),
     #[error("line {line}: not valid JSON ({reason})")]

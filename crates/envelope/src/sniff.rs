@@ -16,7 +16,6 @@ use crate::azure::{self, Invocation, RecordStats};
 use crate::cloudwatch::SubscriptionPayload;
 use crate::{Batch, EnvelopeError, EnvelopeStats, Payload, RawEvent, Source, lines};
 use serde_json::Value;
-use std::io::Read as _;
 
 /// How plain audit events (which carry no cloud identity) are attributed.
 #[derive(Debug, Clone)]
@@ -27,6 +26,8 @@ pub struct FileContext<'a> {
     pub cluster: &'a str,
     /// Audit-stream prefix for CloudWatch payloads.
     pub stream_prefix: &'a str,
+    /// Most bytes any gzip in the file (the file itself, each `awslogs.data`) may expand to.
+    pub max_decompressed: usize,
 }
 
 /// Decode a whole replay file into batches (one per CloudWatch payload, one for plain events).
@@ -36,11 +37,9 @@ pub fn decode_file(
     stats: &mut EnvelopeStats,
 ) -> Result<Vec<Batch>, EnvelopeError> {
     let text = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = String::new();
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_string(&mut out)
-            .map_err(EnvelopeError::Gzip)?;
-        out
+        let plain = crate::gunzip::gunzip(bytes, ctx.max_decompressed)?;
+        String::from_utf8(plain)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     } else {
         String::from_utf8_lossy(bytes).into_owned()
     };
@@ -56,7 +55,7 @@ pub fn decode_file(
 
     // A file that is one JSON document: a cloud envelope, an array of events, or a single event.
     if let Ok(doc) = serde_json::from_str::<Value>(&text) {
-        if let Some(payload) = subscription_in(&doc)? {
+        if let Some(payload) = subscription_in(&doc, ctx.max_decompressed)? {
             return Ok(vec![payload.into_batch(ctx.stream_prefix, stats)]);
         }
         if doc.get("Data").is_some() {
@@ -132,7 +131,7 @@ pub fn decode_file(
             line: i + 1,
             reason: e.to_string(),
         })?;
-        match subscription_in(&doc)? {
+        match subscription_in(&doc, ctx.max_decompressed)? {
             Some(payload) => batches.push(payload.into_batch(ctx.stream_prefix, stats)),
             None => {
                 return Err(EnvelopeError::Line {
@@ -159,12 +158,15 @@ fn aks_batches(invocation: &Invocation) -> Vec<Batch> {
 }
 
 /// The subscription payload inside a Lambda event, a destination record, or the payload itself.
-fn subscription_in(doc: &Value) -> Result<Option<SubscriptionPayload>, EnvelopeError> {
+fn subscription_in(
+    doc: &Value,
+    limit: usize,
+) -> Result<Option<SubscriptionPayload>, EnvelopeError> {
     let awslogs = doc
         .get("awslogs")
         .or_else(|| doc.get("requestPayload").and_then(|p| p.get("awslogs")));
     if let Some(data) = awslogs.and_then(|a| a.get("data")).and_then(Value::as_str) {
-        return SubscriptionPayload::from_awslogs_data(data).map(Some);
+        return SubscriptionPayload::from_awslogs_data(data, limit).map(Some);
     }
     if doc.get("logEvents").is_some() && doc.get("logGroup").is_some() {
         return serde_json::from_value(doc.clone())
@@ -187,6 +189,7 @@ mod tests {
         origin: "f",
         cluster: "local",
         stream_prefix: "kube-apiserver-audit-",
+        max_decompressed: 1 << 24,
     };
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {

@@ -1,14 +1,17 @@
-//! One invocation: CloudWatch payload → batch → pipeline → upload → summary.
+//! One invocation: Lambda event bytes → CloudWatch payload (bounded decode) → batch → pipeline → upload →
+//! summary.
 //!
-//! Return `Ok(summary)` only when every record was delivered; otherwise an error whose type says what went
-//! wrong (transient, quota, configuration), so Lambda's async retries and the OnFailure destination keep the
-//! whole payload for replay. Bad events never fail the invocation: they are counted and sampled in the log.
+//! Return `Ok(summary)` only when every record was delivered; otherwise a [`Diagnostic`] whose type says what
+//! went wrong (transient, quota, configuration, an unreadable event), so Lambda's async retries and the
+//! OnFailure destination keep the whole payload for replay. Bad audit events never fail the invocation: they
+//! are counted and sampled in the log.
 
 use crate::init::Forwarder;
-use aws_lambda_events::cloudwatch_logs::LogsEvent;
+use crate::runtime::{Diagnostic, Invocation, retry_budget};
+use kaf_envelope::EnvelopeError;
 use kaf_envelope::cloudwatch::SubscriptionPayload;
 use kaf_upload::{DeliveryError, Summary};
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// An invocation that could not deliver everything.
@@ -36,24 +39,48 @@ impl From<ForwardError> for Diagnostic {
     }
 }
 
-pub async fn handle(
-    forwarder: &Forwarder,
-    event: LambdaEvent<LogsEvent>,
-) -> Result<Summary, ForwardError> {
-    let started = Instant::now();
-    let (logs, context) = event.into_parts();
-    let mut summary = Summary::default();
+/// The event is not a readable CloudWatch subscription event. It fails the invocation, so Lambda's retries
+/// and then the OnFailure destination keep it (replay it with a larger `--max-decompressed-bytes`).
+fn unreadable(error: &EnvelopeError) -> Diagnostic {
+    let error_type = match error {
+        EnvelopeError::TooLarge { .. } => "PayloadTooLargeError",
+        _ => "InvalidEventError",
+    };
+    Diagnostic {
+        error_type: error_type.into(),
+        error_message: format!("not a readable CloudWatch Logs subscription event: {error}"),
+    }
+}
 
-    let payload = SubscriptionPayload::from(logs.aws_logs.data);
+pub async fn handle(forwarder: &Forwarder, invocation: &Invocation) -> Result<Summary, Diagnostic> {
+    let started = Instant::now();
+    let budget = retry_budget(
+        invocation.deadline_ms,
+        SystemTime::now(),
+        forwarder.deadline_fallback,
+    );
+    if let Some(reason) = budget.fallback
+        && !forwarder.fallback_warned.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            reason,
+            fallback_secs = forwarder.deadline_fallback.as_secs(),
+            "using DEADLINE_FALLBACK_SECS as the retry budget (said once per process)"
+        );
+    }
+    // A monotonic deadline: the wall clock may step during the invocation.
+    let deadline = tokio::time::Instant::now() + budget.remaining;
+
+    let mut summary = Summary::default();
+    let payload = SubscriptionPayload::from_lambda_event(&invocation.body, forwarder.max_decompressed)
+        .map_err(|e| {
+            let diagnostic = unreadable(&e);
+            tracing::error!(error = %diagnostic.error_message, "event not forwarded; failing the invocation so Lambda keeps it");
+            diagnostic
+        })?;
     let batch = payload.into_batch(&forwarder.stream_prefix, &mut summary.envelope);
     let cluster = batch.source.cluster.clone();
 
-    // The runtime's deadline as a monotonic instant (the wall clock may step during the invocation).
-    let left = context
-        .deadline()
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
-    let deadline = tokio::time::Instant::now() + left;
     let forwarded = forwarder
         .uploader
         .forward(&forwarder.pipeline, batch, now_ms(), deadline)
@@ -67,12 +94,7 @@ pub async fn handle(
     // Metrics first, so a failed invocation is counted too.
     println!(
         "{}",
-        crate::metrics::emf_line(
-            &summary,
-            &context.env_config.function_name,
-            &cluster,
-            now_ms()
-        )
+        crate::metrics::emf_line(&summary, &forwarder.function_name, &cluster, now_ms())
     );
     if let Some(cause) = forwarded.worst_error() {
         tracing::error!(summary = %summary.to_json(), "delivery failed");
@@ -80,7 +102,8 @@ pub async fn handle(
             undelivered: forwarded.undelivered(),
             records: summary.pipeline.forwarded as usize,
             cause: cause.clone(),
-        });
+        }
+        .into());
     }
     tracing::info!(summary = %summary.to_json(), "invocation done");
     Ok(summary)

@@ -7,7 +7,12 @@ use kaf_config::LogTypeConfig;
 use kaf_pipeline::Pipeline;
 use kaf_upload::retry::Backoff;
 use kaf_upload::{UploadSettings, Uploader};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+
+/// The retry budget without a usable deadline: the SAM template's default function timeout, well below
+/// Lambda's 15-minute maximum.
+const DEFAULT_DEADLINE_FALLBACK_SECS: u64 = 120;
 
 /// Everything an invocation needs, built once.
 pub struct Forwarder {
@@ -15,6 +20,38 @@ pub struct Forwarder {
     pub uploader: Uploader,
     /// Only streams with this prefix are forwarded (`AUDIT_STREAM_PREFIX`).
     pub stream_prefix: String,
+    /// The retry budget when the Runtime API's deadline is missing or unusable (`DEADLINE_FALLBACK_SECS`).
+    pub deadline_fallback: Duration,
+    /// Whether the fallback was already announced (one warning per process).
+    pub fallback_warned: AtomicBool,
+    /// Most bytes `awslogs.data` may decompress to (`MAX_DECOMPRESSED_BYTES`).
+    pub max_decompressed: usize,
+    /// `AWS_LAMBDA_FUNCTION_NAME`, the metrics dimension.
+    pub function_name: String,
+}
+
+/// A whole number in `range`, or the default; errors name the variable.
+fn number(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    range: std::ops::RangeInclusive<u64>,
+    default: u64,
+) -> anyhow::Result<u64> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                anyhow!(
+                    "environment variable {name} must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                )
+            }),
+    }
 }
 
 impl Forwarder {
@@ -44,11 +81,27 @@ impl Forwarder {
         for warning in options.warnings() {
             tracing::warn!(%warning, "configuration");
         }
+        let deadline_fallback = Duration::from_secs(number(
+            &var,
+            "DEADLINE_FALLBACK_SECS",
+            1..=900,
+            DEFAULT_DEADLINE_FALLBACK_SECS,
+        )?);
+        let max_decompressed = number(
+            &var,
+            "MAX_DECOMPRESSED_BYTES",
+            1 << 20..=1 << 30,
+            kaf_envelope::gunzip::DEFAULT_PAYLOAD_LIMIT as u64,
+        )? as usize;
         Ok(Self {
             pipeline: options.apply(Pipeline::new(Some(&config))?),
             uploader: Uploader::new(&config, settings)?,
             stream_prefix: var("AUDIT_STREAM_PREFIX")
                 .unwrap_or_else(|| kaf_envelope::cloudwatch::AUDIT_STREAM_PREFIX.to_string()),
+            deadline_fallback,
+            fallback_warned: AtomicBool::new(false),
+            max_decompressed,
+            function_name: var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "unknown".into()),
         })
     }
 }
@@ -73,7 +126,7 @@ async fn fetch_secret(arn: &str) -> anyhow::Result<String> {
     let port =
         std::env::var("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|_| "2773".into());
     let token = std::env::var("AWS_SESSION_TOKEN").unwrap_or_default();
-    let client = kaf_upload::local_http_client(Duration::from_secs(2))?;
+    let client = kaf_upload::local_http_client(Some(Duration::from_secs(2)))?;
     let url = format!("http://localhost:{port}/secretsmanager/get");
     let stop_at = tokio::time::Instant::now() + SECRET_BUDGET;
     let mut backoff = Backoff::exact(Duration::from_millis(50), Duration::from_millis(800));
@@ -117,27 +170,4 @@ async fn fetch_secret(arn: &str) -> anyhow::Result<String> {
             )));
         }
     }
-}
-
-/// `POST /runtime/init/error`: `lambda_runtime` only does this for SnapStart hooks, so we do it ourselves.
-pub async fn report_init_error(error: &anyhow::Error) {
-    let message = format!("{error:#}");
-    tracing::error!(error = %message, "initialisation failed");
-    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
-        return;
-    };
-    let Ok(client) = kaf_upload::local_http_client(Duration::from_secs(2)) else {
-        return;
-    };
-    let body = serde_json::json!({"errorMessage": message, "errorType": "InitConfigurationError"});
-    let _ = client
-        .post(format!("http://{api}/2018-06-01/runtime/init/error"))
-        .header(
-            "Lambda-Runtime-Function-Error-Type",
-            "Runtime.InitConfigurationError",
-        )
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await;
 }

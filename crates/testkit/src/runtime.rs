@@ -1,5 +1,5 @@
 //! A fake Lambda Runtime API (`contracts/aws-lambda.md` §1): `next` long-polls for queued events and answers
-//! with the headers `lambda_runtime` requires; `response`, `error` and `init/error` are recorded with the time
+//! with the headers AWS sends (or, on request, a deadline shaped as local emulators send it); `response`, `error` and `init/error` are recorded with the time
 //! they arrived, so tests can check deadlines. One invocation at a time: a `next` while one is open, or an
 //! answer for an unknown request id, is recorded as a violation.
 
@@ -37,6 +37,19 @@ struct Pending {
     request_id: String,
     event: Value,
     timeout: Duration,
+    deadline: DeadlineHeader,
+}
+
+/// How `next` sends `Lambda-Runtime-Deadline-Ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeadlineHeader {
+    /// As AWS: epoch milliseconds of delivery time + timeout.
+    #[default]
+    Epoch,
+    /// Not at all (some local emulators).
+    Missing,
+    /// The timeout as a duration in milliseconds (`cargo lambda watch` sends `600000`).
+    Duration,
 }
 
 struct Open {
@@ -93,7 +106,7 @@ impl RuntimeApi {
         Self { addr, shared, task }
     }
 
-    /// The environment `lambda_runtime` needs to start (it panics without any of these).
+    /// The environment a Lambda runtime finds on AWS (`lambda_runtime` panics without any of these).
     pub fn lambda_env(&self) -> Vec<(String, String)> {
         [
             ("AWS_LAMBDA_RUNTIME_API", self.addr.to_string()),
@@ -112,6 +125,12 @@ impl RuntimeApi {
 
     /// Queue an invocation with `timeout` (the function's timeout: deadline = delivery time + timeout).
     pub fn invoke(&self, event: Value, timeout: Duration) -> String {
+        self.invoke_with(event, timeout, DeadlineHeader::Epoch)
+    }
+
+    /// [`RuntimeApi::invoke`] with the deadline header shaped as `deadline` says (the fake still holds the
+    /// function to `timeout`).
+    pub fn invoke_with(&self, event: Value, timeout: Duration, deadline: DeadlineHeader) -> String {
         let mut inner = self.shared.inner.lock().unwrap();
         inner.counter += 1;
         let request_id = format!("00000000-0000-4000-8000-{:012}", inner.counter);
@@ -119,6 +138,7 @@ impl RuntimeApi {
             request_id: request_id.clone(),
             event,
             timeout,
+            deadline,
         });
         drop(inner);
         self.shared.queued.notify_one();
@@ -198,24 +218,35 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
             started: Instant::now(),
         },
     );
-    (
-        StatusCode::OK,
-        [
-            ("Lambda-Runtime-Aws-Request-Id", pending.request_id.clone()),
-            ("Lambda-Runtime-Deadline-Ms", deadline_ms.to_string()),
-            (
-                "Lambda-Runtime-Invoked-Function-Arn",
-                "arn:aws:lambda:eu-west-1:111122223333:function:kube-audit-forwarder".to_string(),
-            ),
-            (
-                "Lambda-Runtime-Trace-Id",
-                "Root=1-00000000-000000000000000000000000;Sampled=0".to_string(),
-            ),
-            ("Content-Type", "application/json".to_string()),
-        ],
-        pending.event.to_string(),
-    )
-        .into_response()
+    let mut headers = vec![
+        ("Lambda-Runtime-Aws-Request-Id", pending.request_id.clone()),
+        (
+            "Lambda-Runtime-Invoked-Function-Arn",
+            "arn:aws:lambda:eu-west-1:111122223333:function:kube-audit-forwarder".to_string(),
+        ),
+        (
+            "Lambda-Runtime-Trace-Id",
+            "Root=1-00000000-000000000000000000000000;Sampled=0".to_string(),
+        ),
+        ("Content-Type", "application/json".to_string()),
+    ];
+    match pending.deadline {
+        DeadlineHeader::Epoch => {
+            headers.push(("Lambda-Runtime-Deadline-Ms", deadline_ms.to_string()))
+        }
+        DeadlineHeader::Duration => headers.push((
+            "Lambda-Runtime-Deadline-Ms",
+            pending.timeout.as_millis().to_string(),
+        )),
+        DeadlineHeader::Missing => {}
+    }
+    let mut response = (StatusCode::OK, pending.event.to_string()).into_response();
+    for (name, value) in headers {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 fn finish(shared: &Shared, id: &str, outcome: Outcome) -> StatusCode {

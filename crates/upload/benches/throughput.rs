@@ -33,7 +33,9 @@ fn sample_events() -> Vec<Value> {
 }
 
 fn process(data: &str, pipeline: &Pipeline) -> usize {
-    let payload = SubscriptionPayload::from_awslogs_data(data).expect("valid payload");
+    let payload =
+        SubscriptionPayload::from_awslogs_data(data, kaf_envelope::gunzip::DEFAULT_PAYLOAD_LIMIT)
+            .expect("valid payload");
     let mut stats = EnvelopeStats::default();
     let batch = payload.into_batch(AUDIT_STREAM_PREFIX, &mut stats);
     let processed = pipeline.process(batch, 0);
@@ -103,7 +105,11 @@ fn stage_breakdown(data: &str, pipeline: &Pipeline) {
     let mut best = [Duration::MAX; 5];
     for _ in 0..5 {
         let t = Instant::now();
-        let payload = SubscriptionPayload::from_awslogs_data(data).expect("valid payload");
+        let payload = SubscriptionPayload::from_awslogs_data(
+            data,
+            kaf_envelope::gunzip::DEFAULT_PAYLOAD_LIMIT,
+        )
+        .expect("valid payload");
         let t1 = t.elapsed();
         let mut stats = EnvelopeStats::default();
         let batch = payload.into_batch(AUDIT_STREAM_PREFIX, &mut stats);
@@ -144,7 +150,9 @@ fn stage_breakdown(data: &str, pipeline: &Pipeline) {
 /// What each gzip level costs and saves on this payload (best of 5).
 fn gzip_levels(data: &str, pipeline: &Pipeline) {
     use std::time::{Duration, Instant};
-    let payload = SubscriptionPayload::from_awslogs_data(data).expect("valid payload");
+    let payload =
+        SubscriptionPayload::from_awslogs_data(data, kaf_envelope::gunzip::DEFAULT_PAYLOAD_LIMIT)
+            .expect("valid payload");
     let batch = payload.into_batch(AUDIT_STREAM_PREFIX, &mut EnvelopeStats::default());
     let processed = pipeline.process(batch, 0);
     let plan = BatchPlan::new(&processed.records, kaf_upload::Limits::default());

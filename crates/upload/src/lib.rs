@@ -97,17 +97,22 @@ pub enum InitError {
     Http(#[from] reqwest::Error),
 }
 
-/// A client for loopback HTTP (the Lambda Runtime API's neighbours, e.g. the Parameters and Secrets
-/// extension on localhost:2773): same TLS stack as the uploader, without the HTTPS-only rule.
-pub fn local_http_client(timeout: std::time::Duration) -> Result<reqwest::Client, InitError> {
+/// A client for loopback HTTP (the Lambda Runtime API, the Parameters and Secrets extension on
+/// localhost:2773): same TLS stack as the uploader, without the HTTPS-only rule, never following redirects.
+/// `timeout` bounds each request as a whole; `None` for long polls.
+pub fn local_http_client(
+    timeout: Option<std::time::Duration>,
+) -> Result<reqwest::Client, InitError> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
-    Ok(reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .build()?)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    Ok(builder.build()?)
 }

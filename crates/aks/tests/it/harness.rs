@@ -35,7 +35,7 @@ pub async fn start(ca_file: &Path, env: &[(&str, String)]) -> Handler {
     ];
     all.extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let process = spawn(Path::new(env!("CARGO_BIN_EXE_aks-handler")), &all);
-    let client = kaf_upload::local_http_client(Duration::from_secs(30)).unwrap();
+    let client = kaf_upload::local_http_client(Some(Duration::from_secs(30))).unwrap();
     let url = format!("http://127.0.0.1:{port}/");
     let until = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

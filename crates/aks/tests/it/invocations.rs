@@ -15,7 +15,7 @@ fn demo_records(category: &str) -> Vec<Value> {
 async fn readiness_answers_any_get_before_the_first_invocation() {
     let rx = Receiver::start(KEY, LOG_TYPE).await;
     let handler = start(&rx.ca_file, &[("logTypeConfig", config(&rx, LOG_TYPE))]).await;
-    let client = kaf_upload::local_http_client(std::time::Duration::from_secs(5)).unwrap();
+    let client = kaf_upload::local_http_client(Some(std::time::Duration::from_secs(5))).unwrap();
     for path in ["/", "/KubeAudit", "/anything/else"] {
         let r = client
             .get(format!("http://127.0.0.1:{}{path}", handler.port))

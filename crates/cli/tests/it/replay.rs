@@ -275,3 +275,32 @@ fn forbidden(records: &[serde_json::Value]) -> usize {
         .filter(|r| r["responsestatus_code"] == json!(403))
         .count()
 }
+
+/// Regression: replaying a 4.3 MB gzip file took 1 GB of memory. A gzip bomb now fails alone, naming the
+/// file and the limit, and the other files are still forwarded.
+#[test]
+fn a_gzip_bomb_fails_alone_and_the_other_files_are_still_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    gz.write_all(&vec![b'\n'; 8 << 20]).unwrap();
+    let bomb = gz.finish().unwrap().repeat(40); // 320 MiB of blank lines in ~300 KB
+    let bomb_file = dir.path().join("bomb.log.gz");
+    std::fs::write(&bomb_file, bomb).unwrap();
+    let out = cli(
+        &[
+            "replay",
+            bomb_file.to_str().unwrap(),
+            DEMO,
+            "--max-decompressed-bytes",
+            "67108864",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bomb.log.gz") && stderr.contains("67108864"),
+        "{stderr}"
+    );
+    assert_eq!(stdout_records(&out).len(), 37);
+}

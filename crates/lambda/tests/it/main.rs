@@ -4,6 +4,8 @@
 
 /// Happy paths: every event exactly once, selection of streams and messages, limits.
 mod delivery;
+/// Local emulators (deadline shapes, the real `cargo lambda watch`) and hostile payloads (gzip bombs).
+mod emulators;
 /// Upload faults: recovery, deadline, error classes.
 mod faults;
 /// Spawning the binary with its environment.
