@@ -84,8 +84,8 @@ pub async fn drain_partition<S: PartitionSource>(
         let mut backoff = Backoff::new(options.retry_base, options.retry_max);
         loop {
             let attempt = backoff.attempts() + 1;
-            let settled = settle(state, &invocation).await;
-            if settled.parked == 0 {
+            let settled = settle(state, kaf_envelope::azure::split(invocation.clone())).await;
+            if settled.undelivered == 0 {
                 source.checkpoint(&last.token).await?;
                 stats.checkpoints += 1;
                 break;
@@ -93,12 +93,12 @@ pub async fn drain_partition<S: PartitionSource>(
             if options.max_attempts.is_some_and(|max| attempt >= max) {
                 anyhow::bail!(
                     "partition {partition}: {} records still undelivered after {attempt} attempts; not checkpointed",
-                    settled.parked
+                    settled.undelivered
                 );
             }
             stats.retries += 1;
             let delay = backoff.next_delay();
-            tracing::warn!(%partition, parked = settled.parked, attempt, delay_ms = delay.as_millis() as u64, "batch not delivered, retrying before any checkpoint");
+            tracing::warn!(%partition, undelivered = settled.undelivered, attempt, delay_ms = delay.as_millis() as u64, "batch not delivered, retrying before any checkpoint");
             Backoff::wait(delay, None).await;
         }
     }

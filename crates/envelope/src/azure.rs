@@ -3,13 +3,21 @@
 //!
 //! The host's encoding is full of traps, all handled here: `Data.events` is a string holding a JSON array (or
 //! an array), its elements are strings holding one body each (or objects); `Metadata.*Array` values are JSON
-//! strings or arrays. One body that is not JSON is reported and never stops the others. Each body is
-//! `{"records":[…]}`; a record's `properties.log` is the audit event as a JSON string ending in `\n` (or an
-//! object), parsed once here.
+//! strings or arrays. One body that is not JSON is reported (with its text, for the failover) and never stops
+//! the others. Each body is `{"records":[…]}`; a record's `properties.log` is the audit event as a JSON string
+//! ending in `\n`, which the pipeline parses.
+//!
+//! Memory stays proportional to the invocation: the request is read as borrowed raw JSON, each body is
+//! unescaped once, and records are kept as their own text (shared with the failover index, never copied
+//! again), never as a `Value` tree. A 32 MB invocation peaks at about three times its size while it is
+//! split, then holds about one.
 
 use crate::{Batch, Payload, RawEvent, Source};
-use serde_json::Value;
-use std::collections::BTreeMap;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Where the audit event sits inside an AKS record (a JSON pointer).
 pub const EVENT_POINTER: &str = "/properties/log";
@@ -17,19 +25,24 @@ pub const EVENT_POINTER: &str = "/properties/log";
 /// The invocation request the Functions host POSTs to `/<FunctionName>`.
 #[derive(Debug, Clone, Default)]
 pub struct Invocation {
-    /// One entry per Event Hub event: its body, or why it could not be read.
-    pub bodies: Vec<Result<Value, BadBody>>,
+    /// One entry per Event Hub event: its text (JSON is checked when its records are read), or why it
+    /// could not even be taken as text.
+    pub bodies: Vec<Result<String, BadBody>>,
     pub partition_id: Option<String>,
     /// Sequence numbers, aligned with `bodies` when the host sent them.
     pub sequence_numbers: Vec<Option<i64>>,
 }
 
-/// An event body that is not JSON. Only its size and fingerprint are kept: the text may hold anything.
+/// An event body that is not JSON. Its text is kept for the failover output (it may hold anything, so it is
+/// never logged); `index` and `reason` are what a log line may say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadBody {
     pub index: usize,
+    /// Its id, as a record id would start (`p0-s12`, `b3`).
+    pub id: String,
     pub bytes: usize,
     pub reason: String,
+    pub text: String,
 }
 
 /// A request that is not a custom-handler invocation at all.
@@ -41,70 +54,185 @@ pub enum InvocationError {
     MissingBinding(String),
 }
 
-/// One Event Hub event body as raw bytes (drain mode receives them so): JSON, or why not.
-pub fn body_from_bytes(index: usize, bytes: &[u8]) -> Result<Value, BadBody> {
-    serde_json::from_slice(bytes).map_err(|e| BadBody {
+/// One Event Hub event body as raw bytes (drain mode receives them so).
+pub fn body_from_bytes(index: usize, bytes: &[u8]) -> Result<String, BadBody> {
+    String::from_utf8(bytes.to_vec()).map_err(|e| BadBody {
         index,
+        id: format!("b{index}"),
         bytes: bytes.len(),
-        reason: format!("event body is not JSON ({e})"),
+        reason: "event body is not UTF-8 text".into(),
+        text: String::from_utf8_lossy(e.as_bytes()).into_owned(),
     })
 }
 
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(rename = "Data", borrow, default)]
+    data: HashMap<Cow<'a, str>, &'a RawValue>,
+    #[serde(rename = "Metadata", borrow, default)]
+    metadata: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct Metadata<'a> {
+    #[serde(rename = "PartitionContext", borrow, default)]
+    partition_context: Option<&'a RawValue>,
+    #[serde(rename = "SequenceNumberArray", borrow, default)]
+    sequence_numbers: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct PartitionContext {
+    #[serde(rename = "PartitionId", default)]
+    partition_id: Option<String>,
+}
+
 /// A JSON value the host may have sent JSON-encoded as a string.
-fn decoded(value: &Value) -> Option<Value> {
-    match value {
-        Value::String(s) => serde_json::from_str(s).ok(),
-        other => Some(other.clone()),
+fn decoded<T: for<'de> Deserialize<'de>>(raw: &RawValue) -> Option<T> {
+    match serde_json::from_str::<T>(raw.get()) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            let text: String = serde_json::from_str(raw.get()).ok()?;
+            serde_json::from_str(&text).ok()
+        }
     }
 }
 
-impl Invocation {
-    /// Parse the host's request; `binding` is the trigger's binding name (`events`).
-    pub fn parse(body: &[u8], binding: &str) -> Result<Self, InvocationError> {
-        let request: Value = serde_json::from_slice(body).map_err(InvocationError::NotJson)?;
-        let data = request
-            .get("Data")
-            .and_then(|d| d.get(binding))
-            .ok_or_else(|| InvocationError::MissingBinding(binding.to_string()))?;
-        let elements: Vec<Value> = match data {
-            Value::String(s) => match serde_json::from_str::<Value>(s) {
-                Ok(Value::Array(items)) => items,
-                // A single body (cardinality one) sent as a string.
-                Ok(other) => vec![other],
-                Err(_) => vec![data.clone()],
-            },
-            Value::Array(items) => items.clone(),
-            other => vec![other.clone()],
-        };
-        let bodies = elements
-            .iter()
-            .enumerate()
-            .map(|(index, element)| match element {
-                Value::String(s) => body_from_bytes(index, s.as_bytes()),
-                other => Ok(other.clone()),
-            })
-            .collect();
-        let metadata = request.get("Metadata");
-        let partition_id = metadata
-            .and_then(|m| m.get("PartitionContext"))
-            .and_then(decoded)
-            .and_then(|p| {
-                p.get("PartitionId")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            });
-        let sequence_numbers = metadata
-            .and_then(|m| m.get("SequenceNumberArray"))
-            .and_then(decoded)
-            .and_then(|v| v.as_array().cloned())
-            .map(|a| a.iter().map(Value::as_i64).collect())
-            .unwrap_or_default();
-        Ok(Self {
-            bodies,
-            partition_id,
-            sequence_numbers,
-        })
+/// The text of one `Data.events` element: a string holds a body, anything else is the body.
+fn element_text(raw: &RawValue) -> String {
+    let text = raw.get();
+    if text.starts_with('"') {
+        unescape_json_string(text).unwrap_or_else(|| text.to_string())
+    } else {
+        text.to_string()
     }
+}
+
+/// The text a JSON string literal (`raw`, quotes included) stands for, or `None` if it is not one. Unlike
+/// serde's, whose scratch buffer grows by doubling (a 34 MB `Data.events` then briefly takes 96 MB), the
+/// output is allocated once: it is never longer than the literal.
+pub fn unescape_json_string(raw: &str) -> Option<String> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut rest = inner;
+    while let Some(at) = rest.find(['\\', '"']) {
+        out.push_str(&rest[..at]);
+        let bytes = rest.as_bytes();
+        if bytes[at] == b'"' {
+            return None;
+        }
+        let escape = *bytes.get(at + 1)?;
+        rest = &rest[at + 2..];
+        match escape {
+            b'"' => out.push('"'),
+            b'\\' => out.push('\\'),
+            b'/' => out.push('/'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'n' => out.push('\n'),
+            b'r' => out.push('\r'),
+            b't' => out.push('\t'),
+            b'u' => {
+                let unit = |text: &str| u16::from_str_radix(text.get(..4)?, 16).ok();
+                let first = unit(rest)?;
+                rest = &rest[4..];
+                let c = if (0xD800..0xDC00).contains(&first) {
+                    let low = rest.strip_prefix("\\u").and_then(unit)?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    rest = &rest[6..];
+                    char::from_u32(
+                        0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(low) - 0xDC00),
+                    )?
+                } else {
+                    char::from_u32(u32::from(first))?
+                };
+                out.push(c);
+            }
+            _ => return None,
+        }
+    }
+    if rest.bytes().any(|b| b < 0x20) {
+        return None;
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Parse the host's request and split its bodies into record batches per (category, cluster); `binding` is
+/// the trigger's binding name (`events`).
+///
+/// Memory: `Data.events` is unescaped once into a buffer of its own, then the request is freed before the
+/// records are taken, body by body (each body's text freed as soon as its records are copied out). The peak
+/// is the request plus the unescaped events, or the events plus the records, whichever is larger: about
+/// twice the request, never the three copies a naive parse holds at once.
+pub fn split_request(request: Vec<u8>, binding: &str) -> Result<Split, InvocationError> {
+    let (partition_id, sequence_numbers, events) = {
+        let parsed: Request<'_> =
+            serde_json::from_slice(&request).map_err(InvocationError::NotJson)?;
+        let data = parsed
+            .data
+            .get(binding)
+            .ok_or_else(|| InvocationError::MissingBinding(binding.to_string()))?;
+        let metadata: Metadata<'_> = parsed
+            .metadata
+            .and_then(|m| serde_json::from_str(m.get()).ok())
+            .unwrap_or_default();
+        let partition_id = metadata
+            .partition_context
+            .and_then(decoded::<PartitionContext>)
+            .and_then(|p| p.partition_id);
+        let sequence_numbers: Vec<Option<i64>> = metadata
+            .sequence_numbers
+            .and_then(decoded::<Vec<serde_json::Value>>)
+            .map(|a| a.iter().map(serde_json::Value::as_i64).collect())
+            .unwrap_or_default();
+        let raw = data.get();
+        let events = if raw.starts_with('"') {
+            // A string holding the array of bodies (or a single body, cardinality one).
+            Events::Text(unescape_json_string(raw).ok_or_else(|| {
+                InvocationError::NotJson(serde::de::Error::custom(
+                    "`Data` string is not a JSON string",
+                ))
+            })?)
+        } else if raw.starts_with('[') {
+            Events::Bodies(
+                serde_json::from_str::<Vec<&RawValue>>(raw)
+                    .map_err(InvocationError::NotJson)?
+                    .into_iter()
+                    .map(element_text)
+                    .collect(),
+            )
+        } else {
+            Events::Bodies(vec![raw.to_string()])
+        };
+        (partition_id, sequence_numbers, events)
+    };
+    drop(request);
+    let mut splitter = Splitter::new(partition_id, sequence_numbers);
+    match events {
+        Events::Text(events) => match serde_json::from_str::<Vec<&RawValue>>(&events) {
+            Ok(elements) => {
+                for element in elements {
+                    splitter.body(Ok(element_text(element)));
+                }
+            }
+            Err(_) => splitter.body(Ok(events)),
+        },
+        Events::Bodies(bodies) => {
+            for body in bodies {
+                splitter.body(Ok(body));
+            }
+        }
+    }
+    Ok(splitter.finish())
+}
+
+/// `Data.events`, freed from the request: the unescaped string of bodies, or the bodies themselves.
+enum Events {
+    Text(String),
+    Bodies(Vec<String>),
 }
 
 /// `…/MANAGEDCLUSTERS/<NAME>` → `<NAME>` (as emitted, upper-case), else the last segment.
@@ -119,12 +247,12 @@ pub fn cluster_from_resource_id(resource_id: &str) -> &str {
         .unwrap_or("")
 }
 
-/// The category of a record (`category`, or `Category` in some exports).
-pub fn category(record: &Value) -> Option<&str> {
+/// The category of a parsed record (`category`, or `Category` in some exports).
+pub fn category(record: &serde_json::Value) -> Option<&str> {
     record
         .get("category")
         .or_else(|| record.get("Category"))
-        .and_then(Value::as_str)
+        .and_then(serde_json::Value::as_str)
 }
 
 /// Records of one category from one cluster, ready for the pipeline.
@@ -132,108 +260,222 @@ pub fn category(record: &Value) -> Option<&str> {
 pub struct CategoryBatch {
     pub category: String,
     pub batch: Batch,
-    /// The original records (with `properties.log` parsed), by event id: what a failover keeps.
-    pub records: BTreeMap<String, Value>,
+    /// The original records' text, by event id: what a failover keeps (shared with the batch's payloads).
+    pub records: BTreeMap<String, Arc<str>>,
 }
 
-/// Records that were not JSON objects, per body.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What [`batches`] counted and set aside.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordStats {
     pub records: u64,
+    /// Elements of `records` that are not objects, and bodies without records.
     pub not_records: u64,
+    /// Bodies that are not JSON, with their text.
+    pub bad_bodies: Vec<BadBody>,
 }
 
-/// Split bodies into batches per (category, cluster). Event ids are stable across redeliveries:
-/// `p<partition>-s<sequence>-r<record>` when the host sent sequence numbers, else `b<body>-r<record>`.
-pub fn batches(invocation: &Invocation, stats: &mut RecordStats) -> Vec<CategoryBatch> {
-    let mut groups: BTreeMap<(String, String), CategoryBatch> = BTreeMap::new();
-    for (body_index, body) in invocation.bodies.iter().enumerate() {
-        let Ok(body) = body else { continue };
-        let records: Vec<&Value> = match body.get("records").or_else(|| body.get("Records")) {
-            Some(Value::Array(records)) => records.iter().collect(),
-            // A bare record (some exporters, failover files).
-            _ if category(body).is_some() => vec![body],
-            _ => {
-                stats.not_records += 1;
-                continue;
-            }
-        };
-        let body_id = match (
-            &invocation.partition_id,
-            invocation
-                .sequence_numbers
-                .get(body_index)
-                .copied()
-                .flatten(),
-        ) {
-            (Some(p), Some(seq)) => format!("p{p}-s{seq}"),
-            _ => format!("b{body_index}"),
-        };
-        for (record_index, record) in records.into_iter().enumerate() {
-            if !record.is_object() {
-                stats.not_records += 1;
-                continue;
-            }
-            stats.records += 1;
-            let category = category(record).unwrap_or("").to_string();
-            let cluster = record
-                .get("resourceId")
-                .or_else(|| record.get("ResourceId"))
-                .and_then(Value::as_str)
-                .map(cluster_from_resource_id)
-                .unwrap_or("")
-                .to_string();
-            let mut record = record.clone();
-            parse_log_in_place(&mut record);
-            let id = format!("{body_id}-r{record_index}");
-            let envelope_time_ms = record
-                .get("time")
-                .and_then(Value::as_str)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.timestamp_millis());
-            let group = groups
-                .entry((category.clone(), cluster.clone()))
-                .or_insert_with(|| CategoryBatch {
-                    category: category.clone(),
-                    batch: Batch {
-                        source: Source {
-                            cluster,
-                            stream: category.clone(),
-                            event_pointer: Some(EVENT_POINTER),
-                        },
-                        events: Vec::new(),
-                    },
-                    records: BTreeMap::new(),
-                });
-            group.records.insert(id.clone(), record.clone());
-            group.batch.events.push(RawEvent {
-                id,
-                envelope_time_ms,
-                payload: Payload::Json(record),
-            });
+/// The fields of a record (or body) that decide where it goes; everything else is skipped unparsed.
+#[derive(Deserialize, Default)]
+struct Head<'a> {
+    #[serde(borrow, default)]
+    category: Option<Cow<'a, str>>,
+    #[serde(rename = "Category", borrow, default)]
+    category_upper: Option<Cow<'a, str>>,
+    #[serde(rename = "resourceId", borrow, default)]
+    resource_id: Option<Cow<'a, str>>,
+    #[serde(rename = "ResourceId", borrow, default)]
+    resource_id_upper: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    time: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    properties: Option<&'a RawValue>,
+    /// A body's records, each as raw text: one pass over the body reads its head and splits its records
+    /// (a `records` that is not an array makes the body unreadable, and so parked whole).
+    #[serde(borrow, default)]
+    records: Option<Vec<&'a RawValue>>,
+    #[serde(rename = "Records", borrow, default)]
+    records_upper: Option<Vec<&'a RawValue>>,
+}
+
+impl Head<'_> {
+    fn category(&self) -> Option<&str> {
+        self.category.as_deref().or(self.category_upper.as_deref())
+    }
+}
+
+/// An invocation split into record batches.
+#[derive(Debug, Clone, Default)]
+pub struct Split {
+    pub groups: Vec<CategoryBatch>,
+    pub stats: RecordStats,
+    /// Event Hub bodies in the invocation.
+    pub bodies: usize,
+}
+
+/// Splits bodies into records as they come, grouped by (category, cluster). Body ids are stable across
+/// redeliveries and unique within the invocation: `p<partition>-s<sequence>` when the host sent a
+/// sequence number not seen before in this invocation, else that plus `-b<index>` (a repeated sequence
+/// number must not make two records share an id: one would be parked twice, the other lost), and
+/// `b<index>` without metadata. Record ids are `<body id>-r<record>`.
+struct Splitter {
+    partition_id: Option<String>,
+    sequence_numbers: Vec<Option<i64>>,
+    seen_sequences: std::collections::HashSet<i64>,
+    groups: BTreeMap<(String, String), CategoryBatch>,
+    stats: RecordStats,
+    bodies: usize,
+}
+
+impl Splitter {
+    fn new(partition_id: Option<String>, sequence_numbers: Vec<Option<i64>>) -> Self {
+        Self {
+            partition_id,
+            sequence_numbers,
+            seen_sequences: std::collections::HashSet::new(),
+            groups: BTreeMap::new(),
+            stats: RecordStats::default(),
+            bodies: 0,
         }
     }
-    groups.into_values().collect()
+
+    fn next_body_id(&mut self) -> (usize, String) {
+        let index = self.bodies;
+        self.bodies += 1;
+        let sequence = self.sequence_numbers.get(index).copied().flatten();
+        let id = match (&self.partition_id, sequence) {
+            (Some(p), Some(seq)) if self.seen_sequences.insert(seq) => format!("p{p}-s{seq}"),
+            (Some(p), Some(seq)) => format!("p{p}-s{seq}-b{index}"),
+            _ => format!("b{index}"),
+        };
+        (index, id)
+    }
+
+    /// Take one body's records; the body's text is dropped on return.
+    fn body(&mut self, body: Result<String, BadBody>) {
+        let (index, body_id) = self.next_body_id();
+        let text = match body {
+            Ok(text) => text,
+            Err(mut bad) => {
+                bad.id = body_id;
+                self.stats.bad_bodies.push(bad);
+                return;
+            }
+        };
+        let mut head: Head<'_> = match serde_json::from_str(&text) {
+            Ok(head) => head,
+            Err(e) => {
+                self.stats.bad_bodies.push(BadBody {
+                    index,
+                    id: body_id,
+                    bytes: text.len(),
+                    reason: format!("event body is not JSON ({e})"),
+                    text,
+                });
+                return;
+            }
+        };
+        let Some(records) = head.records.take().or(head.records_upper.take()) else {
+            // A bare record (some exporters, failover files).
+            if head.category().is_some() && head.properties.is_some() {
+                add_record(
+                    &mut self.groups,
+                    &mut self.stats,
+                    &format!("{body_id}-r0"),
+                    &text,
+                    head,
+                );
+            } else {
+                self.stats.not_records += 1;
+            }
+            return;
+        };
+        for (record_index, raw) in records.into_iter().enumerate() {
+            let record_text = raw.get();
+            let record_head = match serde_json::from_str::<Head<'_>>(record_text) {
+                Ok(head) if record_text.starts_with('{') => head,
+                _ => {
+                    self.stats.not_records += 1;
+                    continue;
+                }
+            };
+            add_record(
+                &mut self.groups,
+                &mut self.stats,
+                &format!("{body_id}-r{record_index}"),
+                record_text,
+                record_head,
+            );
+        }
+    }
+
+    fn finish(self) -> Split {
+        Split {
+            groups: self.groups.into_values().collect(),
+            stats: self.stats,
+            bodies: self.bodies,
+        }
+    }
 }
 
-/// `properties.log` as a parsed object when it is a JSON string (trailing newline and all); left as it is
-/// otherwise, so the pipeline counts it as not an audit event.
-pub fn parse_log_in_place(record: &mut Value) {
-    let Some(log) = record.pointer_mut(EVENT_POINTER) else {
-        return;
-    };
-    if let Value::String(text) = log
-        && let Ok(parsed @ Value::Object(_)) = serde_json::from_str::<Value>(text.trim_end())
-    {
-        *log = parsed;
+/// Split the bodies of `invocation` (drain mode, replay files), consuming it so each body's text is freed
+/// as soon as its records are taken.
+pub fn split(invocation: Invocation) -> Split {
+    let mut splitter = Splitter::new(invocation.partition_id, invocation.sequence_numbers);
+    for body in invocation.bodies {
+        splitter.body(body);
     }
+    splitter.finish()
+}
+
+fn add_record(
+    groups: &mut BTreeMap<(String, String), CategoryBatch>,
+    stats: &mut RecordStats,
+    id: &str,
+    text: &str,
+    head: Head<'_>,
+) {
+    stats.records += 1;
+    let category = head.category().unwrap_or("").to_string();
+    let cluster = head
+        .resource_id
+        .as_deref()
+        .or(head.resource_id_upper.as_deref())
+        .map(cluster_from_resource_id)
+        .unwrap_or("")
+        .to_string();
+    let envelope_time_ms = head
+        .time
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis());
+    let shared: Arc<str> = Arc::from(text);
+    let group = groups
+        .entry((category.clone(), cluster.clone()))
+        .or_insert_with(|| CategoryBatch {
+            category: category.clone(),
+            batch: Batch {
+                source: Source {
+                    cluster,
+                    stream: category,
+                    event_pointer: Some(EVENT_POINTER),
+                },
+                events: Vec::new(),
+            },
+            records: BTreeMap::new(),
+        });
+    group.records.insert(id.to_string(), shared.clone());
+    group.batch.events.push(RawEvent {
+        id: id.to_string(),
+        envelope_time_ms,
+        payload: Payload::Shared(shared),
+    });
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn record(category: &str, log: &str) -> Value {
         json!({"time": "2026-04-20T16:29:59.995191417Z", "category": category,
@@ -257,62 +499,136 @@ mod tests {
         ] {
             let request = json!({"Data": {"events": data}, "Metadata": {
                 "PartitionContext": {"PartitionId": "3"}, "SequenceNumberArray": "[10, 11, 12]"}});
-            let inv = Invocation::parse(request.to_string().as_bytes(), "events").unwrap();
-            assert_eq!(inv.bodies.len(), 3);
-            assert!(inv.bodies[0].is_ok() && inv.bodies[2].is_ok());
-            assert_eq!(inv.bodies[1].as_ref().unwrap_err().index, 1);
-            assert_eq!(inv.partition_id.as_deref(), Some("3"));
-            assert_eq!(inv.sequence_numbers, vec![Some(10), Some(11), Some(12)]);
+            let split = split_request(request.to_string().into_bytes(), "events").unwrap();
+            assert_eq!((split.bodies, split.stats.records), (3, 2));
+            assert_eq!(split.stats.bad_bodies.len(), 1);
+            let bad = &split.stats.bad_bodies[0];
+            assert_eq!(
+                (bad.index, bad.id.as_str(), bad.text.as_str()),
+                (1, "p3-s11", "not json {")
+            );
+            let ids: Vec<&str> = split.groups[0]
+                .batch
+                .events
+                .iter()
+                .map(|e| e.id.as_str())
+                .collect();
+            assert_eq!(ids, ["p3-s10-r0", "p3-s12-r0"]);
         }
         assert!(matches!(
-            Invocation::parse(b"{}", "events"),
+            split_request(b"{}".to_vec(), "events"),
             Err(InvocationError::MissingBinding(_))
         ));
         assert!(matches!(
-            Invocation::parse(b"<xml/>", "events"),
+            split_request(b"<xml/>".to_vec(), "events"),
             Err(InvocationError::NotJson(_))
         ));
+        // Cardinality one: a single body in the string, or the body as an object.
+        for one in [
+            json!({"Data": {"events": body}}),
+            json!({"Data": {"events": serde_json::from_str::<Value>(&body).unwrap()}}),
+        ] {
+            let split = split_request(one.to_string().into_bytes(), "events").unwrap();
+            assert_eq!((split.bodies, split.stats.records), (1, 1));
+        }
     }
 
     #[test]
-    fn records_are_grouped_by_category_with_stable_ids_and_parsed_logs() {
-        let body1 = json!({"records": [record("kube-audit", "{\"kind\":\"Event\",\"auditID\":\"a\"}\n"), record("kube-audit-admin", "{\"kind\":\"Event\"}\n")]});
+    fn records_are_grouped_by_category_with_stable_ids_and_their_own_text() {
+        let r1 = record("kube-audit", "{\"kind\":\"Event\",\"auditID\":\"a\"}\n");
+        let body1 = json!({"records": [r1, record("kube-audit-admin", "{\"kind\":\"Event\"}\n")]});
         let body2 = json!({"records": [record("kube-audit", "plain text line\n"), 7]});
         let inv = Invocation {
-            bodies: vec![Ok(body1), Ok(body2), Ok(json!({"unexpected": true}))],
+            bodies: vec![
+                Ok(body1.to_string()),
+                Ok(body2.to_string()),
+                Ok(json!({"unexpected": true}).to_string()),
+            ],
             partition_id: Some("0".into()),
             sequence_numbers: vec![Some(41), Some(42)],
         };
-        let mut stats = RecordStats::default();
-        let groups = batches(&inv, &mut stats);
-        assert_eq!(
-            stats,
-            RecordStats {
-                records: 3,
-                not_records: 2
-            }
-        );
+        let Split { groups, stats, .. } = split(inv);
+        assert_eq!((stats.records, stats.not_records), (3, 2));
         assert_eq!(groups.len(), 2);
         let audit = groups.iter().find(|g| g.category == "kube-audit").unwrap();
         let ids: Vec<&str> = audit.batch.events.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids, ["p0-s41-r0", "p0-s42-r0"]);
         assert_eq!(audit.batch.source.cluster, "PROD-AKS");
         assert_eq!(audit.batch.source.event_pointer, Some(EVENT_POINTER));
-        let Payload::Json(first) = &audit.batch.events[0].payload else {
+        let Payload::Shared(first) = &audit.batch.events[0].payload else {
             panic!()
         };
-        assert_eq!(first.pointer("/properties/log/auditID"), Some(&json!("a")));
-        let Payload::Json(second) = &audit.batch.events[1].payload else {
-            panic!()
-        };
-        assert_eq!(
-            second.pointer("/properties/log"),
-            Some(&json!("plain text line\n"))
-        );
+        assert_eq!(serde_json::from_str::<Value>(first).unwrap(), r1);
+        assert_eq!(&audit.records["p0-s41-r0"], first);
         assert_eq!(
             audit.batch.events[0].envelope_time_ms,
             Some(1_776_702_599_995)
         );
+    }
+
+    /// Regression: `SequenceNumberArray` `[5,5]` gave two records the id `p0-s5-r0`: one was parked twice,
+    /// the other lost.
+    #[test]
+    fn ids_are_unique_even_when_sequence_numbers_repeat() {
+        let body = json!({"records": [record("kube-audit", "{}"), record("kube-audit", "{}")]})
+            .to_string();
+        let inv = Invocation {
+            bodies: vec![Ok(body.clone()), Ok(body.clone()), Ok(body)],
+            partition_id: Some("0".into()),
+            sequence_numbers: vec![Some(5), Some(5), None],
+        };
+        let groups = split(inv).groups;
+        let ids: Vec<&str> = groups[0]
+            .batch
+            .events
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "p0-s5-r0",
+                "p0-s5-r1",
+                "p0-s5-b1-r0",
+                "p0-s5-b1-r1",
+                "b2-r0",
+                "b2-r1"
+            ]
+        );
+        assert_eq!(groups[0].records.len(), 6);
+    }
+
+    #[test]
+    fn json_strings_unescape_as_serde_reads_them() {
+        for text in [
+            "",
+            "plain",
+            "q\"b\\s/",
+            "\u{0}\u{1f}\n\t",
+            "é€😀\u{10ffff}",
+            "\\u0041",
+        ] {
+            let literal = serde_json::to_string(text).unwrap();
+            assert_eq!(
+                unescape_json_string(&literal).as_deref(),
+                Some(text),
+                "{literal}"
+            );
+        }
+        assert_eq!(
+            unescape_json_string(r#""\ud83d\ude00\u00e9\/""#).as_deref(),
+            Some("😀é/")
+        );
+        for bad in [
+            r#""\ud83d""#,
+            r#""\x""#,
+            r#""a"b""#,
+            "\"unterminated",
+            "\"raw\ncontrol\"",
+            r#""\u12""#,
+        ] {
+            assert_eq!(unescape_json_string(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! - [`lines`]: plain audit JSON lines (`.log`, `.jsonl`), blank lines skipped.
 //! - [`webhook`]: the kube-apiserver webhook backend's `EventList` bodies (self-managed clusters).
 //! - [`gunzip`]: bounded decompression, shared by every decoder that meets gzip.
+//! - [`failover`]: the typed line of the AKS failover output, written by the handler and read by `replay`.
 //! - [`sniff`]: recognise which of these a replay file holds.
 
 pub mod azure;
 pub mod cloudwatch;
+pub mod failover;
 pub mod gunzip;
 pub mod lines;
 pub mod sniff;
@@ -45,7 +47,20 @@ pub struct RawEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     Text(String),
+    /// Text the envelope keeps too (AKS records, for the failover), shared instead of copied.
+    Shared(std::sync::Arc<str>),
     Json(Value),
+}
+
+impl Payload {
+    /// The event's text, unless the envelope already parsed it.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Self::Text(t) => Some(t),
+            Self::Shared(t) => Some(t),
+            Self::Json(_) => None,
+        }
+    }
 }
 
 /// Events of one source, in order.

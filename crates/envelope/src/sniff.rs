@@ -12,8 +12,9 @@
 //!
 //! Any of them may be gzip-compressed (recognised by its magic bytes, not the file name).
 
-use crate::azure::{self, Invocation, RecordStats};
+use crate::azure::{self, Invocation};
 use crate::cloudwatch::SubscriptionPayload;
+use crate::failover::FailoverRecord;
 use crate::{Batch, EnvelopeError, EnvelopeStats, Payload, RawEvent, Source, lines};
 use serde_json::Value;
 
@@ -59,16 +60,18 @@ pub fn decode_file(
             return Ok(vec![payload.into_batch(ctx.stream_prefix, stats)]);
         }
         if doc.get("Data").is_some() {
-            let invocation =
-                Invocation::parse(text.as_bytes(), "events").map_err(|e| EnvelopeError::Line {
+            drop(doc);
+            let split = azure::split_request(text.into_bytes(), "events").map_err(|e| {
+                EnvelopeError::Line {
                     line: 1,
                     reason: e.to_string(),
-                })?;
-            return Ok(aks_batches(&invocation));
+                }
+            })?;
+            return Ok(split.groups.into_iter().map(|g| g.batch).collect());
         }
         if is_aks(&doc) {
-            return Ok(aks_batches(&Invocation {
-                bodies: vec![Ok(doc)],
+            return Ok(aks_batches(Invocation {
+                bodies: vec![Ok(text)],
                 ..Invocation::default()
             }));
         }
@@ -93,8 +96,8 @@ pub fn decode_file(
 
     // JSON lines. Lines holding cloud envelopes are decoded each; the first one decides.
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    if let Ok(first_doc) = serde_json::from_str::<Value>(first)
-        && (is_aks(&first_doc) || first_doc.get("record").is_some_and(is_aks))
+    if FailoverRecord::looks_like(first)
+        || serde_json::from_str::<Value>(first).is_ok_and(|d| is_aks(&d))
     {
         let mut bodies = Vec::new();
         for (i, line) in text
@@ -102,17 +105,19 @@ pub fn decode_file(
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            let mut doc: Value = serde_json::from_str(line).map_err(|e| EnvelopeError::Line {
-                line: i + 1,
-                reason: e.to_string(),
-            })?;
             // A failover line carries the original record under `record`.
-            if let Some(record) = doc.get_mut("record").map(Value::take) {
-                doc = record;
-            }
-            bodies.push(Ok(doc));
+            let body = if FailoverRecord::looks_like(line) {
+                let parked = FailoverRecord::parse_line(line).map_err(|e| EnvelopeError::Line {
+                    line: i + 1,
+                    reason: e.to_string(),
+                })?;
+                parked.record.get().to_string()
+            } else {
+                line.to_string()
+            };
+            bodies.push(Ok(body));
         }
-        return Ok(aks_batches(&Invocation {
+        return Ok(aks_batches(Invocation {
             bodies,
             ..Invocation::default()
         }));
@@ -150,8 +155,9 @@ fn is_aks(doc: &Value) -> bool {
         || (azure::category(doc).is_some() && doc.get("properties").is_some())
 }
 
-fn aks_batches(invocation: &Invocation) -> Vec<Batch> {
-    azure::batches(invocation, &mut RecordStats::default())
+fn aks_batches(invocation: Invocation) -> Vec<Batch> {
+    azure::split(invocation)
+        .groups
         .into_iter()
         .map(|group| group.batch)
         .collect()

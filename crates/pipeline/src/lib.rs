@@ -38,6 +38,7 @@ pub mod lookup;
 pub mod policy;
 pub mod redact;
 pub mod rules;
+mod salvage;
 
 use kaf_config::{
     ConfigError, DateFormat, FieldFilter, HashRule, JsonPathEntry, LogTypeConfig, MaskRule,
@@ -164,8 +165,11 @@ impl Options {
 pub struct PipelineStats {
     pub events_in: u64,
     pub forwarded: u64,
-    /// Not JSON at all.
+    /// Not JSON at all: forwarded as unparsed records (`kaf_unparsed`, `raw_event`), never dropped.
     pub malformed: u64,
+    /// JSON objects with fields the parser cannot take (too deep, a number out of range): forwarded with
+    /// those fields as placeholders.
+    pub salvaged: u64,
     /// JSON, but not a Kubernetes audit event.
     pub non_audit: u64,
     pub filtered: u64,
@@ -192,6 +196,7 @@ impl std::ops::AddAssign for PipelineStats {
         self.events_in += o.events_in;
         self.forwarded += o.forwarded;
         self.malformed += o.malformed;
+        self.salvaged += o.salvaged;
         self.non_audit += o.non_audit;
         self.filtered += o.filtered;
         self.timestamp_fallbacks += o.timestamp_fallbacks;
@@ -265,6 +270,20 @@ pub struct Processed {
     pub stats: PipelineStats,
     /// The first few rejected events, for a short log sample.
     pub rejects: Vec<Reject>,
+    /// Every event forwarded as an unparsed or salvaged record ([`salvage`]), by id: what a caller that can
+    /// keep raw text (the AKS failover) parks as well.
+    pub unparsed: Vec<String>,
+}
+
+impl Processed {
+    fn sample_reject(&mut self, event_id: &str, reason: &str) {
+        if self.rejects.len() < MAX_REJECT_SAMPLES {
+            self.rejects.push(Reject {
+                event_id: event_id.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+    }
 }
 
 const MAX_REJECT_SAMPLES: usize = 5;
@@ -375,7 +394,7 @@ impl Pipeline {
         for event in batch.events {
             out.stats.events_in += 1;
             out.stats.bytes_in += payload_len(&event.payload);
-            if let (true, Payload::Text(text)) = (fast, &event.payload) {
+            if let (true, Some(text)) = (fast, event.payload.text()) {
                 let ctx = fast::Context {
                     cluster: &batch.source.cluster,
                     stream: &batch.source.stream,
@@ -400,24 +419,37 @@ impl Pipeline {
                 }
             }
             let pointer = batch.source.event_pointer;
-            let parsed = parse_document(event.payload)
-                .and_then(|doc| check_event(event_at(&doc, pointer)).map(|()| doc));
-            let mut doc = match parsed {
-                Ok(doc) => doc,
-                Err(rejection) => {
-                    match rejection {
-                        Rejection::Malformed(_) => out.stats.malformed += 1,
-                        Rejection::NotAudit(_) => out.stats.non_audit += 1,
-                    }
-                    if out.rejects.len() < MAX_REJECT_SAMPLES {
-                        out.rejects.push(Reject {
-                            event_id: event.id,
-                            reason: rejection.to_string(),
-                        });
-                    }
+            let (mut doc, salvaged) = match self.read_event(event.payload, pointer) {
+                Read::Event { doc, salvaged } => (doc, salvaged),
+                Read::NotAudit(reason) => {
+                    out.stats.non_audit += 1;
+                    out.sample_reject(&event.id, &reason);
+                    continue;
+                }
+                Read::Unparsable { text, reason } => {
+                    // Kept, never dropped: the record says what happened (see `salvage`).
+                    out.stats.malformed += 1;
+                    out.sample_reject(&event.id, &format!("not JSON: {reason}"));
+                    let mut record = salvage::unparsed_record(&text, &reason, self.redact_secrets);
+                    let time_ms = fallback_time(event.envelope_time_ms, now_ms);
+                    self.finish_record(
+                        &mut out,
+                        event.id,
+                        &mut record,
+                        time_ms,
+                        &batch.source,
+                        true,
+                    );
                     continue;
                 }
             };
+            if !salvaged.is_empty() {
+                out.stats.salvaged += 1;
+                out.sample_reject(
+                    &event.id,
+                    &format!("fields kept as placeholders: {}", salvaged.join(", ")),
+                );
+            }
             let Some(audit) = event_at_mut(&mut doc, pointer) else {
                 continue;
             };
@@ -467,28 +499,94 @@ impl Pipeline {
             for field in &self.ignored_fields {
                 record.remove(field);
             }
-            record.insert("_zl_timestamp".into(), Value::from(time_ms));
-            record.insert(
-                "s247agentuid".into(),
-                Value::String(batch.source.cluster.clone()),
-            );
-            record.insert(
-                "logstream".into(),
-                Value::String(batch.source.stream.clone()),
-            );
-            match limits::fit(&mut record, self.max_record_bytes) {
-                Ok(true) => out.stats.truncated += 1,
-                Ok(false) => {}
-                Err(()) => {
-                    out.stats.oversize_dropped += 1;
-                    continue;
-                }
+            if !salvaged.is_empty() {
+                record.insert("kaf_unparsed".into(), Value::String(salvaged.join(", ")));
             }
-            out.stats.forwarded += 1;
-            out.records.push(OutRecord::new(event.id, &record));
+            self.finish_record(
+                &mut out,
+                event.id,
+                &mut record,
+                time_ms,
+                &batch.source,
+                !salvaged.is_empty(),
+            );
         }
         out.source = batch.source;
         out
+    }
+
+    /// The agent fields, the size limit, and the record out; `unparsed` also lists the event in
+    /// [`Processed::unparsed`].
+    fn finish_record(
+        &self,
+        out: &mut Processed,
+        event_id: String,
+        record: &mut Record,
+        time_ms: i64,
+        source: &Source,
+        unparsed: bool,
+    ) {
+        record.insert("_zl_timestamp".into(), Value::from(time_ms));
+        record.insert("s247agentuid".into(), Value::String(source.cluster.clone()));
+        record.insert("logstream".into(), Value::String(source.stream.clone()));
+        match limits::fit(record, self.max_record_bytes) {
+            Ok(true) => out.stats.truncated += 1,
+            Ok(false) => {}
+            Err(()) => {
+                out.stats.oversize_dropped += 1;
+                return;
+            }
+        }
+        if unparsed {
+            out.unparsed.push(event_id.clone());
+        }
+        out.stats.forwarded += 1;
+        out.records.push(OutRecord::new(event_id, record));
+    }
+
+    /// The document of one event, with the audit event checked (and, for enveloped events, its JSON-string
+    /// form parsed) at `pointer`.
+    fn read_event(&self, payload: Payload, pointer: Option<&str>) -> Read {
+        let (mut doc, mut salvaged) = match payload {
+            Payload::Json(doc) => (doc, Vec::new()),
+            Payload::Text(_) | Payload::Shared(_) => {
+                let text = payload.text().unwrap_or_default();
+                match salvage::parse_text(text, self.redact_secrets) {
+                    salvage::Parsed::Document { doc, salvaged } => (doc, salvaged),
+                    salvage::Parsed::Unparsable(reason) => {
+                        return Read::Unparsable {
+                            text: text.to_string(),
+                            reason,
+                        };
+                    }
+                }
+            }
+        };
+        // AKS: `properties.log` is the audit event as JSON text (ending in `\n`).
+        if let Some(Value::String(text)) = pointer.and_then(|p| doc.pointer_mut(p)) {
+            let text = std::mem::take(text);
+            match salvage::parse_text(text.trim_end(), self.redact_secrets) {
+                salvage::Parsed::Document {
+                    doc: event,
+                    salvaged: inner,
+                } if event.is_object() => {
+                    if let Some(slot) = pointer.and_then(|p| doc.pointer_mut(p)) {
+                        *slot = event;
+                    }
+                    salvaged.extend(inner);
+                }
+                salvage::Parsed::Document { .. } => {
+                    return Read::NotAudit("the log line is JSON but not an object".into());
+                }
+                salvage::Parsed::Unparsable(reason) => {
+                    return Read::Unparsable { text, reason };
+                }
+            }
+        }
+        match check_event(event_at(&doc, pointer)) {
+            Ok(()) => Read::Event { doc, salvaged },
+            Err(reason) => Read::NotAudit(reason),
+        }
     }
 
     /// [`Pipeline::process`] over `batch` in chunks of `chunk_events` events, lazily: memory holds one chunk's
@@ -643,6 +741,7 @@ impl Seen {
 fn payload_len(payload: &Payload) -> u64 {
     match payload {
         Payload::Text(t) => t.len() as u64,
+        Payload::Shared(t) => t.len() as u64,
         Payload::Json(v) => {
             struct Count(u64);
             impl std::io::Write for Count {
@@ -660,24 +759,19 @@ fn payload_len(payload: &Payload) -> u64 {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-enum Rejection {
-    #[error("not JSON: {0}")]
-    Malformed(String),
-    #[error("not a Kubernetes audit event ({0})")]
+/// One event as [`Pipeline::read_event`] found it.
+enum Read {
+    Event {
+        doc: Value,
+        salvaged: Vec<String>,
+    },
+    /// JSON, but not a Kubernetes audit event: why.
     NotAudit(String),
-}
-
-fn parse_document(payload: Payload) -> Result<Value, Rejection> {
-    match payload {
-        Payload::Json(v) => Ok(v),
-        Payload::Text(text) => match serde_json::from_str(&text) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                lookup::parse_lenient(&text).ok_or_else(|| Rejection::Malformed(e.to_string()))
-            }
-        },
-    }
+    /// Not JSON (the document, or the event inside it): the text and why.
+    Unparsable {
+        text: String,
+        reason: String,
+    },
 }
 
 fn event_at<'a>(doc: &'a Value, pointer: Option<&str>) -> Option<&'a Value> {
@@ -694,14 +788,14 @@ fn event_at_mut<'a>(doc: &'a mut Value, pointer: Option<&str>) -> Option<&'a mut
     }
 }
 
-fn check_event(event: Option<&Value>) -> Result<(), Rejection> {
+fn check_event(event: Option<&Value>) -> Result<(), String> {
     let Some(Value::Object(map)) = event else {
         let what = match event {
             None => "no audit event in the record",
             Some(Value::String(_)) => "the log line is not JSON",
             Some(_) => "not a JSON object",
         };
-        return Err(Rejection::NotAudit(what.into()));
+        return Err(format!("not a Kubernetes audit event ({what})"));
     };
     let is_event = match map.get("kind") {
         Some(Value::String(kind)) => kind == "Event",
@@ -714,10 +808,10 @@ fn check_event(event: Option<&Value>) -> Result<(), Rejection> {
     };
     if !is_event {
         let keys: Vec<&str> = map.keys().take(6).map(String::as_str).collect();
-        return Err(Rejection::NotAudit(format!(
-            "top-level keys: {}",
+        return Err(format!(
+            "not a Kubernetes audit event (top-level keys: {})",
             keys.join(", ")
-        )));
+        ));
     }
     Ok(())
 }

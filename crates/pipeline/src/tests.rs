@@ -246,9 +246,10 @@ fn bad_events_are_counted_and_sampled_without_content_and_never_stop_the_batch()
             (None, Payload::Text("{\"records\": []}".into())),
             (None, Payload::Json(event(json!({})))),
         ]),
-        0,
+        NOW,
     );
-    assert_eq!((out.stats.events_in, out.stats.forwarded), (4, 1));
+    // The text that is not JSON is kept as an unparsed record; JSON that is not an audit event is dropped.
+    assert_eq!((out.stats.events_in, out.stats.forwarded), (4, 2));
     assert_eq!((out.stats.malformed, out.stats.non_audit), (1, 2));
     assert_eq!(out.rejects.len(), 3);
     assert!(
@@ -257,6 +258,78 @@ fn bad_events_are_counted_and_sampled_without_content_and_never_stop_the_batch()
         out.rejects
     );
     assert!(out.rejects[0].reason.contains("keys: kind"));
+    let unparsed = out.records[0].record();
+    assert_eq!(out.unparsed, ["e1"]);
+    assert!(
+        unparsed["kaf_unparsed"]
+            .as_str()
+            .unwrap()
+            .contains("expected")
+    );
+    assert_eq!(unparsed["raw_bytes"], json!(25));
+    assert_eq!(unparsed["_zl_timestamp"], json!(NOW));
+    // Redaction cannot look inside text it cannot parse: the text is withheld.
+    assert!(
+        !out.records[0].json.contains("hunter2"),
+        "{}",
+        out.records[0].json
+    );
+    let open = Pipeline::new(None)
+        .unwrap()
+        .with_secret_redaction(false)
+        .process(
+            batch(vec![(
+                None,
+                Payload::Text("password=hunter2 not json".into()),
+            )]),
+            NOW,
+        );
+    assert_eq!(
+        open.records[0].record()["raw_event"],
+        json!("password=hunter2 not json")
+    );
+}
+
+/// Regression: one event nested deeper than serde_json's limit, or holding `1e999`, was dropped, and through
+/// `serve` the whole webhook batch with it. It is salvaged field by field.
+#[test]
+fn an_event_with_unparsable_fields_is_forwarded_with_placeholders() {
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let text = event(
+        json!({"level": "RequestResponse", "objectRef": {"resource": "widgets", "name": "w1"}}),
+    )
+    .to_string()
+    .replacen(
+        '{',
+        &format!("{{\"requestObject\":{{\"spec\":{deep}}},\"generation\":1e999,"),
+        1,
+    );
+    // The default profile's fast path passes objects through as raw text, whatever their depth.
+    let fast = Pipeline::new(None)
+        .unwrap()
+        .process(batch(vec![(None, Payload::Text(text.clone()))]), NOW);
+    assert_eq!((fast.stats.forwarded, fast.stats.salvaged), (1, 0));
+    let out = Pipeline::new(None)
+        .unwrap()
+        .without_fast_path()
+        .process(batch(vec![(None, Payload::Text(text))]), NOW);
+    assert_eq!((out.stats.forwarded, out.stats.salvaged), (1, 1));
+    let r = out.records[0].record();
+    assert_eq!(r["username"], json!("alice"));
+    assert_eq!(r["objectref_name"], json!("w1"));
+    assert!(
+        r["requestobject"]
+            .as_str()
+            .unwrap()
+            .starts_with("<unparsable, withheld")
+    );
+    let note = r["kaf_unparsed"].as_str().unwrap();
+    assert!(
+        note.contains("generation (number out of range")
+            && note.contains("requestObject (recursion"),
+        "{note}"
+    );
+    assert_eq!(out.unparsed, ["e0"]);
 }
 
 #[test]
@@ -340,18 +413,15 @@ fn aks_records() -> Vec<Value> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .map(|row| row["log"].clone())
         .filter(|log| log.get("category").is_some() && log.get("properties").is_some())
-        .map(|mut record| {
-            kaf_envelope::azure::parse_log_in_place(&mut record);
-            record
-        })
         .collect()
 }
 
+/// AKS records as the envelope hands them over: each record's own text.
 fn aks_batch(records: Vec<Value>) -> Batch {
     let mut b = batch(
         records
             .into_iter()
-            .map(|r| (None, Payload::Json(r)))
+            .map(|r| (None, Payload::Shared(r.to_string().into())))
             .collect(),
     );
     b.source.event_pointer = Some(kaf_envelope::azure::EVENT_POINTER);
@@ -364,7 +434,10 @@ fn aks_records_map_like_their_bare_events_with_the_default_profile() {
     assert_eq!(records.len(), 34);
     let events: Vec<Value> = records
         .iter()
-        .map(|r| r["properties"]["log"].clone())
+        .map(|r| match &r["properties"]["log"] {
+            Value::String(text) => serde_json::from_str(text.trim_end()).unwrap(),
+            object => object.clone(),
+        })
         .collect();
     let p = Pipeline::new(None).unwrap();
     let from_records = p.process(aks_batch(records), NOW);
@@ -424,9 +497,19 @@ fn aks_log_lines_that_are_not_audit_json_are_counted() {
     let out = Pipeline::new(None)
         .unwrap()
         .process(aks_batch(vec![text_line, no_log]), NOW);
-    assert_eq!((out.stats.non_audit, out.stats.forwarded), (2, 0));
+    // The text line is kept as an unparsed record (the AKS handler also parks it raw); no log at all is
+    // not an audit event.
+    assert_eq!(
+        (
+            out.stats.malformed,
+            out.stats.non_audit,
+            out.stats.forwarded
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(out.unparsed, ["e0"]);
     assert!(
-        out.rejects[0].reason.contains("log line is not JSON"),
+        out.rejects[0].reason.contains("not JSON"),
         "{:?}",
         out.rejects
     );
@@ -435,8 +518,13 @@ fn aks_log_lines_that_are_not_audit_json_are_counted() {
 #[test]
 fn aks_skipped_too_big_objects_are_kept_as_they_are() {
     let mut record = aks_records().remove(0);
-    record["properties"]["log"]["requestObject"] = json!("skipped-too-big-size-object");
-    record["properties"]["log"]["responseObject"] = json!("skipped-too-big-size-object");
+    let mut event: Value = match &record["properties"]["log"] {
+        Value::String(text) => serde_json::from_str(text.trim_end()).unwrap(),
+        object => object.clone(),
+    };
+    event["requestObject"] = json!("skipped-too-big-size-object");
+    event["responseObject"] = json!("skipped-too-big-size-object");
+    record["properties"]["log"] = json!(format!("{event}\n"));
     let out = Pipeline::new(None)
         .unwrap()
         .process(aks_batch(vec![record]), NOW);
@@ -483,10 +571,6 @@ fn aks_explicit_date_field_names_a_field_of_the_audit_event() {
             json!({"time": "2026-04-20T16:29:59.995191417Z", "category": "kube-audit",
                    "resourceId": "/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/C1",
                    "properties": {"log": format!("{e}\n")}})
-        })
-        .map(|mut r| {
-            kaf_envelope::azure::parse_log_in_place(&mut r);
-            r
         })
         .collect();
     let config = config(json!({"dateField": "requestReceivedTimestamp",

@@ -32,12 +32,11 @@ fn ids(chunk: &Chunk) -> Vec<String> {
     chunk
         .events
         .iter()
-        .map(|e| match &e.payload {
-            Payload::Text(t) => serde_json::from_str::<serde_json::Value>(t).unwrap()["auditID"]
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(e.payload.text().unwrap()).unwrap()["auditID"]
                 .as_str()
                 .unwrap()
-                .to_string(),
-            Payload::Json(_) => unreachable!(),
+                .to_string()
         })
         .collect()
 }

@@ -87,3 +87,41 @@ pub fn functions_invocation(bodies: &[String], partition: &str, first_sequence: 
         }
     })
 }
+
+/// Event Hub bodies of AKS records around `events` (cluster `c1`, category `kube-audit`), packed greedily as
+/// Azure Monitor packs them: each body as large as fits in `max_body_bytes` (Event Hubs Standard allows
+/// 1 MB per event).
+pub fn packed_event_hub_bodies(events: &[Value], max_body_bytes: usize) -> Vec<String> {
+    let mut bodies = Vec::new();
+    let mut current: Vec<Value> = Vec::new();
+    let mut size = 14; // `{"records":[]}`
+    for event in events {
+        let record = aks_record("kube-audit", "c1", event);
+        let len = record.to_string().len() + 1;
+        if !current.is_empty() && size + len > max_body_bytes {
+            bodies.push(event_hub_body(&current));
+            current.clear();
+            size = 14;
+        }
+        size += len;
+        current.push(record);
+    }
+    if !current.is_empty() {
+        bodies.push(event_hub_body(&current));
+    }
+    bodies
+}
+
+/// A Functions invocation of `bodies` full Event Hub bodies (≤ 1 MB each) of real events, each with its own
+/// `auditID`, and how many events it carries: what a busy cluster sends with `maxEventBatchSize` = `bodies`.
+pub fn production_aks_invocation(bodies: usize) -> (Value, usize) {
+    // Real events average ~1.3 KB here; enough for `bodies` full bodies.
+    let events = crate::fixtures::numbered_events(bodies * 800);
+    let mut packed = packed_event_hub_bodies(&events, 1_000_000);
+    packed.truncate(bodies);
+    let carried = packed
+        .iter()
+        .map(|b| b.matches("\"category\":\"kube-audit\"").count())
+        .sum();
+    (functions_invocation(&packed, "0", 1), carried)
+}

@@ -116,9 +116,10 @@ fn stage_breakdown(data: &str, pipeline: &Pipeline) {
         let parsed: Vec<Value> = batch
             .events
             .iter()
-            .map(|e| match &e.payload {
-                kaf_envelope::Payload::Text(t) => serde_json::from_str(t).expect("json"),
-                kaf_envelope::Payload::Json(v) => v.clone(),
+            .map(|e| match (&e.payload, e.payload.text()) {
+                (_, Some(t)) => serde_json::from_str(t).expect("json"),
+                (kaf_envelope::Payload::Json(v), None) => v.clone(),
+                _ => Value::Null,
             })
             .collect();
         let t2 = t.elapsed();

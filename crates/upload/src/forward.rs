@@ -19,6 +19,8 @@ pub struct Forwarded {
     pub failed: Vec<FailedChunk>,
     /// A few rejected events (ids and reasons, no content) for the log.
     pub rejects: Vec<Reject>,
+    /// Every event forwarded as an unparsed or salvaged record, by id (the AKS handler parks their raw text).
+    pub unparsed: Vec<String>,
 }
 
 /// The event ids of one undelivered request.
@@ -57,7 +59,15 @@ impl Uploader {
         let source_key = format!("{}/{}", batch.source.cluster, batch.source.stream);
         let halt: Mutex<Option<DeliveryError>> = Mutex::new(None);
         let chunk_events = self.settings().limits.max_records;
-        let results: Vec<(PipelineStats, Vec<Reject>, UploadStats, Vec<FailedChunk>)> =
+        // Records are dropped as soon as their chunk is sent: only counts and ids come back.
+        type ChunkResult = (
+            PipelineStats,
+            Vec<Reject>,
+            Vec<String>,
+            UploadStats,
+            Vec<FailedChunk>,
+        );
+        let results: Vec<ChunkResult> =
             stream::iter(pipeline.chunks(batch, chunk_events, now_ms).enumerate())
                 .map(|(index, processed)| {
                     let (source_key, halt) = (&source_key, &halt);
@@ -87,17 +97,24 @@ impl Uploader {
                                 }
                             }));
                         }
-                        (processed.stats, processed.rejects, stats, failed)
+                        (
+                            processed.stats,
+                            processed.rejects,
+                            processed.unparsed,
+                            stats,
+                            failed,
+                        )
                     }
                 })
                 .buffered(self.settings().concurrency.max(1))
                 .collect()
                 .await;
         let mut out = Forwarded::default();
-        for (pipeline_stats, rejects, upload_stats, failed) in results {
+        for (pipeline_stats, rejects, unparsed, upload_stats, failed) in results {
             out.pipeline += pipeline_stats;
             out.upload += upload_stats;
             out.failed.extend(failed);
+            out.unparsed.extend(unparsed);
             let room = MAX_REJECT_SAMPLES.saturating_sub(out.rejects.len());
             out.rejects.extend(rejects.into_iter().take(room));
         }

@@ -108,6 +108,21 @@ async fn a_body_that_is_not_json_does_not_stop_the_others() {
         (Some(3), json!([1]))
     );
     assert_eq!(rx.records().len(), 37);
+    // Regression: the bad body was counted but not parked. Its text is in the failover output, whole.
+    let parked = answer.failover();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        (
+            parked[0]["class"].clone(),
+            parked[0]["eventId"].clone(),
+            parked[0]["version"].clone()
+        ),
+        (json!("unparsable"), json!("p0-s8"), json!(1))
+    );
+    assert_eq!(
+        parked[0]["record"],
+        json!("{\"records\": [ this is not json")
+    );
 }
 
 #[tokio::test]
@@ -133,16 +148,35 @@ async fn real_aks_records_and_log_lines_that_are_not_json() {
         .invoke(&functions_invocation(&[event_hub_body(&records)], "2", 500))
         .await;
     let s = answer.summary();
+    // The text line is not an audit event, but it came on the audit category: it is forwarded as an
+    // unparsed record (its text withheld: redaction cannot see inside it) and parked raw in the failover.
     assert_eq!(
         (
-            s["nonAudit"].as_u64(),
+            s["malformed"].as_u64(),
             s["deduplicated"].as_u64(),
             s["forwarded"].as_u64()
         ),
-        (Some(1), Some(1), Some(33))
+        (Some(1), Some(1), Some(34))
     );
-    assert_eq!(rx.records().len(), 33);
+    assert_eq!(rx.records().len(), 34);
     assert_eq!(rx.violations(), Vec::<String>::new());
+    let unparsed: Vec<Value> = rx
+        .records()
+        .into_iter()
+        .filter(|r| r.get("kaf_unparsed").is_some())
+        .collect();
+    assert_eq!(unparsed.len(), 1);
+    assert!(!unparsed[0].to_string().contains("controller.go"));
+    let parked = answer.failover();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0]["class"], json!("unparsable"));
+    assert_eq!(parked[0]["eventId"], json!("p2-s500-r34"));
+    assert!(
+        parked[0]["record"]["properties"]["log"]
+            .as_str()
+            .unwrap()
+            .contains("controller.go:42] not an audit event")
+    );
 }
 
 #[tokio::test]

@@ -9,5 +9,7 @@ mod failover;
 mod harness;
 /// Routing, malformed bodies, oversize records, real AKS records.
 mod invocations;
+/// Production-sized invocations, the invocation size limit, unique ids.
+mod limits;
 /// The deployable zip built by templates/azure-functions/package.py.
 mod packaging;

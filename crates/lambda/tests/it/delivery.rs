@@ -152,12 +152,22 @@ async fn malformed_and_non_audit_messages_never_fail_the_batch() {
         s["deduplicated"].as_u64(),
         Some((good.len() - distinct) as u64)
     );
-    assert_eq!(s["forwarded"].as_u64(), Some(distinct as u64));
+    // The message that is not JSON is kept as an unparsed record (text withheld); JSON that is not an
+    // audit event is counted and dropped.
+    assert_eq!(s["forwarded"].as_u64(), Some(distinct as u64 + 1));
     assert_eq!(
         (s["malformed"].as_u64(), s["nonAudit"].as_u64()),
         (Some(1), Some(2))
     );
-    assert_eq!(lambda.rx.records().len(), distinct);
+    assert_eq!(lambda.rx.records().len(), distinct + 1);
+    let unparsed: Vec<_> = lambda
+        .rx
+        .records()
+        .into_iter()
+        .filter(|r| r.get("kaf_unparsed").is_some())
+        .collect();
+    assert_eq!(unparsed.len(), 1);
+    assert!(!unparsed[0].to_string().contains("eyJhbGciOiJSUzI1NiJ9"));
     let log = lambda.process.output();
     assert!(log.contains("event not forwarded"), "{log}");
     let emf = crate::harness::emf_lines(&log);
@@ -180,7 +190,7 @@ async fn malformed_and_non_audit_messages_never_fail_the_batch() {
         ],
         [
             &json!(good.len() + 3),
-            &json!(distinct),
+            &json!(distinct + 1),
             &json!(1),
             &json!(2),
             &json!(1),

@@ -1,0 +1,136 @@
+//! The real `aks-handler` (bench profile = release) on a production-sized invocation: 32 Event Hub bodies of
+//! 1 MB each (Azure Monitor packs them full), as the Functions host double-encodes them, against the
+//! in-repo TLS receiver. Prints wall time, the handler's CPU time, audit JSON per CPU second, and peak RSS
+//! against the body size. A bench binary: it asserts nothing about speed.
+//!
+//! `cargo bench -p kaf-aks --bench invocation`. `BENCH_BODIES=n`: another size; `BENCH_MIMALLOC_PURGE_DELAY=0`:
+//! the templates' allocator setting; `BENCH_RSS_TRACE=1`: RSS every 50 ms; `BENCH_SHOW_LOG=1`: the handler's log.
+
+use base64::Engine as _;
+use kaf_testkit::payloads::production_aks_invocation;
+use kaf_testkit::process::spawn;
+use kaf_testkit::receiver::Receiver;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const KEY: &str = "bench-key";
+const LOG_TYPE: &str = "Kubernetes Audit Logs";
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// utime + stime of `pid`, in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    let bodies: usize = std::env::var("BENCH_BODIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let config = base64::engine::general_purpose::STANDARD.encode(
+        json!({"apiKey": KEY, "logType": LOG_TYPE, "uploadDomain": rx.upload_domain()}).to_string(),
+    );
+    let port = kaf_testkit::free_port();
+    let mut env = vec![
+        ("FUNCTIONS_CUSTOMHANDLER_PORT".to_string(), port.to_string()),
+        ("SSL_CERT_FILE".into(), rx.ca_file.display().to_string()),
+        ("logTypeConfig".into(), config),
+        ("RUST_LOG".into(), "warn".into()),
+    ];
+    if let Ok(v) = std::env::var("BENCH_MIMALLOC_PURGE_DELAY") {
+        env.push(("MIMALLOC_PURGE_DELAY".into(), v));
+    }
+    let handler = spawn(Path::new(env!("CARGO_BIN_EXE_aks-handler")), &env);
+    let pid = handler.child.id().unwrap_or_default();
+    let client = kaf_upload::local_http_client(Some(Duration::from_secs(600))).expect("client");
+    let url = format!("http://127.0.0.1:{port}/");
+    let until = Instant::now() + Duration::from_secs(10);
+    while client.get(&url).send().await.is_err() {
+        assert!(Instant::now() < until, "handler not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (request, events) = production_aks_invocation(bodies);
+    let body = request.to_string();
+    let audit_bytes: usize = request["Data"]["events"]
+        .as_str()
+        .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+        .flat_map(|b| b["records"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r["properties"]["log"].as_str().map(str::len))
+        .sum();
+    drop(request);
+    let idle_kib = status_kib(pid, "VmHWM:");
+    let cpu_before = cpu_ticks(pid);
+    let started = Instant::now();
+    let sampler = std::env::var("BENCH_RSS_TRACE").is_ok().then(|| {
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            loop {
+                eprintln!(
+                    "{:>6} ms  RSS {:>7} KiB",
+                    t0.elapsed().as_millis(),
+                    status_kib(pid, "VmRSS:")
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    });
+    let answer = client
+        .post(format!("http://127.0.0.1:{port}/KubeAudit"))
+        .header("Content-Type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("answer");
+    let status = answer.status();
+    let text = answer.text().await.unwrap_or_default();
+    let wall = started.elapsed();
+    if let Some(sampler) = sampler {
+        sampler.abort();
+    }
+    let cpu = Duration::from_millis((cpu_ticks(pid) - cpu_before) * 10);
+    let peak_kib = status_kib(pid, "VmHWM:");
+    let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if std::env::var("BENCH_SHOW_LOG").is_ok() {
+        eprintln!("{}", handler.output());
+    }
+    println!(
+        "{bodies} bodies, {events} events, invocation {:.1} MB, audit JSON {:.1} MB: HTTP {status}, {} records accepted, failover {}",
+        body.len() as f64 / 1e6,
+        audit_bytes as f64 / 1e6,
+        rx.records().len(),
+        answer["Outputs"].get("failover").is_some()
+    );
+    println!(
+        "wall {wall:?}, handler CPU {cpu:?} → {:.1} MB/s of audit JSON per CPU second",
+        audit_bytes as f64 / 1e6 / cpu.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "peak RSS: idle {:.1} MiB, after the invocation {:.1} MiB = {:.2}× the body size",
+        idle_kib as f64 / 1024.0,
+        peak_kib as f64 / 1024.0,
+        peak_kib as f64 * 1024.0 / body.len() as f64
+    );
+}
