@@ -15,6 +15,7 @@
 
 mod seen;
 
+use kaf_envelope::webhook::Item;
 use kaf_envelope::{Payload, RawEvent};
 use seen::{Key, Seen};
 use serde_json::Value;
@@ -37,6 +38,29 @@ pub struct SpoolOptions {
     pub dedupe_window: Duration,
     /// At most this many keys are remembered (oldest forgotten first).
     pub dedupe_capacity: usize,
+    /// The wall clock the dedupe window is measured on.
+    pub clock: Clock,
+}
+
+/// The wall clock, in unix seconds: the system's, or (tests) shifted, so window expiry needs no waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    /// The system clock plus this many seconds.
+    Ahead(u64),
+}
+
+impl Clock {
+    fn now(self) -> u64 {
+        let system = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match self {
+            Self::System => system,
+            Self::Ahead(secs) => system.saturating_add(secs),
+        }
+    }
 }
 
 impl Default for SpoolOptions {
@@ -45,6 +69,7 @@ impl Default for SpoolOptions {
             max_bytes: 512 * 1024 * 1024,
             dedupe_window: Duration::from_secs(15 * 60),
             dedupe_capacity: 1_000_000,
+            clock: Clock::System,
         }
     }
 }
@@ -118,7 +143,7 @@ impl Spool {
     /// the remembered keys, and drop incomplete writes.
     pub fn open(dir: &Path, options: SpoolOptions) -> Result<Self, SpoolError> {
         fs::create_dir_all(dir).map_err(io("create", dir))?;
-        let now = unix_secs();
+        let now = options.clock.now();
         let mut seen = Seen::new(options.dedupe_window.as_secs(), options.dedupe_capacity);
         let journal_path = dir.join(JOURNAL);
         if let Ok(file) = File::open(&journal_path) {
@@ -182,14 +207,14 @@ impl Spool {
 
     /// Write `items` as one durable segment, minus the events already spooled or recently delivered. Returns
     /// only after the segment is fsync'd; refuses without writing when the spool is over its bound.
-    pub fn append(&self, items: &[Value]) -> Result<Appended, SpoolError> {
+    pub fn append(&self, items: &[Item]) -> Result<Appended, SpoolError> {
         let mut inner = self.lock();
-        let now = unix_secs();
+        let now = self.options.clock.now();
         let mut fresh = Vec::with_capacity(items.len());
         let mut keys = Vec::with_capacity(items.len());
         let mut batch_keys = std::collections::HashSet::new();
         for item in items {
-            match seen::key_of(item) {
+            match item_key(item) {
                 Some(key) if inner.seen.contains(&key) || !batch_keys.insert(key) => continue,
                 Some(key) => keys.push(key),
                 None => {}
@@ -212,7 +237,14 @@ impl Spool {
         let mut text = Vec::new();
         for item in &fresh {
             // Compact serialisation: one event per line, whatever the apiserver's formatting.
-            serde_json::to_writer(&mut text, item).map_err(|e| SpoolError::Io {
+            let written = match item {
+                Item::Event(event) => serde_json::to_writer(&mut text, event),
+                Item::Unparsed { raw, reason } => serde_json::to_writer(
+                    &mut text,
+                    &serde_json::json!({RAW_ITEM: raw, "reason": reason}),
+                ),
+            };
+            written.map_err(|e| SpoolError::Io {
                 action: "serialise",
                 path: self.dir.clone(),
                 source: e.into(),
@@ -284,7 +316,8 @@ impl Spool {
                     .map(|(i, line)| RawEvent {
                         id: format!("{seq}:{}", i + 1),
                         envelope_time_ms: None,
-                        payload: Payload::Text(line.to_string()),
+                        // An item kept raw goes to the pipeline as it came, to be salvaged there.
+                        payload: Payload::Text(raw_item(line).unwrap_or_else(|| line.to_string())),
                     }),
             );
         }
@@ -294,7 +327,7 @@ impl Spool {
     /// `group` was delivered: remember its keys durably, then remove its segments and the manifest.
     pub fn complete(&self, group: &Group) -> Result<(), SpoolError> {
         let mut inner = self.lock();
-        let now = unix_secs();
+        let now = self.options.clock.now();
         let mut lines = String::new();
         for seq in &group.segments {
             if let Some(segment) = inner.segments.get(seq) {
@@ -343,6 +376,29 @@ impl Spool {
     }
 }
 
+/// The key a spooled line's item is remembered by: its identity, or for an item kept raw, its text.
+fn item_key(item: &Item) -> Option<Key> {
+    match item {
+        Item::Event(event) => seen::key_of(event),
+        Item::Unparsed { raw, .. } => Some(seen::raw_key(raw)),
+    }
+}
+
+/// The field of a spool line that holds an item kept raw (`{"kafRawItem": "<text>", "reason": "…"}`).
+const RAW_ITEM: &str = "kafRawItem";
+
+/// The raw text of a line written for an item kept raw.
+fn raw_item(line: &str) -> Option<String> {
+    if !line.starts_with("{\"kafRawItem\":") {
+        return None;
+    }
+    serde_json::from_str::<Value>(line)
+        .ok()?
+        .get(RAW_ITEM)?
+        .as_str()
+        .map(str::to_string)
+}
+
 fn segment_name(seq: u64) -> String {
     format!("seg-{seq:020}.jsonl")
 }
@@ -360,13 +416,14 @@ fn index_segment(path: &Path) -> Result<Segment, SpoolError> {
     let mut events = 0;
     for line in text.lines().filter(|l| !l.is_empty()) {
         events += 1;
-        if let Some(key) = serde_json::from_str::<Value>(line)
-            .ok()
-            .as_ref()
-            .and_then(seen::key_of)
-        {
-            keys.push(key);
-        }
+        let key = match raw_item(line) {
+            Some(raw) => Some(seen::raw_key(&raw)),
+            None => serde_json::from_str::<Value>(line)
+                .ok()
+                .as_ref()
+                .and_then(seen::key_of),
+        };
+        keys.extend(key);
     }
     Ok(Segment {
         bytes: text.len() as u64,
@@ -421,12 +478,6 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Spool
         path,
         source,
     }
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

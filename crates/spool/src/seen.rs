@@ -16,6 +16,17 @@ pub(crate) fn key_of(event: &Value) -> Option<Key> {
     Some(key)
 }
 
+/// The key of an item kept as raw text (it has no readable identity): its text, so a resent batch still
+/// finds it a repeat.
+pub(crate) fn raw_key(raw: &str) -> Key {
+    let mut hasher = Sha256::new();
+    hasher.update(b"raw item\0");
+    hasher.update(raw.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&hasher.finalize()[..16]);
+    key
+}
+
 pub(crate) fn journal_line(secs: u64, key: &Key) -> String {
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     format!("{secs} {hex}\n")

@@ -2,8 +2,8 @@
 use super::*;
 use serde_json::json;
 
-fn event(id: &str, stage: &str) -> Value {
-    json!({"auditID": id, "stage": stage, "verb": "get", "requestURI": "/api/v1/pods"})
+fn event(id: &str, stage: &str) -> Item {
+    Item::Event(json!({"auditID": id, "stage": stage, "verb": "get", "requestURI": "/api/v1/pods"}))
 }
 
 /// Append one event (`ResponseComplete` of request `id`).
@@ -57,8 +57,8 @@ fn appended_events_survive_reopen_and_retries_are_dropped() {
     let odd = [
         event("c", "ResponseComplete"),
         event("c", "ResponseComplete"),
-        json!({"x": 1}),
-        json!({"x": 1}),
+        Item::Event(json!({"x": 1})),
+        Item::Event(json!({"x": 1})),
     ];
     assert_eq!(
         spool.append(&odd).unwrap(),
@@ -142,12 +142,13 @@ fn delivered_keys_are_remembered_across_restarts_within_the_window() {
     assert_eq!(spool.next_group(10).unwrap(), None);
     drop(spool);
 
-    // A zero window forgets at once: the journal entry is too old when reopened a second later.
+    // A zero window forgets at once: the journal entry is too old when reopened a second later (on a
+    // clock set ahead, instead of waiting).
     let short = SpoolOptions {
         dedupe_window: Duration::ZERO,
+        clock: Clock::Ahead(2),
         ..options()
     };
-    std::thread::sleep(Duration::from_millis(1100));
     let spool = Spool::open(dir.path(), short).unwrap();
     assert_eq!(spool.append(&batch).unwrap().spooled, 1);
 }
@@ -226,7 +227,7 @@ fn segments_hold_one_compact_event_per_line() {
     )
     .unwrap();
     spool
-        .append(&[pretty.clone(), event("q", "ResponseComplete")])
+        .append(&[Item::Event(pretty.clone()), event("q", "ResponseComplete")])
         .unwrap();
     let group = spool.next_group(10).unwrap().unwrap();
     let events = spool.read_group(&group).unwrap();
@@ -241,7 +242,11 @@ fn segments_hold_one_compact_event_per_line() {
 fn a_reused_audit_id_with_other_timestamps_is_spooled() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), options()).unwrap();
-    let at = |t: &str| json!({"auditID": "reused", "stage": "ResponseComplete", "requestReceivedTimestamp": t, "stageTimestamp": t});
+    let at = |t: &str| {
+        Item::Event(
+            json!({"auditID": "reused", "stage": "ResponseComplete", "requestReceivedTimestamp": t, "stageTimestamp": t}),
+        )
+    };
     spool.append(&[at("2026-11-26T10:00:00.000001Z")]).unwrap();
     assert_eq!(
         spool
@@ -257,4 +262,29 @@ fn a_reused_audit_id_with_other_timestamps_is_spooled() {
             .spooled,
         1
     );
+}
+
+/// An item the JSON parser could not take is spooled as its raw text, handed back unchanged, and
+/// recognised as a repeat when the apiserver resends the batch, after a restart too.
+#[test]
+fn an_unparsed_item_is_spooled_raw_and_deduplicated_by_its_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = format!(
+        "{{\"auditID\":\"deep\",\"requestObject\":{}{}}}",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let item = Item::Unparsed {
+        raw: raw.clone(),
+        reason: "recursion limit exceeded".into(),
+    };
+    let spool = Spool::open(dir.path(), options()).unwrap();
+    let batch = [event("a", "ResponseComplete"), item.clone()];
+    assert_eq!(spool.append(&batch).unwrap().spooled, 2);
+    drop(spool);
+    let spool = Spool::open(dir.path(), options()).unwrap();
+    assert_eq!(spool.append(&batch).unwrap().duplicates, 2);
+    let group = spool.next_group(10).unwrap().unwrap();
+    let events = spool.read_group(&group).unwrap();
+    assert_eq!(events[1].payload, Payload::Text(raw));
 }

@@ -295,6 +295,8 @@ impl Uploader {
             .checked_sub(self.settings.safety_margin)
             .unwrap_or(ctx.deadline);
         let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_max);
+        // The first failure's reason: a last attempt that the deadline cut short only says "timeout".
+        let mut first_reason: Option<String> = None;
         loop {
             if let Some(e) = ctx.halt.lock().ok().and_then(|h| h.clone()) {
                 return Err(Failure::Final(e));
@@ -315,7 +317,8 @@ impl Uploader {
                 .timeout(timeout)
                 .send()
                 .await;
-            let (reason, retry_after) = match classify(sent) {
+            let cut_short = timeout < self.settings.request_timeout;
+            let (mut reason, retry_after) = match classify(sent) {
                 Verdict::Delivered => return Ok(()),
                 Verdict::TooLarge => return Err(Failure::TooLarge),
                 Verdict::Final(e) => {
@@ -329,6 +332,13 @@ impl Uploader {
                     retry_after,
                 } => (reason, retry_after),
             };
+            match &first_reason {
+                None => first_reason = Some(reason.clone()),
+                Some(first) if cut_short && reason.starts_with("timeout") && first != &reason => {
+                    reason = format!("{first} (the last attempt was cut short by the deadline)");
+                }
+                Some(_) => {}
+            }
             let delay = backoff.next_delay_with_hint(retry_after);
             tracing::warn!(upload_id = %id, attempt = backoff.attempts(), %reason, delay_ms = delay.as_millis() as u64, "upload failed, retrying");
             if !Backoff::wait(delay, Some(stop_at)).await {

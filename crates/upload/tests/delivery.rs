@@ -365,7 +365,7 @@ async fn connection_failures_name_their_cause() {
             &rx.ca_file
         };
         let up = uploader(&rx, |s| s.trust = TrustRoots::PemFile(trust.clone()));
-        let outcome = up.deliver("demo/stream", &records(1), deadline(1)).await;
+        let outcome = up.deliver("demo/stream", &records(1), deadline(2)).await;
         let message = outcome.worst_error().unwrap().to_string();
         assert!(message.contains(expected), "{cert:?}: {message}");
         assert!(!message.contains(KEY));

@@ -98,9 +98,12 @@ impl Auth {
                 "no bearer token and no client certificate",
             ));
         };
+        // The scheme is case-insensitive (RFC 9110 §11.1): `BEARER x` is a bearer token too.
         let Some(token) = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
+            .trim_start()
+            .split_once([' ', '\t'])
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
         else {
             return Err(Denied::Unauthenticated(
                 "Authorization is not a bearer token",
@@ -140,6 +143,11 @@ mod tests {
         let none = PeerCert(None);
         assert_eq!(a.check(&none, Some("Bearer new-token")), Ok(()));
         assert_eq!(a.check(&none, Some("Bearer old-token")), Ok(()));
+        // Regression: the scheme is case-insensitive.
+        for scheme in ["BEARER", "bearer", "BeArEr"] {
+            assert_eq!(a.check(&none, Some(&format!("{scheme} new-token"))), Ok(()));
+        }
+        assert_eq!(a.check(&none, Some("Bearer   new-token")), Ok(()));
         assert!(matches!(
             a.check(&none, Some("Bearer guess")),
             Err(Denied::Unauthenticated(_))

@@ -22,6 +22,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub retry_after_secs: u64,
     pub max_body_bytes: usize,
+    /// How long a client may take to send a body.
+    pub body_timeout: std::time::Duration,
     /// Wakes the delivery loop when a segment was written.
     pub spooled: Notify,
 }
@@ -91,13 +93,26 @@ async fn ingest_inner(state: &AppState, peer: &Peer, request: Request) -> Respon
             return status(StatusCode::FORBIDDEN, "Forbidden", &why);
         }
     }
-    let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
-        Ok(body) => body,
-        Err(_) => {
+    let body = match tokio::time::timeout(
+        state.body_timeout,
+        axum::body::to_bytes(body, state.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
             return status(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestEntityTooLarge",
                 "body over --max-body-bytes, or cut off",
+            );
+        }
+        Err(_) => {
+            tracing::warn!(remote = %peer.addr, "webhook body not received within --body-timeout-secs");
+            return status(
+                StatusCode::REQUEST_TIMEOUT,
+                "Timeout",
+                "body not received within --body-timeout-secs",
             );
         }
     };
@@ -112,6 +127,14 @@ async fn ingest_inner(state: &AppState, peer: &Peer, request: Request) -> Respon
             return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string());
         }
     };
+    let unparsed = items
+        .iter()
+        .filter(|i| matches!(i, kaf_envelope::webhook::Item::Unparsed { .. }))
+        .count();
+    if unparsed > 0 {
+        // Kept: spooled raw and forwarded as records that say they could not be parsed.
+        tracing::warn!(remote = %peer.addr, unparsed, "webhook items the JSON parser cannot take; kept raw");
+    }
     let spool = state.spool.clone();
     let appended = tokio::task::spawn_blocking(move || spool.append(&items)).await;
     match appended {

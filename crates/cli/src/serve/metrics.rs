@@ -29,6 +29,10 @@ pub struct Metrics {
     pub spool_bytes: Gauge,
     pub spool_events: Gauge,
     pub spool_segments: Gauge,
+    pub events_unparsed: Counter,
+    pub connections_open: Gauge,
+    pub connections_evicted: Counter,
+    pub accept_errors: Counter,
     registry: Registry,
 }
 
@@ -58,7 +62,7 @@ impl Metrics {
         );
         registry.register(
             "events_rejected",
-            "Spooled items that were not audit events (malformed)",
+            "Spooled items that were JSON but not audit events",
             m.events_rejected.clone(),
         );
         registry.register(
@@ -90,6 +94,26 @@ impl Metrics {
             "spool_segments",
             "Undelivered segment files",
             m.spool_segments.clone(),
+        );
+        registry.register(
+            "events_unparsed",
+            "Events forwarded as unparsed or salvaged records (kept, never dropped)",
+            m.events_unparsed.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Open client connections",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "connections_evicted",
+            "Idle connections closed to admit new ones at --max-connections or when out of file descriptors",
+            m.connections_evicted.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Failed accepts (e.g. out of file descriptors)",
+            m.accept_errors.clone(),
         );
         m.registry = registry;
         m

@@ -6,6 +6,7 @@
 //! spool only after delivery, and resent with the same ids (hence `upload-id`s) after a crash.
 
 mod auth;
+mod conn;
 mod http;
 mod metrics;
 mod tls;
@@ -68,6 +69,19 @@ pub struct Args {
     /// How long one delivery attempt of a spool group may retry before backing off, in seconds.
     #[arg(long, default_value_t = 60)]
     deadline_secs: u64,
+    /// Most open client connections; at the cap the oldest idle one is closed for a new one. Never more than
+    /// the descriptor limit (`ulimit -n`) allows.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a client has to complete the TLS handshake.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout_secs: u64,
+    /// Seconds a client has to send a request's headers (also how long an idle keep-alive connection stays).
+    #[arg(long, default_value_t = 20)]
+    header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body.
+    #[arg(long, default_value_t = 60)]
+    body_timeout_secs: u64,
     #[command(flatten)]
     forward: ForwardArgs,
 }
@@ -100,8 +114,24 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             metrics: Metrics::new(),
             retry_after_secs: args.retry_after_secs,
             max_body_bytes: args.max_body_bytes,
+            body_timeout: Duration::from_secs(args.body_timeout_secs),
             spooled: tokio::sync::Notify::new(),
         });
+        let fd_room = conn::descriptor_limit().map_or(usize::MAX, |n| {
+            n.saturating_sub(conn::RESERVED_DESCRIPTORS).max(1)
+        });
+        if args.max_connections > fd_room {
+            tracing::warn!(
+                max_connections = args.max_connections,
+                allowed = fd_room,
+                "--max-connections is above what the descriptor limit allows; using the lower value"
+            );
+        }
+        let limits = ConnectionLimits {
+            connections: conn::Connections::new(args.max_connections.min(fd_room)),
+            handshake: Duration::from_secs(args.handshake_timeout_secs),
+            headers: Duration::from_secs(args.header_timeout_secs),
+        };
         let shutdown = shutdown_signal()?;
         let listener = TcpListener::bind(args.listen)
             .await
@@ -116,7 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             attempt_deadline: Duration::from_secs(args.deadline_secs),
         };
         tokio::select! {
-            () = accept_loop(listener, TlsAcceptor::from(Arc::new(tls)), state) => {}
+            () = accept_loop(listener, TlsAcceptor::from(Arc::new(tls)), state, limits) => {}
             () = delivery.run() => {}
             () = shutdown => tracing::info!("shutting down; undelivered events stay in the spool"),
         }
@@ -124,41 +154,111 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     })
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<AppState>) {
-    let app = http::router(state);
+/// How connections are admitted and how long each may take.
+struct ConnectionLimits {
+    connections: Arc<conn::Connections>,
+    handshake: Duration,
+    headers: Duration,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    state: Arc<AppState>,
+    limits: ConnectionLimits,
+) {
+    let app = http::router(state.clone());
+    let connections = limits.connections.clone();
+    let mut backoff = Backoff::exact(Duration::from_millis(10), Duration::from_secs(1));
+    let mut last_report: Option<tokio::time::Instant> = None;
+    let mut unreported = 0u64;
     loop {
+        state
+            .metrics
+            .connections_evicted
+            .inc_by(connections.room().await);
         let (tcp, addr) = match listener.accept().await {
-            Ok(conn) => conn,
+            Ok(conn) => {
+                backoff.reset();
+                conn
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                state.metrics.accept_errors.inc();
+                let exhausted = conn::is_resource_exhaustion(&e);
+                // Out of descriptors: free one by closing the oldest idle connection, and back off
+                // instead of spinning on an accept that fails at once.
+                if exhausted && connections.evict_idle() {
+                    state.metrics.connections_evicted.inc();
+                }
+                unreported += 1;
+                let now = tokio::time::Instant::now();
+                if last_report.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+                    tracing::warn!(error = %e, failures = unreported, "accept failed; backing off (said at most every 10 s)");
+                    last_report = Some(now);
+                    unreported = 0;
+                }
+                Backoff::wait(backoff.next_delay(), None).await;
                 continue;
             }
         };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
+        let admitted = connections.admit();
+        state
+            .metrics
+            .connections_open
+            .set(connections.open() as i64);
+        let (acceptor, app, state, connections) = (
+            acceptor.clone(),
+            app.clone(),
+            state.clone(),
+            connections.clone(),
+        );
+        let (handshake, headers) = (limits.handshake, limits.headers);
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+            let id = admitted.id;
+            let close = admitted.close.clone();
+            let serve = async {
+                let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
-                        tracing::warn!(remote = %addr, error = %e, "TLS handshake failed");
+                        tracing::debug!(remote = %addr, error = %e, "TLS handshake failed");
                         return;
                     }
-                    Err(_) => return,
+                    Err(_) => {
+                        tracing::debug!(remote = %addr, "TLS handshake timed out");
+                        return;
+                    }
                 };
-            let peer = Peer {
-                addr,
-                cert: auth::PeerCert::from_tls(tls.get_ref().1.peer_certificates()),
+                let peer = Peer {
+                    addr,
+                    cert: auth::PeerCert::from_tls(tls.get_ref().1.peer_certificates()),
+                };
+                let service = hyper::service::service_fn(
+                    move |mut request: hyper::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(peer.clone());
+                        let (app, connections) = (app.clone(), connections.clone());
+                        async move {
+                            connections.request(id, true);
+                            let response = app.oneshot(request).await;
+                            connections.request(id, false);
+                            response
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(headers)
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
             };
-            let service = hyper::service::service_fn(
-                move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(peer.clone());
-                    app.clone().oneshot(request)
-                },
-            );
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                .await;
+            tokio::select! {
+                () = serve => {}
+                () = close.notified() => tracing::debug!(remote = %addr, "idle connection closed to make room"),
+            }
+            drop(admitted);
+            state
+                .metrics
+                .connections_open
+                .set(state.metrics.connections_open.get() - 1);
         });
     }
 }
@@ -234,7 +334,8 @@ impl Delivery {
                 continue;
             }
             let p = delivered.pipeline;
-            metrics.events_rejected.inc_by(p.malformed + p.non_audit);
+            metrics.events_rejected.inc_by(p.non_audit);
+            metrics.events_unparsed.inc_by(p.malformed + p.salvaged);
             metrics.secrets_redacted.inc_by(p.redacted);
             metrics.policy_dropped.inc_by(p.policy_dropped);
             backoff.reset();

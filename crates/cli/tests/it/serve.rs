@@ -25,6 +25,8 @@ pub struct Serve {
     pub kubeconfig: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// `ulimit -n` for the process, when a test needs a small descriptor limit.
+    fd_limit: Option<u32>,
     process: Option<Spawned>,
 }
 
@@ -115,8 +117,18 @@ impl Serve {
             kubeconfig,
             args,
             env,
+            fd_limit: None,
             process: None,
         };
+        serve.restart().await;
+        serve
+    }
+
+    /// [`Serve::start`] under `ulimit -n fd_limit`.
+    pub async fn start_with_fd_limit(rx: &Receiver, extra: &[&str], fd_limit: u32) -> Self {
+        let mut serve = Self::start(rx, extra).await;
+        serve.kill9().await;
+        serve.fd_limit = Some(fd_limit);
         serve.restart().await;
         serve
     }
@@ -124,7 +136,18 @@ impl Serve {
     /// (Re)start the process and wait until it listens.
     pub async fn restart(&mut self) {
         let binary = Path::new(env!("CARGO_BIN_EXE_kube-audit-forwarder"));
-        let process = spawn_command(binary, &self.args, &self.env);
+        let process = match self.fd_limit {
+            None => spawn_command(binary, &self.args, &self.env),
+            Some(limit) => {
+                let mut args = vec![
+                    "-c".to_string(),
+                    format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
+                    binary.display().to_string(),
+                ];
+                args.extend(self.args.iter().cloned());
+                spawn_command(Path::new("/bin/sh"), &args, &self.env)
+            }
+        };
         wait_for(Duration::from_secs(10), "serve to listen", || {
             process.output().contains("listening on").then_some(())
         })
@@ -431,48 +454,50 @@ async fn a_full_spool_answers_429_and_nothing_is_lost_when_the_upload_recovers()
     );
 }
 
+/// Kill -9 at two moments chosen by the test, not by timing: while an upload is in flight (the receiver
+/// holds its answer) and a webhook request is half sent; then again with undelivered events in the spool.
 #[tokio::test]
 async fn kill_9_during_ingest_loses_no_acknowledged_event_and_duplicates_none() {
     let rx = Receiver::start(KEY, LOG_TYPE).await;
+    // The first upload is accepted but its answer held back: serve is killed before it hears of it.
+    rx.push_faults([Fault::SlowAccept(Duration::from_secs(30))]);
     let mut serve = Serve::start(&rx, &[]).await;
     let client = serve.client();
     let events = fixtures::numbered_events(1500);
-    // Batches keep arriving over ~1.5 s, as from a busy apiserver.
-    let senders: Vec<_> = events
-        .chunks(50)
-        .enumerate()
-        .map(|(i, batch)| {
-            let (client, batch) = (client.clone(), batch.to_vec());
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(50 * i as u64)).await;
-                client.send_batch(&batch).await
-            })
-        })
-        .collect();
-    // Kill while batches are arriving and being delivered, then again with the spool non-empty.
-    wait_for(Duration::from_secs(20), "some deliveries", || {
-        (rx.records().len() >= 100).then_some(())
-    })
-    .await;
-    serve.kill9().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    serve.restart().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    serve.kill9().await;
-    serve.restart().await;
-
+    let batches: Vec<&[Value]> = events.chunks(50).collect();
     let mut acknowledged = Vec::new();
-    let mut interrupted = 0;
-    for (sender, batch) in senders.into_iter().zip(events.chunks(50)) {
-        let outcome = sender.await.unwrap();
-        assert!(
-            outcome.acknowledged,
-            "the client retries until the restarted server answers: {outcome:?}"
-        );
-        interrupted += usize::from(outcome.statuses.contains(&0));
+    for batch in &batches[..10] {
+        assert!(client.send_batch(batch).await.acknowledged);
         acknowledged.extend(keys(batch));
     }
-    assert!(interrupted > 0, "the kills hit batches in flight");
+    wait_for(Duration::from_secs(20), "an upload in flight", || {
+        (!rx.attempts().is_empty()).then_some(())
+    })
+    .await;
+    // A request cut off mid-body by the kill: never acknowledged, so the client resends it.
+    let half_sent = half_send(&serve, &event_list(batches[10])).await;
+    serve.kill9().await;
+    drop(half_sent);
+    serve.restart().await;
+    for batch in &batches[10..20] {
+        assert!(client.send_batch(batch).await.acknowledged);
+        acknowledged.extend(keys(batch));
+    }
+    // Second kill, with the upload refusing: acknowledged events wait in the spool.
+    rx.set_always(Some(Fault::Status(503)));
+    for batch in &batches[20..] {
+        assert!(client.send_batch(batch).await.acknowledged);
+        acknowledged.extend(keys(batch));
+    }
+    wait_for(Duration::from_secs(20), "a refused upload", || {
+        rx.attempts().len().gt(&3).then_some(())
+    })
+    .await;
+    assert!(serve.spooled_segments() > 0);
+    serve.kill9().await;
+    rx.set_always(None);
+    serve.restart().await;
+
     wait_for(
         Duration::from_secs(60),
         "every acknowledged event delivered",
@@ -493,7 +518,40 @@ async fn kill_9_during_ingest_loses_no_acknowledged_event_and_duplicates_none() 
     let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     assert_eq!(got.len(), 1500);
+    // The held upload was resent after the restart under the same upload-id (the receiver kept it once).
+    let attempts = rx.attempts();
+    assert!(
+        attempts[1..].contains(&attempts[0]),
+        "the in-flight group resent with its id"
+    );
     assert_eq!(rx.violations(), Vec::<String>::new());
+}
+
+/// Send the headers and half of `body` as an authorised webhook POST, and keep the connection open.
+async fn half_send(
+    serve: &Serve,
+    body: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt as _;
+    let addr = serve
+        .client()
+        .base_url()
+        .trim_start_matches("https://")
+        .to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = slow_client_connector(&serve.pki.ca)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&body[..body.len() / 2]).await.unwrap();
+    tls.flush().await.unwrap();
+    tls
 }
 
 #[tokio::test]
@@ -562,4 +620,171 @@ async fn credentials_are_checked_before_a_body_is_read_and_oversize_bodies_get_4
             .await,
         2.0
     );
+}
+
+/// An `EventList` body written out by hand, so an item can hold what `serde_json::Value` cannot (`1e999`).
+fn raw_event_list(items: &[String]) -> Vec<u8> {
+    format!(
+        r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#,
+        items.join(",")
+    )
+    .into_bytes()
+}
+
+/// Regression: one item nested past serde_json's limit, or holding `1e999`, got the whole request a 400,
+/// and the apiserver (which does not retry a 400) dropped the other events of the batch, up to 400.
+#[tokio::test]
+async fn one_deep_or_odd_item_does_not_cost_the_rest_of_a_400_event_batch() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let serve = Serve::start(&rx, &[]).await;
+    // A full apiserver batch of real events with large objects (RequestResponse, ~10 KB each).
+    let mut events = fixtures::numbered_events(400);
+    for e in events.iter_mut().step_by(4) {
+        e["level"] = json!("RequestResponse");
+        e["responseObject"] = json!({"kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": "big", "namespace": "default"}, "data": {"blob": "x".repeat(10_000)}});
+    }
+    let mut items: Vec<String> = events.iter().map(Value::to_string).collect();
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    items[100] = items[100].replacen('{', &format!(r#"{{"requestObject":{{"spec":{deep}}},"#), 1);
+    items[200] = items[200].replacen('{', r#"{"generation":1e999,"#, 1);
+    let (status, _, text) = serve
+        .client()
+        .post_raw(raw_event_list(&items), false)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
+    wait_for(Duration::from_secs(30), "every event delivered", || {
+        (rx.records().len() == 400).then_some(())
+    })
+    .await;
+    let got = counts(&rx.records());
+    assert_eq!(got.len(), 400);
+    for i in [100, 200] {
+        let key = (
+            events[i]["auditID"].as_str().unwrap().to_string(),
+            events[i]["stage"].as_str().unwrap().to_string(),
+        );
+        assert_eq!(got.get(&key), Some(&1), "item {i} kept");
+    }
+    assert_eq!(rx.violations(), Vec::<String>::new());
+}
+
+/// Regression: clients that finish TLS and then send a header byte every few seconds were never
+/// disconnected; 300 of them exhausted 256 descriptors and locked out `/healthz` and the apiserver.
+#[tokio::test]
+async fn five_hundred_slow_clients_do_not_lock_out_the_apiserver() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let serve = Serve::start_with_fd_limit(&rx, &[], 256).await;
+    let addr: std::net::SocketAddr = serve
+        .client()
+        .base_url()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let connector = slow_client_connector(&serve.pki.ca);
+    let mut slow = Vec::new();
+    for _ in 0..500 {
+        let connector = connector.clone();
+        slow.push(tokio::spawn(async move {
+            let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+                return;
+            };
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let Ok(Ok(mut tls)) =
+                tokio::time::timeout(Duration::from_secs(30), connector.connect(name, tcp)).await
+            else {
+                return;
+            };
+            use tokio::io::AsyncWriteExt as _;
+            if tls
+                .write_all(b"POST /audit HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            // One byte every 5 s, forever (until the server closes the connection).
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                if tls.write_all(b"a").await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    // Let them connect and settle into dripping.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let client = serve.client();
+    let health = tokio::time::timeout(Duration::from_secs(5), client.get("/healthz")).await;
+    assert!(
+        matches!(health, Ok(Ok((200, _)))),
+        "{health:?}\n{}",
+        serve.output()
+    );
+    let events = fixtures::events(&fixtures::audit2rbac_demo());
+    let posted = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.post_raw(event_list(&events), false),
+    )
+    .await;
+    assert!(matches!(posted, Ok(Ok((200, _, _)))), "{posted:?}");
+    wait_for(Duration::from_secs(20), "the batch delivered", || {
+        (rx.records().len() == events.len()).then_some(())
+    })
+    .await;
+    assert!(serve.metric("kaf_connections_evicted_total ").await > 0.0);
+    // Running short of descriptors is logged, but not in a tight loop.
+    let output = serve.output();
+    assert!(output.matches("accept failed").count() <= 5, "{output}");
+    assert!(!output.contains("Too many open files\n".repeat(3).as_str()));
+    for task in slow {
+        task.abort();
+    }
+}
+
+/// A TLS client trusting the test PKI's CA, for raw slow connections.
+fn slow_client_connector(ca: &Path) -> tokio_rustls::TlsConnector {
+    let pem = std::fs::read(ca).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+/// A slow body is cut off after `--body-timeout-secs`: the connection cannot be held open by an
+/// authenticated client that never finishes its request either.
+#[tokio::test]
+async fn a_body_that_never_finishes_gets_408() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let serve = Serve::start(&rx, &["--body-timeout-secs", "1"]).await;
+    let addr = serve
+        .client()
+        .base_url()
+        .trim_start_matches("https://")
+        .to_string();
+    let connector = slow_client_connector(&serve.pki.ca);
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    tls.write_all(
+        format!("POST /audit HTTP/1.1\r\nHost: x\r\nAuthorization: BEARER {TOKEN}\r\nContent-Length: 100\r\n\r\n{{\"items\"").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
