@@ -1,14 +1,22 @@
 //! CloudWatch Logs subscription payloads (EKS control-plane logs).
 //!
-//! The Lambda receives `aws_lambda_events`' `LogsEvent`, already base64-decoded and gunzipped; replay files are
-//! decoded here with a more lenient decoder (padding optional, multi-member gzip) because files come from many
-//! tools. Both end in [`SubscriptionPayload::into_batch`], which applies the audit-stream selection.
+//! `awslogs.data` (base64 of gzip'd JSON) is decoded here, for the Lambda and for replay files alike, by
+//! [`Decoded::from_awslogs_data`]: padding optional, multi-member gzip, at most `limit` bytes decompressed
+//! (a gzip bomb fails alone), into one buffer sized from the gzip trailer. The messages, each one audit event
+//! as a JSON string, are then unescaped **in place** inside that buffer, so a full payload (25 MB of audit
+//! JSON) lives in memory once, with no copy per message, and every event refers to its slice of it.
+//!
+//! `aws_lambda_events`' `LogsEvent` is not used: it decodes during deserialisation without any bound, and its
+//! `LogData` copies every message. [`SubscriptionPayload`] is the same payload as plain serde types, for files
+//! that hold it already decoded and for building fixtures. Both end in the same audit-stream selection.
 
 use crate::{Batch, EnvelopeError, EnvelopeStats, Payload, RawEvent, Source};
-use aws_lambda_events::cloudwatch_logs::LogData;
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// The stream prefix of EKS audit logs (`kube-apiserver-` alone also matches the API server's own log).
 pub const AUDIT_STREAM_PREFIX: &str = "kube-apiserver-audit-";
@@ -35,25 +43,257 @@ pub struct LogEvent {
     pub message: String,
 }
 
-impl From<LogData> for SubscriptionPayload {
-    fn from(data: LogData) -> Self {
-        Self {
-            message_type: data.message_type,
-            owner: data.owner,
-            log_group: data.log_group,
-            log_stream: data.log_stream,
-            subscription_filters: data.subscription_filters,
-            log_events: data
-                .log_events
-                .into_iter()
-                .map(|e| LogEvent {
-                    id: e.id,
-                    timestamp: e.timestamp,
-                    message: e.message,
-                })
-                .collect(),
-        }
+/// A payload decoded from `awslogs.data`: its messages unescaped side by side in one shared buffer (freed
+/// when the last event of the batch is dropped).
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub message_type: String,
+    pub log_group: String,
+    pub log_stream: String,
+    pub events: Vec<DecodedEvent>,
+}
+
+/// One log event of a [`Decoded`] payload: its message is `buffer[range]`.
+#[derive(Debug, Clone)]
+pub struct DecodedEvent {
+    pub id: String,
+    pub timestamp: i64,
+    pub buffer: Arc<String>,
+    pub range: std::ops::Range<usize>,
+}
+
+impl DecodedEvent {
+    pub fn message(&self) -> &str {
+        self.buffer.get(self.range.clone()).unwrap_or_default()
     }
+}
+
+/// The JSON of a payload, borrowed from the decompressed buffer; messages only located, not read.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire<'a> {
+    #[serde(borrow)]
+    message_type: Cow<'a, str>,
+    #[serde(borrow)]
+    log_group: Cow<'a, str>,
+    #[serde(borrow)]
+    log_stream: Cow<'a, str>,
+    #[serde(borrow)]
+    log_events: Vec<WireEvent<'a>>,
+}
+
+#[derive(Deserialize)]
+struct WireEvent<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    timestamp: i64,
+    #[serde(borrow)]
+    message: &'a RawValue,
+}
+
+impl Decoded {
+    /// The payload of a Lambda event from a CloudWatch Logs subscription (`{"awslogs":{"data":"…"}}`).
+    pub fn from_lambda_event(event: &[u8], limit: usize) -> Result<Self, EnvelopeError> {
+        #[derive(Deserialize)]
+        struct Event<'a> {
+            #[serde(borrow)]
+            awslogs: AwsLogs<'a>,
+        }
+        #[derive(Deserialize)]
+        struct AwsLogs<'a> {
+            #[serde(borrow)]
+            data: Cow<'a, str>,
+        }
+        let event: Event<'_> = serde_json::from_slice(event).map_err(EnvelopeError::Json)?;
+        Self::from_awslogs_data(&event.awslogs.data, limit)
+    }
+
+    /// Decode the `awslogs.data` string: base64 (padding optional), gzip (multi-member, at most `limit` bytes
+    /// decompressed), the payload's JSON, and each message unescaped in place.
+    pub fn from_awslogs_data(data: &str, limit: usize) -> Result<Self, EnvelopeError> {
+        let engine = GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+        );
+        let compressed = engine
+            .decode(data.trim())
+            .map_err(|_| EnvelopeError::Base64)?;
+        let mut buffer = crate::gunzip::gunzip(&compressed, limit)?;
+        drop(compressed);
+        let (message_type, log_group, log_stream, mut events) = {
+            let wire: Wire<'_> = serde_json::from_slice(&buffer).map_err(EnvelopeError::Json)?;
+            let base = buffer.as_ptr() as usize;
+            let events: Vec<(String, i64, std::ops::Range<usize>)> = wire
+                .log_events
+                .iter()
+                .map(|e| {
+                    let raw = e.message.get();
+                    let start = raw.as_ptr() as usize - base;
+                    (e.id.to_string(), e.timestamp, start..start + raw.len())
+                })
+                .collect();
+            (
+                wire.message_type.into_owned(),
+                wire.log_group.into_owned(),
+                wire.log_stream.into_owned(),
+                events,
+            )
+        };
+        // Unescape each message over the bytes already read: output never outruns input.
+        let mut written = 0;
+        for (index, (_, _, range)) in events.iter_mut().enumerate() {
+            let end = unescape_in_place(&mut buffer, range.clone(), written).ok_or_else(|| {
+                EnvelopeError::Json(serde::de::Error::custom(format!(
+                    "logEvents[{index}].message is not a JSON string"
+                )))
+            })?;
+            *range = written..end;
+            written = end;
+        }
+        buffer.truncate(written);
+        let buffer = Arc::new(String::from_utf8(buffer).map_err(|_| {
+            EnvelopeError::Json(serde::de::Error::custom("a message is not valid UTF-8"))
+        })?);
+        let pieces = events
+            .into_iter()
+            .map(|(id, timestamp, range)| DecodedEvent {
+                id,
+                timestamp,
+                buffer: buffer.clone(),
+                range,
+            })
+            .collect();
+        Ok(Self {
+            message_type,
+            log_group,
+            log_stream,
+            events: pieces,
+        })
+    }
+
+    /// The events to forward: see [`select`].
+    pub fn into_batch(self, stream_prefix: &str, stats: &mut EnvelopeStats) -> Batch {
+        let (source, forward) = select(
+            &self.message_type,
+            &self.log_group,
+            self.log_stream,
+            self.events.len(),
+            stream_prefix,
+            stats,
+        );
+        if !forward {
+            return Batch {
+                source,
+                events: Vec::new(),
+            };
+        }
+        let events = self
+            .events
+            .into_iter()
+            .map(|e| RawEvent {
+                id: e.id,
+                envelope_time_ms: Some(e.timestamp),
+                payload: Payload::InBuffer {
+                    buffer: e.buffer,
+                    range: e.range,
+                },
+            })
+            .collect();
+        Batch { source, events }
+    }
+}
+
+/// The JSON string literal at `literal` in `buffer`, unescaped into `buffer[out..]` (`out` ≤ its start);
+/// returns where the output ends, or `None` if it is not a well-formed string. Every escape is at least as
+/// long as what it stands for, so writing never overtakes reading.
+fn unescape_in_place(
+    buffer: &mut [u8],
+    literal: std::ops::Range<usize>,
+    out: usize,
+) -> Option<usize> {
+    let (start, end) = (literal.start, literal.end);
+    if end < start + 2 || buffer.get(start) != Some(&b'"') || buffer.get(end - 1) != Some(&b'"') {
+        return None;
+    }
+    let (mut read, mut write) = (start + 1, out);
+    let stop = end - 1;
+    while read < stop {
+        let run = memchr::memchr(b'\\', &buffer[read..stop]).map_or(stop - read, |at| at);
+        buffer.copy_within(read..read + run, write);
+        read += run;
+        write += run;
+        if read >= stop {
+            break;
+        }
+        let escape = *buffer.get(read + 1)?;
+        read += 2;
+        let byte = match escape {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let unit = |at: usize| -> Option<u32> {
+                    let hex = std::str::from_utf8(buffer.get(at..at + 4)?).ok()?;
+                    u32::from_str_radix(hex, 16).ok()
+                };
+                let first = unit(read)?;
+                read += 4;
+                let c = if (0xD800..0xDC00).contains(&first) {
+                    if buffer.get(read..read + 2)? != b"\\u" {
+                        return None;
+                    }
+                    let low = unit(read + 2)?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    read += 6;
+                    char::from_u32(0x10000 + ((first - 0xD800) << 10) + (low - 0xDC00))?
+                } else {
+                    char::from_u32(first)?
+                };
+                let mut utf8 = [0u8; 4];
+                let encoded = c.encode_utf8(&mut utf8).as_bytes();
+                buffer[write..write + encoded.len()].copy_from_slice(encoded);
+                write += encoded.len();
+                continue;
+            }
+            _ => return None,
+        };
+        buffer[write] = byte;
+        write += 1;
+    }
+    Some(write)
+}
+
+/// The audit-stream selection, shared by both payload shapes: the source, and whether its events are
+/// forwarded. `CONTROL_MESSAGE`s and streams not starting with `stream_prefix` are not, and are counted.
+fn select(
+    message_type: &str,
+    log_group: &str,
+    log_stream: String,
+    events: usize,
+    stream_prefix: &str,
+    stats: &mut EnvelopeStats,
+) -> (Source, bool) {
+    let source = Source {
+        cluster: cluster_from_log_group(log_group).to_string(),
+        stream: log_stream,
+        event_pointer: None,
+    };
+    if message_type == "CONTROL_MESSAGE" {
+        stats.control_messages += 1;
+        return (source, false);
+    }
+    if !source.stream.starts_with(stream_prefix) {
+        stats.skipped_stream_events += events as u64;
+        return (source, false);
+    }
+    (source, true)
 }
 
 /// `/aws/eks/<cluster>/cluster` → `<cluster>`; any other log group is its own identity.
@@ -66,68 +306,18 @@ pub fn cluster_from_log_group(log_group: &str) -> &str {
 }
 
 impl SubscriptionPayload {
-    /// Decode the `awslogs.data` string: base64 (padding optional), gzip (multi-member, at most `limit` bytes
-    /// decompressed), then the JSON of CloudWatch's `LogData` (all six fields, as CloudWatch always sends
-    /// them), parsed from the slice.
-    pub fn from_awslogs_data(data: &str, limit: usize) -> Result<Self, EnvelopeError> {
-        let engine = GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-        );
-        let compressed = engine
-            .decode(data.trim())
-            .map_err(|_| EnvelopeError::Base64)?;
-        let json = crate::gunzip::gunzip(&compressed, limit)?;
-        drop(compressed);
-        Self::from_json(&json)
-    }
-
-    /// The payload of a Lambda event from a CloudWatch Logs subscription (`{"awslogs":{"data":"…"}}`), read
-    /// from the event's bytes. Unlike `aws_lambda_events`' `LogsEvent`, which decodes during deserialisation
-    /// without bounds, the gzip is expanded through [`crate::gunzip`] with `limit`.
-    pub fn from_lambda_event(event: &[u8], limit: usize) -> Result<Self, EnvelopeError> {
-        #[derive(Deserialize)]
-        struct Event<'a> {
-            #[serde(borrow)]
-            awslogs: AwsLogs<'a>,
-        }
-        #[derive(Deserialize)]
-        struct AwsLogs<'a> {
-            #[serde(borrow)]
-            data: std::borrow::Cow<'a, str>,
-        }
-        let event: Event<'_> = serde_json::from_slice(event).map_err(EnvelopeError::Json)?;
-        Self::from_awslogs_data(&event.awslogs.data, limit)
-    }
-
-    /// A decoded payload's JSON; `LogData` when it has all six fields, else the lenient shape (files made by
-    /// other tools may lack `owner` or `subscriptionFilters`).
-    pub fn from_json(json: &[u8]) -> Result<Self, EnvelopeError> {
-        match serde_json::from_slice::<LogData>(json) {
-            Ok(data) => Ok(data.into()),
-            Err(strict) => {
-                serde_json::from_slice::<Self>(json).map_err(|_| EnvelopeError::Json(strict))
-            }
-        }
-    }
-
-    /// The events to forward. `CONTROL_MESSAGE`s and streams not starting with `stream_prefix` give an empty
-    /// batch and are counted in `stats`.
+    /// The events to forward; see [`select`].
     pub fn into_batch(self, stream_prefix: &str, stats: &mut EnvelopeStats) -> Batch {
-        let source = Source {
-            cluster: cluster_from_log_group(&self.log_group).to_string(),
-            stream: self.log_stream,
-            event_pointer: None,
-        };
-        if self.message_type == "CONTROL_MESSAGE" {
-            stats.control_messages += 1;
-            return Batch {
-                source,
-                events: Vec::new(),
-            };
-        }
-        if !source.stream.starts_with(stream_prefix) {
-            stats.skipped_stream_events += self.log_events.len() as u64;
+        let count = self.log_events.len();
+        let (source, forward) = select(
+            &self.message_type,
+            &self.log_group,
+            self.log_stream,
+            count,
+            stream_prefix,
+            stats,
+        );
+        if !forward {
             return Batch {
                 source,
                 events: Vec::new(),
@@ -172,6 +362,37 @@ mod tests {
         let mut enc = GzEncoder::new(Vec::new(), Compression::default());
         enc.write_all(bytes).unwrap();
         enc.finish().unwrap()
+    }
+
+    #[test]
+    fn escapes_of_every_kind_unescape_in_place() {
+        let payload = r#"{"messageType":"DATA_MESSAGE","logGroup":"/aws/eks/c/cluster","logStream":"kube-apiserver-audit-1","logEvents":[
+            {"id":"1","timestamp":1,"message":"{\"a\":\"\ud83d\ude00 \u00e9 \u2028 \/ \\ \b\f\n\r\t\"}"},
+            {"id":"2","timestamp":2,"message":""},
+            {"id":"3","timestamp":3,"message":"plain"}]}"#;
+        let data = base64::engine::general_purpose::STANDARD.encode(gzip(payload.as_bytes()));
+        let decoded = Decoded::from_awslogs_data(&data, 1 << 20).unwrap();
+        let batch = decoded.into_batch(AUDIT_STREAM_PREFIX, &mut EnvelopeStats::default());
+        let texts: Vec<&str> = batch
+            .events
+            .iter()
+            .map(|e| e.payload.text().unwrap())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "{\"a\":\"😀 é \u{2028} / \\ \u{8}\u{c}\n\r\t\"}",
+                "",
+                "plain"
+            ]
+        );
+        for bad in [r#"\ud83d"#, r#"\x"#, r#"\u12"#] {
+            let payload = format!(
+                r#"{{"messageType":"DATA_MESSAGE","logGroup":"g","logStream":"s","logEvents":[{{"id":"1","timestamp":1,"message":"{bad}"}}]}}"#
+            );
+            let data = base64::engine::general_purpose::STANDARD.encode(gzip(payload.as_bytes()));
+            assert!(Decoded::from_awslogs_data(&data, 1 << 20).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -228,18 +449,20 @@ mod tests {
         let mut two_members = gzip(first);
         two_members.extend(gzip(second));
         let data = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&two_members);
-        let decoded = SubscriptionPayload::from_awslogs_data(&data, 1 << 20).unwrap();
+        let decoded = Decoded::from_awslogs_data(&data, 1 << 20).unwrap();
         assert_eq!(decoded.log_stream, "kube-apiserver-audit-a");
+        let batch = decoded.into_batch(AUDIT_STREAM_PREFIX, &mut EnvelopeStats::default());
+        assert_eq!(batch.events[0].payload.text(), Some("{}"));
         assert!(matches!(
-            SubscriptionPayload::from_awslogs_data(&data, 10),
+            Decoded::from_awslogs_data(&data, 10),
             Err(EnvelopeError::TooLarge { limit: 10 })
         ));
         assert!(matches!(
-            SubscriptionPayload::from_awslogs_data("%%%", 1 << 20),
+            Decoded::from_awslogs_data("%%%", 1 << 20),
             Err(EnvelopeError::Base64)
         ));
         assert!(matches!(
-            SubscriptionPayload::from_awslogs_data("aGVsbG8=", 1 << 20),
+            Decoded::from_awslogs_data("aGVsbG8=", 1 << 20),
             Err(EnvelopeError::Gzip(_))
         ));
     }

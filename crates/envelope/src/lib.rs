@@ -16,6 +16,8 @@ pub mod cloudwatch;
 pub mod failover;
 pub mod gunzip;
 pub mod lines;
+#[cfg(test)]
+mod props;
 pub mod sniff;
 pub mod webhook;
 
@@ -49,6 +51,11 @@ pub enum Payload {
     Text(String),
     /// Text the envelope keeps too (AKS records, for the failover), shared instead of copied.
     Shared(std::sync::Arc<str>),
+    /// A slice of a buffer shared by the whole batch (CloudWatch messages, unescaped in place).
+    InBuffer {
+        buffer: std::sync::Arc<String>,
+        range: std::ops::Range<usize>,
+    },
     Json(Value),
 }
 
@@ -58,6 +65,7 @@ impl Payload {
         match self {
             Self::Text(t) => Some(t),
             Self::Shared(t) => Some(t),
+            Self::InBuffer { buffer, range } => buffer.get(range.clone()),
             Self::Json(_) => None,
         }
     }

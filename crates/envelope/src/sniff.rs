@@ -13,7 +13,7 @@
 //! Any of them may be gzip-compressed (recognised by its magic bytes, not the file name).
 
 use crate::azure::{self, Invocation};
-use crate::cloudwatch::SubscriptionPayload;
+use crate::cloudwatch::{Decoded, SubscriptionPayload};
 use crate::failover::FailoverRecord;
 use crate::{Batch, EnvelopeError, EnvelopeStats, Payload, RawEvent, Source, lines};
 use serde_json::Value;
@@ -56,8 +56,8 @@ pub fn decode_file(
 
     // A file that is one JSON document: a cloud envelope, an array of events, or a single event.
     if let Ok(doc) = serde_json::from_str::<Value>(&text) {
-        if let Some(payload) = subscription_in(&doc, ctx.max_decompressed)? {
-            return Ok(vec![payload.into_batch(ctx.stream_prefix, stats)]);
+        if let Some(batch) = subscription_in(&doc, ctx, stats)? {
+            return Ok(vec![batch]);
         }
         if doc.get("Data").is_some() {
             drop(doc);
@@ -136,8 +136,8 @@ pub fn decode_file(
             line: i + 1,
             reason: e.to_string(),
         })?;
-        match subscription_in(&doc, ctx.max_decompressed)? {
-            Some(payload) => batches.push(payload.into_batch(ctx.stream_prefix, stats)),
+        match subscription_in(&doc, ctx, stats)? {
+            Some(batch) => batches.push(batch),
             None => {
                 return Err(EnvelopeError::Line {
                     line: i + 1,
@@ -163,21 +163,23 @@ fn aks_batches(invocation: Invocation) -> Vec<Batch> {
         .collect()
 }
 
-/// The subscription payload inside a Lambda event, a destination record, or the payload itself.
+/// The batch of the subscription payload inside a Lambda event, a destination record, or the payload itself.
 fn subscription_in(
     doc: &Value,
-    limit: usize,
-) -> Result<Option<SubscriptionPayload>, EnvelopeError> {
+    ctx: &FileContext<'_>,
+    stats: &mut EnvelopeStats,
+) -> Result<Option<Batch>, EnvelopeError> {
     let awslogs = doc
         .get("awslogs")
         .or_else(|| doc.get("requestPayload").and_then(|p| p.get("awslogs")));
     if let Some(data) = awslogs.and_then(|a| a.get("data")).and_then(Value::as_str) {
-        return SubscriptionPayload::from_awslogs_data(data, limit).map(Some);
+        let decoded = Decoded::from_awslogs_data(data, ctx.max_decompressed)?;
+        return Ok(Some(decoded.into_batch(ctx.stream_prefix, stats)));
     }
     if doc.get("logEvents").is_some() && doc.get("logGroup").is_some() {
-        return serde_json::from_value(doc.clone())
-            .map(Some)
-            .map_err(EnvelopeError::Json);
+        let payload: SubscriptionPayload =
+            serde_json::from_value(doc.clone()).map_err(EnvelopeError::Json)?;
+        return Ok(Some(payload.into_batch(ctx.stream_prefix, stats)));
     }
     Ok(None)
 }

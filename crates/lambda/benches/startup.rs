@@ -101,8 +101,29 @@ async fn main() {
         .await;
         peak_rss_kib(pid)
     };
+    // `BENCH_RSS_TRACE=1`: the handler's RSS every 20 ms while it works.
+    let trace = std::env::var("BENCH_RSS_TRACE").is_ok().then(|| {
+        tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            loop {
+                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find(|l| l.starts_with("VmRSS:"))
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_default();
+                eprintln!("{:>5} ms {rss}", start.elapsed().as_millis());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    });
     let id = runtime.invoke(event, Duration::from_secs(120));
     let done = runtime.finished(&id, Duration::from_secs(120)).await;
+    if let Some(trace) = trace {
+        trace.abort();
+    }
     let ok = matches!(done.outcome, Outcome::Response(_));
     println!(
         "peak RSS: idle {} KiB; after a {events}-event payload ({gz} bytes gzip) handled in {:?} (ok: {ok}, {} records uploaded): {} KiB",

@@ -9,7 +9,7 @@
 use crate::init::Forwarder;
 use crate::runtime::{Diagnostic, Invocation, retry_budget};
 use kaf_envelope::EnvelopeError;
-use kaf_envelope::cloudwatch::SubscriptionPayload;
+use kaf_envelope::cloudwatch::Decoded;
 use kaf_upload::{DeliveryError, Summary};
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -72,7 +72,7 @@ pub async fn handle(forwarder: &Forwarder, invocation: &Invocation) -> Result<Su
     let deadline = tokio::time::Instant::now() + budget.remaining;
 
     let mut summary = Summary::default();
-    let payload = SubscriptionPayload::from_lambda_event(&invocation.body, forwarder.max_decompressed)
+    let payload = Decoded::from_lambda_event(&invocation.body, forwarder.max_decompressed)
         .map_err(|e| {
             let diagnostic = unreadable(&e);
             tracing::error!(error = %diagnostic.error_message, "event not forwarded; failing the invocation so Lambda keeps it");

@@ -936,4 +936,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

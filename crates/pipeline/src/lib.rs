@@ -549,7 +549,7 @@ impl Pipeline {
     fn read_event(&self, payload: Payload, pointer: Option<&str>) -> Read {
         let (mut doc, mut salvaged) = match payload {
             Payload::Json(doc) => (doc, Vec::new()),
-            Payload::Text(_) | Payload::Shared(_) => {
+            Payload::Text(_) | Payload::Shared(_) | Payload::InBuffer { .. } => {
                 let text = payload.text().unwrap_or_default();
                 match salvage::parse_text(text, self.redact_secrets) {
                     salvage::Parsed::Document { doc, salvaged } => (doc, salvaged),
@@ -742,6 +742,7 @@ fn payload_len(payload: &Payload) -> u64 {
     match payload {
         Payload::Text(t) => t.len() as u64,
         Payload::Shared(t) => t.len() as u64,
+        Payload::InBuffer { range, .. } => range.len() as u64,
         Payload::Json(v) => {
             struct Count(u64);
             impl std::io::Write for Count {

@@ -125,3 +125,44 @@ pub fn production_aks_invocation(bodies: usize) -> (Value, usize) {
         .sum();
     (functions_invocation(&packed, "0", 1), carried)
 }
+
+/// The largest Lambda event a CloudWatch Logs subscription can deliver: as many real events (Metadata and
+/// RequestResponse, each with its own `auditID`) as fit in Lambda's 1 MB async payload limit, and how many.
+pub fn largest_lambda_event() -> (Value, usize) {
+    const LIMIT: usize = 1_000_000;
+    let mut pool = crate::fixtures::events(&crate::fixtures::audit2rbac_v1beta1());
+    pool.extend(crate::fixtures::falco_events());
+    let events_of = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| {
+                let mut e = pool[i % pool.len()].clone();
+                e["auditID"] = json!(format!("{i:08}-0000-4000-8000-000000000000"));
+                e
+            })
+            .collect()
+    };
+    let size = |n: usize| {
+        lambda_event(&subscription("big", AUDIT_STREAM, &messages(&events_of(n))))
+            .to_string()
+            .len()
+    };
+    // Grow, then bisect to the last count that fits.
+    let (mut low, mut high) = (1_000, 2_000);
+    while size(high) <= LIMIT {
+        low = high;
+        high *= 2;
+    }
+    while high - low > 50 {
+        let mid = (low + high) / 2;
+        if size(mid) <= LIMIT {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    let events = events_of(low);
+    (
+        lambda_event(&subscription("big", AUDIT_STREAM, &messages(&events))),
+        low,
+    )
+}

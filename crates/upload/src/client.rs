@@ -100,6 +100,11 @@ pub struct DeliveryOutcome {
 }
 
 impl DeliveryOutcome {
+    /// Records not delivered.
+    pub fn undelivered(&self) -> usize {
+        self.failed.iter().map(|f| f.records.len()).sum()
+    }
+
     /// The error to report for the whole delivery: the most severe one.
     pub fn worst_error(&self) -> Option<&DeliveryError> {
         self.failed

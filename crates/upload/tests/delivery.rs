@@ -166,14 +166,7 @@ async fn quota_signals_stop_retrying_in_either_header_convention() {
         // No retries, and requests not yet sent were not sent after the signal.
         assert_eq!(outcome.stats.retries, 0);
         assert!(rx.attempts().len() <= 3);
-        assert_eq!(
-            outcome
-                .failed
-                .iter()
-                .map(|f| f.records.len())
-                .sum::<usize>(),
-            1200
-        );
+        assert_eq!(outcome.undelivered(), 1200);
     }
 }
 
@@ -255,14 +248,7 @@ async fn redirects_are_never_followed_and_never_count_as_delivered() {
             let up = uploader(&rx, |s| s.concurrency = 1);
             let outcome = up.deliver("demo/stream", &records(700), deadline(10)).await;
             assert_eq!(outcome.stats.records_delivered, 0, "{status} {location}");
-            assert_eq!(
-                outcome
-                    .failed
-                    .iter()
-                    .map(|f| f.records.len())
-                    .sum::<usize>(),
-                700
-            );
+            assert_eq!(outcome.undelivered(), 700);
             let error = outcome.worst_error().unwrap();
             assert_eq!(error.class(), "configuration");
             let message = error.to_string();

@@ -103,6 +103,22 @@ async fn ten_thousand_events_are_split_within_the_limits() {
     assert!(counts.values().all(|&c| c == 1));
 }
 
+/// The largest payload CloudWatch can hand the function (1 MB of Lambda event, ~25 MB of audit JSON):
+/// every event delivered once, within the API's limits.
+#[tokio::test]
+async fn the_largest_cloudwatch_payload_is_delivered_whole() {
+    let lambda = start(json!({}), &[]).await;
+    let (event, n) = kaf_testkit::payloads::largest_lambda_event();
+    let size = event.to_string().len();
+    assert!((950_000..=1_000_000).contains(&size), "{size} bytes");
+    let done = lambda.invoke(event, Duration::from_secs(120)).await;
+    assert_eq!(summary(&done.outcome)["forwarded"], json!(n));
+    assert_eq!(lambda.rx.violations(), Vec::<String>::new());
+    let counts = delivered(&lambda.rx.records());
+    assert_eq!(counts.len(), n);
+    assert!(counts.values().all(|&c| c == 1));
+}
+
 #[tokio::test]
 async fn control_messages_and_other_streams_are_acknowledged_without_upload() {
     let lambda = start(json!({}), &[]).await;

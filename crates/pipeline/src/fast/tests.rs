@@ -80,7 +80,7 @@ fn context(redact: bool) -> Context<'static> {
 const JSON_TEXT: [&str; 2] = ["requestobject", "responseobject"];
 
 /// Compare the fast path's record with the generic pipeline's for `text`; `true` if the fast path took it.
-fn agree(text: &str, redact: bool, origin: &str) -> bool {
+pub(super) fn agree(text: &str, redact: bool, origin: &str) -> bool {
     let generic = Pipeline::new(None)
         .unwrap()
         .with_secret_redaction(redact)

@@ -1,0 +1,235 @@
+//! Property tests over generated audit events (bounded case counts, so they run in `cargo test`):
+//! the fast path and the generic path agree (fields, values, `Log-Size`) with redaction on and off, no
+//! generated secret value reaches any record, and every event is forwarded or counted with a reason.
+
+#![allow(clippy::unwrap_used)]
+
+use super::tests::agree;
+use crate::Pipeline;
+use kaf_envelope::{Batch, Payload, RawEvent, Source};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const NOW: i64 = 1_796_256_000_000;
+
+/// A secret value: distinctive, so a leak is found by searching the records' text.
+fn secret() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9]{10,20}".prop_map(|s| format!("S3CR3T{s}"))
+}
+
+/// Text with the characters that make escaping hard: quotes, backslashes, controls, `<>&`, non-ASCII.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9:.-]{1,24}",
+        "\\PC{0,16}",
+        Just("quote\"back\\slash<tag>&amp;\u{1}é😀".to_string()),
+        Just(String::new()),
+    ]
+}
+
+/// Where a generated secret is placed: every place redaction covers (`contracts/k8s-audit.md` §5).
+#[derive(Debug, Clone)]
+enum Holder {
+    None,
+    SecretObject,
+    SecretPatch,
+    SecretInLastApplied,
+    SecretList,
+    ConfigMapKey,
+    ConfigMapLine,
+    TokenRequest,
+    TokenReview,
+    UriQuery,
+}
+
+fn holder() -> impl Strategy<Value = Holder> {
+    prop_oneof![
+        Just(Holder::None),
+        Just(Holder::SecretObject),
+        Just(Holder::SecretPatch),
+        Just(Holder::SecretInLastApplied),
+        Just(Holder::SecretList),
+        Just(Holder::ConfigMapKey),
+        Just(Holder::ConfigMapLine),
+        Just(Holder::TokenRequest),
+        Just(Holder::TokenReview),
+        Just(Holder::UriQuery),
+    ]
+}
+
+/// An audit event with a secret (if any) where `holder` says, plus random identity and objects.
+fn event() -> impl Strategy<Value = (Value, Option<String>)> {
+    (
+        "[a-f0-9]{8}-[a-f0-9]{4}",
+        prop_oneof![
+            Just("RequestReceived"),
+            Just("ResponseStarted"),
+            Just("ResponseComplete"),
+            Just("Panic")
+        ],
+        prop_oneof![Just("get"), Just("list"), Just("create"), Just("patch"), Just("delete")],
+        text(),
+        proptest::collection::vec(text(), 0..3),
+        holder(),
+        secret(),
+        (text(), any::<u16>(), any::<bool>()),
+    )
+        .prop_map(|(id, stage, verb, user, groups, holder, secret, (name, code, big))| {
+            let mut e = json!({
+                "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
+                "auditID": id, "stage": stage, "verb": verb,
+                "requestURI": format!("/api/v1/namespaces/default/pods/{name}"),
+                "user": {"username": user, "groups": groups},
+                "sourceIPs": ["10.0.0.1"], "userAgent": name,
+                "objectRef": {"resource": "pods", "namespace": "default", "name": name, "apiVersion": "v1"},
+                "responseStatus": {"metadata": {}, "code": code},
+                "requestReceivedTimestamp": "2026-04-20T16:32:59.930178Z",
+                "stageTimestamp": "2026-04-20T16:32:59.940000Z",
+                "annotations": {"authorization.k8s.io/decision": "allow", "note": name},
+            });
+            if big {
+                e["responseObject"] = json!({"kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": name, "image": "x"}]}});
+            }
+            let resource = |e: &mut Value, r: &str| e["objectRef"]["resource"] = json!(r);
+            let held = match holder {
+                Holder::None => None,
+                Holder::SecretObject => {
+                    resource(&mut e, "secrets");
+                    e["requestObject"] = json!({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": name},
+                        "data": {"password": secret}, "stringData": {"token": secret}});
+                    Some(secret)
+                }
+                Holder::SecretPatch => {
+                    resource(&mut e, "secrets");
+                    e["requestObject"] = json!([{"op": "replace", "path": "/data/password", "value": secret}]);
+                    Some(secret)
+                }
+                Holder::SecretInLastApplied => {
+                    resource(&mut e, "secrets");
+                    let applied = json!({"kind": "Secret", "apiVersion": "v1", "data": {"key": secret}}).to_string();
+                    e["responseObject"] = json!({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": name,
+                        "annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied}}, "data": {}});
+                    Some(secret)
+                }
+                Holder::SecretList => {
+                    resource(&mut e, "secrets");
+                    e["responseObject"] = json!({"kind": "SecretList", "apiVersion": "v1",
+                        "items": [{"metadata": {"name": "a"}, "data": {"k": secret}}]});
+                    Some(secret)
+                }
+                Holder::ConfigMapKey => {
+                    resource(&mut e, "configmaps");
+                    e["requestObject"] = json!({"kind": "ConfigMap", "apiVersion": "v1", "data": {"db_password": secret, "plain": name}});
+                    Some(secret)
+                }
+                Holder::ConfigMapLine => {
+                    resource(&mut e, "configmaps");
+                    e["requestObject"] = json!({"kind": "ConfigMap", "apiVersion": "v1",
+                        "data": {"app.properties": format!("mode=fast\napi_key = {secret}\n")}});
+                    Some(secret)
+                }
+                Holder::TokenRequest => {
+                    resource(&mut e, "serviceaccounts");
+                    e["objectRef"]["subresource"] = json!("token");
+                    e["responseObject"] = json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                        "status": {"token": secret, "expirationTimestamp": "2026-04-20T17:32:59Z"}});
+                    Some(secret)
+                }
+                Holder::TokenReview => {
+                    resource(&mut e, "tokenreviews");
+                    e["objectRef"]["apiGroup"] = json!("authentication.k8s.io");
+                    e["requestObject"] = json!({"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+                        "spec": {"token": secret}});
+                    Some(secret)
+                }
+                Holder::UriQuery => {
+                    e["requestURI"] = json!(format!("/api/v1/namespaces/default/pods?watch=1&token={secret}"));
+                    Some(secret)
+                }
+            };
+            (e, held)
+        })
+}
+
+fn batch(payloads: Vec<Payload>) -> Batch {
+    Batch {
+        source: Source {
+            cluster: "c1".into(),
+            stream: "kube-apiserver-audit-x".into(),
+            event_pointer: None,
+        },
+        events: payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, payload)| RawEvent {
+                id: format!("e{i}"),
+                envelope_time_ms: Some(NOW - 1000),
+                payload,
+            })
+            .collect(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whenever the fast path takes an event, it writes what the generic path (the oracle) writes.
+    #[test]
+    fn the_fast_and_generic_paths_agree((event, _) in event(), redact in any::<bool>()) {
+        agree(&event.to_string(), redact, "generated");
+    }
+
+    /// With redaction on, no secret value reaches a record, on either path.
+    #[test]
+    fn no_secret_value_reaches_a_record((event, secret) in event()) {
+        let text = event.to_string();
+        for pipeline in [Pipeline::new(None).unwrap(), Pipeline::new(None).unwrap().without_fast_path()] {
+            let out = pipeline.process(batch(vec![Payload::Text(text.clone())]), NOW);
+            prop_assert_eq!(out.records.len(), 1);
+            if let Some(secret) = &secret {
+                prop_assert!(!out.records[0].json.contains(secret.as_str()), "{}", out.records[0].json);
+            }
+        }
+    }
+
+    /// Every event in is forwarded or counted with a reason, whatever the mix: good events, repeats, text
+    /// that is not JSON, JSON that is not an event, events the parser cannot take whole.
+    #[test]
+    fn every_event_is_forwarded_or_counted(
+        items in proptest::collection::vec(
+            prop_oneof![
+                event().prop_map(|(e, _)| e.to_string()),
+                "\\PC{0,40}",
+                Just("{\"kind\": 0}".to_string()),
+                Just("[1,2]".to_string()),
+                Just(format!("{{\"kind\":\"Event\",\"auditID\":\"d\",\"stage\":\"ResponseComplete\",\"requestObject\":{}{}}}", "[".repeat(200), "]".repeat(200))),
+                Just("{\"kind\":\"Event\",\"auditID\":\"n\",\"stage\":\"ResponseComplete\",\"x\":1e999}".to_string()),
+            ],
+            0..12,
+        ),
+        repeat in any::<bool>(),
+        fast in any::<bool>(),
+    ) {
+        let mut payloads: Vec<Payload> = items.iter().cloned().map(Payload::Text).collect();
+        if repeat {
+            payloads.extend(items.iter().cloned().map(Payload::Text));
+        }
+        let n = payloads.len() as u64;
+        let pipeline = Pipeline::new(None).unwrap();
+        let pipeline = if fast { pipeline } else { pipeline.without_fast_path() };
+        let out = pipeline.process(batch(payloads), NOW);
+        let s = out.stats;
+        prop_assert_eq!(s.events_in, n);
+        prop_assert_eq!(
+            s.forwarded + s.deduplicated + s.non_audit + s.policy_dropped + s.filtered + s.oversize_dropped,
+            n,
+            "{:?}", s
+        );
+        prop_assert_eq!(out.records.len() as u64, s.forwarded);
+        for record in &out.records {
+            let parsed: Value = serde_json::from_str(&record.json).unwrap();
+            let ts = parsed["_zl_timestamp"].as_i64().unwrap();
+            prop_assert!(kaf_config::plausible_ms(ts, NOW), "{}", ts);
+        }
+    }
+}
