@@ -212,8 +212,10 @@ mod tests {
     #[tokio::test]
     async fn checkpoints_follow_delivery_and_an_outage_delays_them_without_loss() {
         let rx = Arc::new(Receiver::start(KEY, "t").await);
-        // The first batch meets an outage longer than one settle deadline.
-        rx.push_faults(std::iter::repeat_n(Fault::Status(503), 40));
+        // The first batch meets a refusal that ends each settle at once (no waiting on deadlines), three
+        // times over: three settles fail before one delivers.
+        let quota = Fault::Headers(200, vec![("LOG_LICENSE_EXCEEDS".into(), "True".into())]);
+        rx.push_faults(std::iter::repeat_n(quota, 3));
         let (batches, events) = batches();
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut source = MemorySource {
@@ -225,7 +227,7 @@ mod tests {
         let stats = drain_partition(&state(&rx), &mut source, &options())
             .await
             .unwrap();
-        assert!(stats.retries >= 1, "{stats:?}");
+        assert_eq!(stats.retries, 3, "{stats:?}");
         assert_eq!((stats.batches, stats.checkpoints), (2, 2));
         assert_eq!(source.checkpoints, vec![102, 104]);
         // Each checkpoint came after its batch's records had arrived (20 then all 37).
@@ -243,7 +245,10 @@ mod tests {
     #[tokio::test]
     async fn an_undelivered_batch_is_never_checkpointed() {
         let rx = Arc::new(Receiver::start(KEY, "t").await);
-        rx.set_always(Some(Fault::Status(503)));
+        rx.set_always(Some(Fault::Headers(
+            200,
+            vec![("LOG_LICENSE_EXCEEDS".into(), "True".into())],
+        )));
         let (batches, _) = batches();
         let mut source = MemorySource {
             batches,

@@ -2,7 +2,7 @@
 //! [`Batch`]: where the events came from ([`Source`]) and the raw events, each still one audit event as text
 //! or JSON. They know nothing of profiles or the upload wire format.
 //!
-//! - [`cloudwatch`]: CloudWatch Logs subscription payloads (EKS), from the Lambda's `LogsEvent` or from a file
+//! - [`cloudwatch`]: CloudWatch Logs subscription payloads (EKS), from the Lambda's event or from a file
 //!   (`{"awslogs":{"data":…}}` or the decoded payload), with the audit-stream selection.
 //! - [`azure`]: the Azure Functions custom-handler invocation and the AKS diagnostic records in its bodies.
 //! - [`lines`]: plain audit JSON lines (`.log`, `.jsonl`), blank lines skipped.

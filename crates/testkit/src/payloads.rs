@@ -37,7 +37,7 @@ pub fn control_message(cluster: &str) -> Value {
     })
 }
 
-/// The Lambda event: gzip, then padded standard base64 (what `aws_lambda_events` requires).
+/// The Lambda event: gzip, then padded standard base64, as CloudWatch Logs sends it.
 pub fn lambda_event(payload: &Value) -> Value {
     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
     gz.write_all(payload.to_string().as_bytes()).unwrap();
