@@ -437,7 +437,8 @@ mod tests {
             stats,
             EnvelopeStats {
                 control_messages: 1,
-                skipped_stream_events: 1
+                skipped_stream_events: 1,
+                unreadable: 0
             }
         );
     }

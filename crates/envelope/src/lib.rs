@@ -86,12 +86,15 @@ pub struct EnvelopeStats {
     pub control_messages: u64,
     /// Events of streams that are not audit streams (e.g. `kube-apiserver-…`, `authenticator-…`).
     pub skipped_stream_events: u64,
+    /// Event Hub bodies (or parked raw texts) that are not JSON at all: nothing in them can be forwarded.
+    pub unreadable: u64,
 }
 
 impl std::ops::AddAssign for EnvelopeStats {
     fn add_assign(&mut self, o: Self) {
         self.control_messages += o.control_messages;
         self.skipped_stream_events += o.skipped_stream_events;
+        self.unreadable += o.unreadable;
     }
 }
 

@@ -67,6 +67,7 @@ pub fn decode_file(
                     reason: e.to_string(),
                 }
             })?;
+            stats.unreadable += split.stats.bad_bodies.len() as u64;
             return Ok(split.groups.into_iter().map(|g| g.batch).collect());
         }
         if is_aks(&doc) {
@@ -100,27 +101,53 @@ pub fn decode_file(
         || serde_json::from_str::<Value>(first).is_ok_and(|d| is_aks(&d))
     {
         let mut bodies = Vec::new();
+        let mut invocations = Vec::new();
         for (i, line) in text
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            // A failover line carries the original record under `record`.
-            let body = if FailoverRecord::looks_like(line) {
-                let parked = FailoverRecord::parse_line(line).map_err(|e| EnvelopeError::Line {
-                    line: i + 1,
-                    reason: e.to_string(),
-                })?;
-                parked.record.get().to_string()
-            } else {
-                line.to_string()
+            // A failover line carries the original record under `record`; a raw text (class
+            // `unparsable`) as a JSON string: a whole parked invocation, or a body that was not JSON.
+            if !FailoverRecord::looks_like(line) {
+                bodies.push(Ok(line.to_string()));
+                continue;
+            }
+            let parked = FailoverRecord::parse_line(line).map_err(|e| EnvelopeError::Line {
+                line: i + 1,
+                reason: e.to_string(),
+            })?;
+            let raw = parked.record.get();
+            let Some(text) = raw
+                .starts_with('"')
+                .then(|| azure::unescape_json_string(raw))
+                .flatten()
+            else {
+                bodies.push(Ok(raw.to_string()));
+                continue;
             };
-            bodies.push(Ok(body));
+            if text.trim_start().starts_with("{\"Data\"") {
+                invocations.push((i + 1, text));
+            } else {
+                bodies.push(Ok(text));
+            }
         }
-        return Ok(aks_batches(Invocation {
+        let mut split = azure::split(Invocation {
             bodies,
             ..Invocation::default()
-        }));
+        });
+        for (line, invocation) in invocations {
+            let more = azure::split_request(invocation.into_bytes(), "events").map_err(|e| {
+                EnvelopeError::Line {
+                    line,
+                    reason: e.to_string(),
+                }
+            })?;
+            split.stats.bad_bodies.extend(more.stats.bad_bodies);
+            split.groups.extend(more.groups);
+        }
+        stats.unreadable += split.stats.bad_bodies.len() as u64;
+        return Ok(split.groups.into_iter().map(|g| g.batch).collect());
     }
     let envelope_lines = first.contains("\"awslogs\"") || first.contains("\"logEvents\"");
     if !envelope_lines {
@@ -298,6 +325,43 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    /// What the AKS handler parks raw replays too: a whole invocation (over `MAX_INVOCATION_BYTES`) is
+    /// split again, and a body that was not JSON is counted as unreadable, not silently skipped.
+    #[test]
+    fn raw_failover_lines_replay_the_invocation_and_count_the_unreadable() {
+        let record = serde_json::json!({"category": "kube-audit", "resourceId": "/X/MANAGEDCLUSTERS/C1",
+            "properties": {"log": "{\"kind\":\"Event\",\"auditID\":\"a\",\"stage\":\"ResponseComplete\"}\n"}});
+        let body = serde_json::json!({"records": [record, record, record]}).to_string();
+        let invocation = serde_json::json!({"Data": {"events": serde_json::to_string(&vec![body]).unwrap()},
+            "Metadata": {"PartitionContext": {"PartitionId": "4"}, "SequenceNumberArray": "[9]"}});
+        let lines = [
+            crate::failover::FailoverRecord::raw_text(
+                "over MAX_INVOCATION_BYTES",
+                "",
+                "invocation",
+                &invocation.to_string(),
+            ),
+            crate::failover::FailoverRecord::raw_text(
+                "event body is not JSON",
+                "",
+                "p4-s10",
+                "{\"records\": [ oops",
+            ),
+        ];
+        let file: String = lines
+            .iter()
+            .map(crate::failover::FailoverRecord::to_line)
+            .collect();
+        let mut stats = EnvelopeStats::default();
+        let batches = decode_file(file.as_bytes(), &CTX, &mut stats).unwrap();
+        let ids: Vec<&str> = batches
+            .iter()
+            .flat_map(|b| b.events.iter().map(|e| e.id.as_str()))
+            .collect();
+        assert_eq!(ids, ["p4-s9-r0", "p4-s9-r1", "p4-s9-r2"]);
+        assert_eq!(stats.unreadable, 1);
     }
 
     #[test]
