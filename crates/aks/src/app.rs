@@ -221,6 +221,9 @@ pub struct Settled {
     pub parked: u64,
     /// Records whose delivery failed (drain mode retries the batch while this is not 0).
     pub undelivered: u64,
+    /// Of those, the ones refused for good (configuration: bad key, log type, a redirect; quota), which
+    /// retrying now will not deliver.
+    pub refused: u64,
 }
 
 /// Deliver every record of `split` before the deadline, per category; whatever is still undelivered,
@@ -237,7 +240,7 @@ pub async fn settle(state: &State, split: Split) -> Settled {
     let mut summary = Summary::default();
     let mut unconfigured: BTreeMap<String, u64> = BTreeMap::new();
     let mut failover = String::new();
-    let (mut parked, mut undelivered) = (0u64, 0u64);
+    let (mut parked, mut undelivered, mut refused) = (0u64, 0u64, 0u64);
 
     for bad in &records.bad_bodies {
         tracing::warn!(body = bad.index, bytes = bad.bytes, reason = %bad.reason, "event body not readable; parked");
@@ -280,6 +283,7 @@ pub async fn settle(state: &State, split: Split) -> Settled {
                 done.insert(id.as_str());
                 parked += 1;
                 undelivered += 1;
+                refused += u64::from(failed.error.class() != "transient");
             }
         }
         // Forwarded with placeholders or as an unparsed record: the raw text is kept here, where it is safe.
@@ -333,6 +337,7 @@ pub async fn settle(state: &State, split: Split) -> Settled {
         failover,
         parked,
         undelivered,
+        refused,
     }
 }
 
