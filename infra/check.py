@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 
+import yaml
 from cfnlint.decode import decode_str
 from pycep import BicepParser
 
@@ -21,6 +22,10 @@ ROOT = pathlib.Path(__file__).resolve().parent
 SAM = ROOT / "aws" / "template.yaml"
 BICEP = ROOT / "azure" / "main.bicep"
 ARM = ROOT / "azure" / "azuredeploy.json"
+DRAIN = ROOT.parent / "templates" / "drain" / "deployment.yaml"
+DOCKERFILE = ROOT.parent / "templates" / "drain" / "Dockerfile"
+# aks-handler waits DRAIN_GRACE_SECS + 2 s for the batches in flight, then releases its partitions.
+SHUTDOWN_MARGIN_SECS = 5
 
 
 def cfn_lint(path: pathlib.Path) -> list[str]:
@@ -83,6 +88,16 @@ def unexplained_suppressions(path: pathlib.Path, framework: str) -> list[str]:
             for skip in r.get("Metadata", {}).get("checkov", {}).get("skip", []):
                 if not str(skip.get("comment", "")).strip():
                     findings.append(f"{name}: checkov suppression {skip.get('id')} has no reason")
+    elif framework == "kubernetes":
+        # metadata.annotations: checkov.io/skipN: ID=reason
+        for doc in yaml.safe_load_all(text):
+            for key, value in ((doc or {}).get("metadata", {}).get("annotations") or {}).items():
+                if key.startswith("checkov.io/skip") and not str(value).partition("=")[2].strip():
+                    findings.append(f"checkov suppression {value} has no reason")
+    elif framework == "dockerfile":
+        for m in re.finditer(r"#checkov:skip=([A-Z_0-9]+)(?::[ \t]*([^\n]*))?", text):
+            if not (m.group(2) or "").strip():
+                findings.append(f"checkov suppression {m.group(1)} has no reason")
     else:
         # Bicep: `// checkov:skip=ID: reason`; ARM: metadata.checkov ["skip=ID: reason"].
         for m in re.finditer(r"checkov:skip=([A-Z_0-9]+)(?::[ \t]*([^\n]*))?", text) if framework == "bicep" else ():
@@ -214,6 +229,82 @@ def check_azure(bicep_path: pathlib.Path, arm_path: pathlib.Path, with_checkov: 
     return findings
 
 
+def drain_findings(text: str) -> list[str]:
+    """What a first deployment of drain mode needs (templates/drain/deployment.yaml), beyond checkov."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d]
+    except yaml.YAMLError as e:
+        return [f"drain: deployment.yaml does not parse: {str(e).splitlines()[0]}"]
+    kinds = collections.defaultdict(list)
+    for d in docs:
+        kinds[d.get("kind")].append(d)
+    if len(kinds["Deployment"]) != 1:
+        return ["drain: exactly one Deployment expected"]
+    deployment = kinds["Deployment"][0]
+    pod = deployment.get("spec", {}).get("template", {})
+    spec = pod.get("spec", {})
+    containers = spec.get("containers") or [{}]
+    container = containers[0]
+    env = {e.get("name"): e for e in container.get("env", [])}
+
+    def value(name: str, default: str | None = None) -> str | None:
+        return env.get(name, {}).get("value", default)
+
+    findings = []
+    if container.get("args") != ["drain"]:
+        findings.append("drain: the container must run `aks-handler drain` (args: [drain])")
+    for name in ("EVENTHUB_NAMESPACE", "EVENTHUB_NAME", "CHECKPOINT_CONTAINER_URL", "FAILOVER_CONTAINER_URL"):
+        if name not in env:
+            findings.append(f"drain: {name} is required")
+    # Workload identity: the pod label, the ServiceAccount's client-id annotation, and the credential.
+    if (pod.get("metadata", {}).get("labels") or {}).get("azure.workload.identity/use") != "true":
+        findings.append('drain: the pod template needs the label azure.workload.identity/use: "true"')
+    accounts = {a["metadata"]["name"]: a for a in kinds["ServiceAccount"]}
+    account = accounts.get(spec.get("serviceAccountName"), {})
+    if not (account.get("metadata", {}).get("annotations") or {}).get("azure.workload.identity/client-id"):
+        findings.append("drain: serviceAccountName must name a ServiceAccount annotated azure.workload.identity/client-id")
+    if value("AZURE_CREDENTIAL") != "workload":
+        findings.append("drain: AZURE_CREDENTIAL must be workload")
+    # The logtypeconfig comes from a Secret, never in clear.
+    configs = [n for n in env if n.lower().startswith("s247_") or n == "logTypeConfig"]
+    if not configs:
+        findings.append("drain: no logtypeconfig (S247_kube_audit, S247_kube_audit_admin or logTypeConfig)")
+    for name in configs:
+        if "secretKeyRef" not in (env[name].get("valueFrom") or {}):
+            findings.append(f"drain: {name} must come from a Secret (valueFrom.secretKeyRef), not in clear")
+    # Shutdown: Kubernetes' SIGKILL must not come before aks-handler's own grace period is over.
+    grace = int(value("DRAIN_GRACE_SECS", "20"))
+    termination = int(spec.get("terminationGracePeriodSeconds", 30))
+    if termination < grace + SHUTDOWN_MARGIN_SECS:
+        findings.append(f"drain: terminationGracePeriodSeconds ({termination}) must be at least DRAIN_GRACE_SECS ({grace}) + {SHUTDOWN_MARGIN_SECS}")
+    # Probes on /healthz, on the port DRAIN_METRICS_ADDR listens on.
+    port = int(value("DRAIN_METRICS_ADDR", "0.0.0.0:8080").rsplit(":", 1)[1])
+    named = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = (container.get(probe) or {}).get("httpGet", {})
+        target = named.get(get.get("port"), get.get("port"))
+        if get.get("path") != "/healthz" or target != port:
+            findings.append(f"drain: {probe} must GET /healthz on port {port}")
+    resources = container.get("resources", {})
+    for key in ("cpu", "memory"):
+        if key not in (resources.get("requests") or {}):
+            findings.append(f"drain: resources.requests.{key} is required")
+    if "memory" not in (resources.get("limits") or {}):
+        findings.append("drain: resources.limits.memory is required")
+    for policy in kinds["NetworkPolicy"]:
+        ports = [p.get("port") for rule in policy.get("spec", {}).get("ingress", []) for p in rule.get("ports", [])]
+        if ports and port not in ports:
+            findings.append(f"drain: the NetworkPolicy must admit the metrics port {port}")
+    return findings
+
+
+def check_drain(path: pathlib.Path, dockerfile: pathlib.Path, with_checkov: bool = True) -> list[str]:
+    findings = drain_findings(path.read_text())
+    if with_checkov:
+        findings += checkov(path, "kubernetes") + checkov(dockerfile, "dockerfile")
+    return findings
+
+
 def needs_checkov(expected: str) -> bool:
     """A broken variant only has to trip the check it targets; checkov is the slow one (seconds a run)."""
     return expected.startswith("checkov") or expected.endswith("no reason")
@@ -254,6 +345,20 @@ BROKEN_AZURE = [
 ]
 
 
+# (name, edit of templates/drain/deployment.yaml, text expected in the findings)
+BROKEN_DRAIN = [
+    ("SIGKILL before the grace period ends", ('name: DRAIN_GRACE_SECS\n              value: "20"', 'name: DRAIN_GRACE_SECS\n              value: "28"'), "terminationGracePeriodSeconds"),
+    ("probe on the wrong path", ("path: /healthz\n              port: metrics\n            initialDelaySeconds", "path: /\n              port: metrics\n            initialDelaySeconds"), "livenessProbe must GET /healthz"),
+    ("probe on the wrong port", ('value: "0.0.0.0:8080"', 'value: "0.0.0.0:9090"'), "readinessProbe must GET /healthz on port 9090"),
+    ("no workload identity label", ('        azure.workload.identity/use: "true"\n', ""), "azure.workload.identity/use"),
+    ("key in clear", ("              valueFrom:\n                secretKeyRef:\n                  name: kube-audit-forwarder\n                  key: logtypeconfig\n", "              value: eyJhcGlLZXkiOiJ4In0=\n"), "must come from a Secret"),
+    ("no memory request", ("              memory: 256Mi\n", ""), "resources.requests.memory"),
+    ("not drain mode", ('args: ["drain"]', "args: []"), "args: [drain]"),
+    ("an unexplained suppression", ("checkov.io/skip2: CKV_K8S_43=", "checkov.io/skip2: CKV_K8S_43=\n    checkov.io/why: "), "has no reason"),
+    ("a checkov finding not suppressed", ("checkov.io/skip1: CKV_K8S_35=", "checkov.io/skip1: CKV_K8S_00="), "checkov CKV_K8S_35"),
+]
+
+
 def main() -> int:
     passed, failed = 0, 0
 
@@ -291,6 +396,22 @@ def main() -> int:
             b.write_text(good_bicep.replace(old, new, 1) if target == "bicep" else good_bicep)
             a.write_text(good_arm.replace(old, new, 1) if target == "arm" else good_arm)
             findings = check_azure(b, a, needs_checkov(expected))
+            caught = any(expected in f for f in findings)
+            report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
+
+    findings = check_drain(DRAIN, DOCKERFILE)
+    report(not findings, "templates/drain (deployment.yaml, Dockerfile): " + ("clean" if not findings else "; ".join(findings)))
+    good_drain = DRAIN.read_text()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (old, new), expected in BROKEN_DRAIN:
+            if old not in good_drain:
+                report(False, f"broken variant '{name}': the edit no longer applies to the template")
+                continue
+            path = pathlib.Path(tmp) / "deployment.yaml"
+            path.write_text(good_drain.replace(old, new, 1))
+            findings = drain_findings(path.read_text())
+            if needs_checkov(expected):
+                findings += checkov(path, "kubernetes")
             caught = any(expected in f for f in findings)
             report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
 

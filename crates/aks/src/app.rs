@@ -224,6 +224,8 @@ pub struct Settled {
     /// Of those, the ones refused for good (configuration: bad key, log type, a redirect; quota), which
     /// retrying now will not deliver.
     pub refused: u64,
+    /// The pipeline and upload counts behind `log` (drain mode's metrics).
+    pub summary: Summary,
 }
 
 /// Deliver every record of `split` before the deadline, per category; whatever is still undelivered,
@@ -338,6 +340,7 @@ pub async fn settle(state: &State, split: Split) -> Settled {
         parked,
         undelivered,
         refused,
+        summary,
     }
 }
 

@@ -81,6 +81,16 @@ impl OnRefusal {
     }
 }
 
+/// Where a partition with no checkpoint yet starts (`DRAIN_START`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The oldest event the hub still keeps (default): nothing sent before the first start is skipped, at
+    /// the cost of forwarding up to the retention period once.
+    Earliest,
+    /// Only events enqueued after the first start.
+    Latest,
+}
+
 #[derive(Debug, Clone)]
 pub struct DrainOptions {
     pub max_events: usize,
@@ -93,12 +103,14 @@ pub struct DrainOptions {
     pub restart_limit: u32,
     /// How long the batch in flight may take to finish once shutdown was asked for (`DRAIN_GRACE_SECS`).
     pub grace: Duration,
+    pub start_from: StartFrom,
 }
 
 impl DrainOptions {
     /// Defaults overridden by `DRAIN_ON_PERMANENT_ERROR` (`park`|`block`), `DRAIN_PERMANENT_ATTEMPTS`
     /// (1–100, default 3), `DRAIN_GRACE_SECS` (1–3600, default 20: below Kubernetes' 30 s) and
-    /// `DRAIN_BATCH_EVENTS` (1–1000, default 32); errors name the variable.
+    /// `DRAIN_BATCH_EVENTS` (1–1000, default 32; also the prefetch, so it bounds what is buffered too) and
+    /// `DRAIN_START` (`earliest`|`latest`); errors name the variable.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let number =
             |name: &str, range: std::ops::RangeInclusive<u64>, default: u64| match var(name)
@@ -124,6 +136,11 @@ impl DrainOptions {
             refused_attempts: number("DRAIN_PERMANENT_ATTEMPTS", 1..=100, 3)? as u32,
             grace: Duration::from_secs(number("DRAIN_GRACE_SECS", 1..=3600, 20)?),
             max_events: number("DRAIN_BATCH_EVENTS", 1..=1000, 32)? as usize,
+            start_from: match var("DRAIN_START").as_deref().map(str::trim) {
+                None | Some("") | Some("earliest") => StartFrom::Earliest,
+                Some("latest") => StartFrom::Latest,
+                Some(_) => anyhow::bail!("DRAIN_START must be earliest or latest"),
+            },
             ..defaults
         })
     }
@@ -139,6 +156,7 @@ impl Default for DrainOptions {
             on_refusal: OnRefusal::Park,
             restart_limit: 5,
             grace: Duration::from_secs(20),
+            start_from: StartFrom::Earliest,
         }
     }
 }
@@ -156,6 +174,13 @@ pub struct DrainStats {
     pub restarts: u64,
     /// Batches given up unchecked at shutdown (they are received again).
     pub abandoned: u64,
+    /// Records the batches held (counted once per batch, however often it was retried).
+    pub events: u64,
+    /// What the settle attempts did, as `serve` counts it.
+    pub records_delivered: u64,
+    pub secrets_redacted: u64,
+    pub policy_dropped: u64,
+    pub delivery_failures: u64,
     /// Sequence number of the last event checkpointed.
     pub last_checkpoint: Option<i64>,
 }
@@ -181,8 +206,15 @@ pub struct DrainMetrics {
     unparsable_parked: PerPartition<Counter>,
     restarts: PerPartition<Counter>,
     abandoned: PerPartition<Counter>,
+    events: PerPartition<Counter>,
+    records_delivered: PerPartition<Counter>,
+    secrets_redacted: PerPartition<Counter>,
+    policy_dropped: PerPartition<Counter>,
+    delivery_failures: PerPartition<Counter>,
     last_checkpoint_seconds: PerPartition<Gauge>,
     last_checkpoint_sequence: PerPartition<Gauge>,
+    last_enqueued_sequence: PerPartition<Gauge>,
+    lag: PerPartition<Gauge>,
     registry: prometheus_client::registry::Registry,
 }
 
@@ -190,7 +222,7 @@ impl DrainMetrics {
     pub fn new() -> std::sync::Arc<Self> {
         let mut m = Self::default();
         let mut registry = prometheus_client::registry::Registry::with_prefix("kaf_drain");
-        let counters: [(&str, &str, &PerPartition<Counter>); 7] = [
+        let counters: [(&str, &str, &PerPartition<Counter>); 12] = [
             ("batches", "Batches received", &m.batches),
             (
                 "checkpoints",
@@ -222,6 +254,27 @@ impl DrainMetrics {
                 "Batches left unchecked at shutdown (received again)",
                 &m.abandoned,
             ),
+            ("events", "Records received (once per batch)", &m.events),
+            (
+                "records_delivered",
+                "Records accepted by the upload API",
+                &m.records_delivered,
+            ),
+            (
+                "secrets_redacted",
+                "Secret values replaced by fingerprints",
+                &m.secrets_redacted,
+            ),
+            (
+                "policy_dropped",
+                "Events dropped by the audit policy",
+                &m.policy_dropped,
+            ),
+            (
+                "delivery_failures",
+                "Upload requests that failed",
+                &m.delivery_failures,
+            ),
         ];
         for (name, help, family) in counters {
             registry.register(name, help, family.clone());
@@ -236,6 +289,16 @@ impl DrainMetrics {
             "The sequence number the partition was last checkpointed through",
             m.last_checkpoint_sequence.clone(),
         );
+        registry.register(
+            "last_enqueued_sequence_number",
+            "The hub's newest sequence number in the partition (polled)",
+            m.last_enqueued_sequence.clone(),
+        );
+        registry.register(
+            "lag_events",
+            "Events enqueued after the last checkpoint (polled)",
+            m.lag.clone(),
+        );
         m.registry = registry;
         std::sync::Arc::new(m)
     }
@@ -245,7 +308,7 @@ impl DrainMetrics {
         let label = PartitionLabel {
             partition: partition.to_string(),
         };
-        let pairs: [(&PerPartition<Counter>, u64, u64); 7] = [
+        let pairs: [(&PerPartition<Counter>, u64, u64); 12] = [
             (&self.batches, before.batches, after.batches),
             (&self.checkpoints, before.checkpoints, after.checkpoints),
             (&self.retries, before.retries, after.retries),
@@ -261,6 +324,27 @@ impl DrainMetrics {
             ),
             (&self.restarts, before.restarts, after.restarts),
             (&self.abandoned, before.abandoned, after.abandoned),
+            (&self.events, before.events, after.events),
+            (
+                &self.records_delivered,
+                before.records_delivered,
+                after.records_delivered,
+            ),
+            (
+                &self.secrets_redacted,
+                before.secrets_redacted,
+                after.secrets_redacted,
+            ),
+            (
+                &self.policy_dropped,
+                before.policy_dropped,
+                after.policy_dropped,
+            ),
+            (
+                &self.delivery_failures,
+                before.delivery_failures,
+                after.delivery_failures,
+            ),
         ];
         for (family, was, is) in pairs {
             family.get_or_create(&label).inc_by(is.saturating_sub(was));
@@ -274,8 +358,33 @@ impl DrainMetrics {
                 .set(i64::try_from(now).unwrap_or(i64::MAX));
             if let Some(seq) = after.last_checkpoint {
                 self.last_checkpoint_sequence.get_or_create(&label).set(seq);
+                self.update_lag(&label);
             }
         }
+    }
+
+    /// The hub's newest sequence number in `partition` (the SDK's partition properties, polled).
+    pub fn set_last_enqueued(&self, partition: &str, sequence_number: i64) {
+        let label = PartitionLabel {
+            partition: partition.to_string(),
+        };
+        self.last_enqueued_sequence
+            .get_or_create(&label)
+            .set(sequence_number);
+        self.update_lag(&label);
+    }
+
+    /// Lag is known once both ends are: the newest enqueued and the last checkpointed sequence number.
+    fn update_lag(&self, label: &PartitionLabel) {
+        let (Some(enqueued), Some(checkpoint)) = (
+            self.last_enqueued_sequence.get(label).map(|g| g.get()),
+            self.last_checkpoint_sequence.get(label).map(|g| g.get()),
+        ) else {
+            return;
+        };
+        self.lag
+            .get_or_create(label)
+            .set(enqueued.saturating_sub(checkpoint).max(0));
     }
 
     pub fn render(&self) -> String {
@@ -493,6 +602,7 @@ async fn drain_batch<S: PartitionSource, F: FailoverSink>(
     };
     let mut backoff = Backoff::new(options.retry_base, options.retry_max);
     let mut refusals = 0;
+    let mut first_attempt = true;
     loop {
         let attempt = settle(state, kaf_envelope::azure::split(invocation.clone()));
         let Some(settled) = within_grace(attempt, shutdown, options.grace).await else {
@@ -500,6 +610,15 @@ async fn drain_batch<S: PartitionSource, F: FailoverSink>(
             tracing::warn!(%partition, "shutdown: batch in flight abandoned unchecked; it will be received again");
             return Ok(Step::Done);
         };
+        let counts = &settled.summary;
+        // What the pipeline counts is the same on every attempt; what the upload counts is not.
+        if std::mem::take(&mut first_attempt) {
+            stats.events += counts.pipeline.events_in;
+            stats.secrets_redacted += counts.pipeline.redacted;
+            stats.policy_dropped += counts.pipeline.policy_dropped;
+        }
+        stats.records_delivered += counts.upload.records_delivered;
+        stats.delivery_failures += counts.upload.failed_requests;
         let delivered = settled.undelivered == 0;
         let refused_only = !delivered && settled.refused == settled.undelivered;
         refusals = if refused_only { refusals + 1 } else { 0 };
@@ -540,7 +659,7 @@ async fn drain_batch<S: PartitionSource, F: FailoverSink>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use kaf_testkit::fixtures;
@@ -549,13 +668,13 @@ mod tests {
     use std::collections::{BTreeMap, VecDeque};
     use std::sync::{Arc, Mutex};
 
-    const KEY: &str = "drain-key";
+    pub(crate) const KEY: &str = "drain-key";
 
     /// An in-memory partition; `log` records "checkpoint <seq> after <n> delivered" in order. `failures`
     /// receive errors come first.
-    struct MemorySource {
+    pub(crate) struct MemorySource {
         batches: VecDeque<Vec<SourceEvent<i64>>>,
-        checkpoints: Vec<i64>,
+        pub(crate) checkpoints: Vec<i64>,
         log: Arc<Mutex<Vec<String>>>,
         rx: Arc<Receiver>,
         failures: u32,
@@ -563,7 +682,7 @@ mod tests {
     }
 
     impl MemorySource {
-        fn new(rx: &Arc<Receiver>, batches: VecDeque<Vec<SourceEvent<i64>>>) -> Self {
+        pub(crate) fn new(rx: &Arc<Receiver>, batches: VecDeque<Vec<SourceEvent<i64>>>) -> Self {
             Self {
                 batches,
                 checkpoints: Vec::new(),
@@ -623,7 +742,7 @@ mod tests {
         }
     }
 
-    fn state(rx: &Receiver) -> State {
+    pub(crate) fn state(rx: &Receiver) -> State {
         let config = base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             serde_json::json!({"apiKey": KEY, "logType": "t", "uploadDomain": rx.upload_domain()})
@@ -644,7 +763,7 @@ mod tests {
     }
 
     /// Two batches of real events as AKS bodies, sequence numbers 101..=104.
-    fn batches() -> (VecDeque<Vec<SourceEvent<i64>>>, usize) {
+    pub(crate) fn batches() -> (VecDeque<Vec<SourceEvent<i64>>>, usize) {
         let events = fixtures::events(&fixtures::audit2rbac_demo());
         let bodies: Vec<String> = events
             .chunks(10)
@@ -676,7 +795,7 @@ mod tests {
         (out, events.len())
     }
 
-    fn options() -> DrainOptions {
+    pub(crate) fn options() -> DrainOptions {
         DrainOptions {
             retry_base: Duration::from_millis(10),
             retry_max: Duration::from_millis(50),
@@ -686,11 +805,11 @@ mod tests {
         }
     }
 
-    fn quota() -> Fault {
+    pub(crate) fn quota() -> Fault {
         Fault::Headers(200, vec![("LOG_LICENSE_EXCEEDS".into(), "True".into())])
     }
 
-    fn running() -> Shutdown {
+    pub(crate) fn running() -> Shutdown {
         let (tx, shutdown) = Shutdown::new();
         std::mem::forget(tx);
         shutdown
@@ -729,6 +848,11 @@ mod tests {
         assert_eq!(rx.records().len(), events);
         assert!(sink.blobs().is_empty());
         assert_eq!(rx.violations(), Vec::<String>::new());
+        // Events once per batch despite the retries; every record delivered at least once; the outage's
+        // failed requests counted.
+        assert_eq!(stats.events, events as u64);
+        assert!(stats.records_delivered >= events as u64, "{stats:?}");
+        assert!(stats.delivery_failures >= 1, "{stats:?}");
     }
 
     /// Regression: a 401/403/quota refusal was retried like an outage, without limit, until the hub's
@@ -752,8 +876,13 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((stats.parked_batches, stats.checkpoints), (2, 2));
+        // The hub's newest sequence number (polled from the SDK) against the last checkpoint: the lag.
+        metrics.set_last_enqueued("3", 110);
         let text = metrics.render();
         for line in [
+            "kaf_drain_lag_events{partition=\"3\"} 6",
+            "kaf_drain_last_enqueued_sequence_number{partition=\"3\"} 110",
+            "kaf_drain_records_delivered_total{partition=\"3\"} 0",
             "kaf_drain_parked_batches_total{partition=\"3\"} 2",
             "kaf_drain_checkpoints_total{partition=\"3\"} 2",
             "kaf_drain_last_checkpoint_sequence_number{partition=\"3\"} 104",
@@ -948,22 +1077,38 @@ mod tests {
             "DRAIN_ON_PERMANENT_ERROR" => Some("block".into()),
             "DRAIN_PERMANENT_ATTEMPTS" => Some("7".into()),
             "DRAIN_GRACE_SECS" => Some("25".into()),
+            "DRAIN_START" => Some("latest".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(
-            (options.on_refusal, options.refused_attempts, options.grace),
-            (OnRefusal::Block, 7, Duration::from_secs(25))
+            (
+                options.on_refusal,
+                options.refused_attempts,
+                options.grace,
+                options.start_from
+            ),
+            (
+                OnRefusal::Block,
+                7,
+                Duration::from_secs(25),
+                StartFrom::Latest
+            )
         );
         let defaults = DrainOptions::from_env(|_| None).unwrap();
         assert_eq!(
-            (defaults.on_refusal, defaults.refused_attempts),
-            (OnRefusal::Park, 3)
+            (
+                defaults.on_refusal,
+                defaults.refused_attempts,
+                defaults.start_from
+            ),
+            (OnRefusal::Park, 3, StartFrom::Earliest)
         );
         for (name, value) in [
             ("DRAIN_ON_PERMANENT_ERROR", "drop"),
             ("DRAIN_PERMANENT_ATTEMPTS", "0"),
             ("DRAIN_GRACE_SECS", "soon"),
+            ("DRAIN_START", "yesterday"),
         ] {
             let err =
                 DrainOptions::from_env(|k| (k == name).then(|| value.to_string())).unwrap_err();

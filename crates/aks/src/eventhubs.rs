@@ -1,13 +1,14 @@
 //! The Event Hubs side of drain mode, as thin as it can be: an `EventProcessor` (load balancing across
 //! instances) with a blob checkpoint store, a [`PartitionSource`] over each partition client, the failover
-//! container as a [`FailoverSink`], SIGTERM, and `/healthz` + `/metrics`. Everything it calls into is tested in
-//! [`crate::drain`]; the AMQP side needs a real namespace and is compiled, not run, in CI (there is no Event
-//! Hubs emulator without Docker).
+//! container as a [`FailoverSink`], SIGTERM, the lag poll, and `/healthz` + `/metrics`. Everything it calls
+//! into is tested in [`crate::drain`]; the blob side (checkpoint store, failover container) runs against
+//! Azurite in `azurite.rs`; the AMQP side needs a real namespace and is compiled, not run, in CI (there is
+//! no Event Hubs emulator without Docker).
 //!
 //! Settings: `EVENTHUB_NAMESPACE` (`<ns>.servicebus.windows.net`), `EVENTHUB_NAME`, `EVENTHUB_CONSUMER_GROUP`
 //! (default `$Default`), `CHECKPOINT_CONTAINER_URL` and `FAILOVER_CONTAINER_URL`
 //! (`https://<account>.blob.core.windows.net/<container>`), `DRAIN_METRICS_ADDR` (default `0.0.0.0:8080`),
-//! the [`DrainOptions`] variables, and `AZURE_CREDENTIAL` = `managed` (default; with `AZURE_CLIENT_ID` for a
+//! the [`DrainOptions`] variables (`DRAIN_*`), and `AZURE_CREDENTIAL` = `managed` (default; with `AZURE_CLIENT_ID` for a
 //! user-assigned identity), `workload` (AKS workload identity) or `developer` (Azure CLI / azd). Roles: Azure
 //! Event Hubs Data Receiver on the hub, Storage Blob Data Contributor on both containers.
 //!
@@ -19,21 +20,25 @@
 
 use crate::app::State;
 use crate::drain::{
-    DrainMetrics, DrainOptions, FailoverSink, PartitionSource, Shutdown, SourceEvent, supervise,
+    DrainMetrics, DrainOptions, FailoverSink, PartitionSource, Shutdown, SourceEvent, StartFrom,
+    supervise,
 };
 use anyhow::{Context as _, bail};
 use azure_core::credentials::TokenCredential;
-use azure_core::http::Url;
+use azure_core::http::{Transport, Url};
 use azure_messaging_eventhubs::error::ErrorKind;
-use azure_messaging_eventhubs::models::ReceivedEventData;
+use azure_messaging_eventhubs::models::{ReceivedEventData, StartPositions};
 use azure_messaging_eventhubs::processor::PartitionClient;
-use azure_messaging_eventhubs::{ConsumerClient, EventProcessor};
+use azure_messaging_eventhubs::{ConsumerClient, EventProcessor, StartLocation, StartPosition};
 use azure_messaging_eventhubs_checkpointstore_blob::BlobCheckpointStore;
-use azure_storage_blob::BlobContainerClient;
+use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use futures_util::{Stream, StreamExt as _};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How often the partitions' newest sequence numbers are read for the lag metric.
+const LAG_POLL: Duration = Duration::from_secs(30);
 
 /// How long a batch waits for more events once the first one arrived.
 const BATCH_WAIT: Duration = Duration::from_millis(500);
@@ -83,22 +88,32 @@ pub async fn run(state: Arc<State>) -> anyhow::Result<()> {
     let app = crate::drain::router(metrics.clone(), shutdown.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let consumer = ConsumerClient::builder()
-        .with_consumer_group(group)
-        .open(&namespace, hub, credential.clone())
-        .await
-        .context("opening the Event Hub")?;
-    let store = BlobCheckpointStore::new(BlobContainerClient::new(
-        checkpoints,
-        Some(credential.clone()),
-        None,
-    )?);
-    let sink = Arc::new(BlobSink(BlobContainerClient::new(
-        failover,
-        Some(credential),
-        None,
-    )?));
+    let open = || {
+        ConsumerClient::builder()
+            .with_consumer_group(group.clone())
+            .open(&namespace, hub.clone(), credential.clone())
+    };
+    let consumer = open().await.context("opening the Event Hub")?;
+    // A second connection for the partition properties behind the lag metric (the processor owns the first).
+    let properties = open().await.context("opening the Event Hub")?;
+    let store = BlobCheckpointStore::new(container(checkpoints, credential.clone(), None)?);
+    let sink = Arc::new(BlobSink(container(failover, credential, None)?));
+    let start = StartPosition {
+        location: match options.start_from {
+            StartFrom::Earliest => StartLocation::Earliest,
+            StartFrom::Latest => StartLocation::Latest,
+        },
+        // Also applied to a checkpoint (the last event settled): resume after it, not at it.
+        inclusive: false,
+    };
     let processor = EventProcessor::builder()
+        // The SDK prefetches 300 events per partition by default: up to 300 MB of 1 MB AKS events buffered
+        // per partition. One batch ahead is enough.
+        .with_prefetch(options.max_events as u32)
+        .with_start_positions(StartPositions {
+            per_partition: Default::default(),
+            default: start,
+        })
         .build(consumer, store)
         .await
         .context("starting the event processor")?;
@@ -112,6 +127,7 @@ pub async fn run(state: Arc<State>) -> anyhow::Result<()> {
     let (failed_tx, mut failed) = tokio::sync::mpsc::unbounded_channel::<anyhow::Error>();
     let outcome = partitions
         .run_until(async {
+            tokio::task::spawn_local(poll_partition_properties(properties, metrics.clone()));
             let mut tasks = tokio::task::JoinSet::new();
             let outcome = loop {
                 let client = tokio::select! {
@@ -163,6 +179,41 @@ pub async fn run(state: Arc<State>) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "event processor shutdown");
     }
     outcome
+}
+
+/// Every [`LAG_POLL`]: each partition's newest sequence number, for `kaf_drain_lag_events`. Failures only
+/// leave the metric stale (logged at debug): they say nothing about delivery.
+async fn poll_partition_properties(client: ConsumerClient, metrics: Arc<DrainMetrics>) {
+    let mut tick = tokio::time::interval(LAG_POLL);
+    loop {
+        tick.tick().await;
+        let ids = match client.get_eventhub_properties().await {
+            Ok(hub) => hub.partition_ids,
+            Err(e) => {
+                tracing::debug!(error = %e, "event hub properties");
+                continue;
+            }
+        };
+        for id in ids {
+            match client.get_partition_properties(&id).await {
+                Ok(p) => metrics.set_last_enqueued(&id, p.last_enqueued_sequence_number),
+                Err(e) => tracing::debug!(partition = %id, error = %e, "partition properties"),
+            }
+        }
+    }
+}
+
+/// A blob container reached with the identity's token (the checkpoint store and the failover container).
+/// `transport`: the SDK's own HTTP client when `None`; the tests pass one that trusts the emulator's CA.
+fn container(
+    url: Url,
+    credential: Arc<dyn TokenCredential>,
+    transport: Option<Transport>,
+) -> anyhow::Result<BlobContainerClient> {
+    let mut options = BlobContainerClientOptions::default();
+    options.client_options.transport = transport;
+    BlobContainerClient::new(url.clone(), Some(credential), Some(options))
+        .with_context(|| format!("blob container {url}"))
 }
 
 /// The failover container.
@@ -267,3 +318,6 @@ impl PartitionSource for SdkPartition<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod azurite;
