@@ -1,6 +1,9 @@
-//! `bootstrap` start-up time (process spawn → first `GET /next` at the Runtime API) and peak RSS while handling
-//! a payload whose gzip is ~1 MB, against the in-repo fakes. A bench binary, not a test: it prints numbers
-//! for BENCHMARKS.md and asserts nothing about speed.
+//! `bootstrap` start-up time (process spawn → first `GET /next` at the Runtime API), peak RSS while handling
+//! a payload whose gzip is ~1 MB, and end-to-end throughput per configuration production sends (Runtime API
+//! event in, records accepted by the local TLS receiver, the process's CPU time counted), against the
+//! in-repo fakes. A bench binary, not a test: it prints numbers for BENCHMARKS.md and asserts nothing about
+//! speed. `BENCH_ONLY=throughput` skips the start-up and RSS parts; `BENCH_BOOTSTRAP=<script>` runs the binary
+//! through a wrapper (a profiler).
 
 use base64::Engine as _;
 use kaf_testkit::payloads::{AUDIT_STREAM, lambda_event, messages, subscription};
@@ -63,9 +66,126 @@ fn payload_of_compressed_size(target: usize) -> (Value, usize, usize) {
     }
 }
 
+/// utime + stime of `pid`, in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+/// Real RequestResponse events of production size: the sample events with objects, of 1.5 KB or more
+/// (2.5 KB on average; the real-cluster figure behind the targets is 2.6 KB).
+fn production_sized_events() -> Vec<Value> {
+    let mut pool = fixtures::falco_events();
+    pool.extend(fixtures::events(&fixtures::audit2rbac_demo()));
+    pool.retain(|e| {
+        (e.get("requestObject").is_some() || e.get("responseObject").is_some())
+            && e.to_string().len() >= 1500
+    });
+    pool
+}
+
+/// 20 invocations of 1000 events each through the real `bootstrap` with the logtypeconfig in `file`
+/// (tests/fixtures/bench), CPU counted over the whole process.
+async fn throughput(bootstrap: &Path, name: &str, file: &str, pool: &[Value]) {
+    const INVOCATIONS: usize = 20;
+    const EVENTS: usize = 1000;
+    let text = std::fs::read_to_string(fixtures::dir().join("bench").join(file)).expect("config");
+    let mut config: Value = serde_json::from_str(&text).expect("config JSON");
+    let rx = Receiver::start(
+        config["apiKey"].as_str().unwrap_or_default(),
+        config["logType"].as_str().unwrap_or_default(),
+    )
+    .await;
+    config["uploadDomain"] = json!(rx.upload_domain());
+    let runtime = RuntimeApi::start().await;
+    let mut env = runtime.lambda_env();
+    env.push((
+        "logTypeConfig".into(),
+        base64::engine::general_purpose::STANDARD.encode(config.to_string()),
+    ));
+    env.push(("SSL_CERT_FILE".into(), rx.ca_file.display().to_string()));
+    if let Ok(v) = std::env::var("BENCH_MIMALLOC_PURGE_DELAY") {
+        env.push(("MIMALLOC_PURGE_DELAY".into(), v));
+    }
+    let process = spawn(bootstrap, &env);
+    let pid = process.child.id().unwrap_or_default();
+    wait_for(Duration::from_secs(10), "first /next", || {
+        runtime.first_next()
+    })
+    .await;
+    let mut audit_bytes = 0;
+    let payloads: Vec<Value> = (0..INVOCATIONS)
+        .map(|inv| {
+            let events: Vec<Value> = (0..EVENTS)
+                .map(|i| {
+                    let mut e = pool[(inv * EVENTS + i) % pool.len()].clone();
+                    e["auditID"] = json!(format!("{inv:04}{i:04}-0000-4000-8000-000000000000"));
+                    e
+                })
+                .collect();
+            let messages = messages(&events);
+            audit_bytes += messages.iter().map(String::len).sum::<usize>();
+            let mut payload = subscription("bench", AUDIT_STREAM, &messages);
+            // Ids unique across invocations too, so the receiver counts every record.
+            for (i, log_event) in payload["logEvents"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                log_event["id"] = json!(format!("3719{inv:04}{i:048}"));
+            }
+            lambda_event(&payload)
+        })
+        .collect();
+    let (cpu_before, started) = (cpu_ticks(pid), std::time::Instant::now());
+    for payload in payloads {
+        let id = runtime.invoke(payload, Duration::from_secs(120));
+        let done = runtime.finished(&id, Duration::from_secs(120)).await;
+        assert!(
+            matches!(done.outcome, Outcome::Response(_)),
+            "{name}: invocation failed"
+        );
+    }
+    let (cpu, wall) = (cpu_ticks(pid) - cpu_before, started.elapsed());
+    let records = rx.records().len();
+    let cpu_s = cpu as f64 / 100.0;
+    println!(
+        "end to end, {name}: {INVOCATIONS} × {EVENTS} events, {:.1} KB/event, {records} records accepted; \
+         bootstrap CPU {cpu_s:.2} s ({:.1} µs/event, {:.0} MB/s of audit JSON per CPU second), wall {wall:?}",
+        audit_bytes as f64 / (INVOCATIONS * EVENTS) as f64 / 1000.0,
+        cpu_s * 1e6 / (INVOCATIONS * EVENTS) as f64,
+        audit_bytes as f64 / 1e6 / cpu_s,
+    );
+    drop(process);
+}
+
 #[tokio::main]
 async fn main() {
-    let bootstrap = Path::new(env!("CARGO_BIN_EXE_bootstrap"));
+    // `BENCH_BOOTSTRAP=<wrapper>`: run the binary through a profiler (a script that execs it).
+    let bootstrap_path = std::env::var_os("BENCH_BOOTSTRAP")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_bootstrap").into());
+    let bootstrap = bootstrap_path.as_path();
+    let pool = production_sized_events();
+    for (name, file) in [
+        (
+            "(a) default profile + dateField/dateFormat",
+            "logtypeconfig-a-default-profile.json",
+        ),
+        ("(b) 25-entry jsonPath", "logtypeconfig-b-jsonpath-25.json"),
+    ] {
+        throughput(bootstrap, name, file, &pool).await;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("throughput") {
+        return;
+    }
     let runs = 30;
     let mut starts = Vec::with_capacity(runs);
     for _ in 0..runs {

@@ -7,8 +7,9 @@
 //! `_zl_timestamp` from the unmasked value → filter → mask → hash → derive → drop `ignoredFields` → add
 //! `s247agentuid` and `logstream` → size limit.
 //!
-//! With the default profile and no rules or policy, a fast path (`fast.rs`) maps most events straight from their text into
-//! the record's JSON; whatever it cannot map exactly as this generic path would, it leaves to it.
+//! Without rules or a policy, the profile is compiled (`compiled.rs`): most events are mapped straight from
+//! their text into the record's JSON, whatever the profile; what it cannot map exactly as this generic path
+//! would, it leaves to it. The generic path is also the compiled path's test oracle.
 //!
 //! A bad event never takes the batch down: it is counted in [`PipelineStats`] and sampled (without content)
 //! in [`Processed::rejects`].
@@ -32,11 +33,12 @@
 //! assert_eq!(record["s247agentuid"], "demo");
 //! ```
 
-mod fast;
+mod compiled;
 pub mod limits;
 pub mod lookup;
 pub mod policy;
 pub mod redact;
+mod render;
 pub mod rules;
 mod salvage;
 
@@ -303,8 +305,10 @@ pub struct Pipeline {
     /// The default profile re-rooted at AKS's `properties.log`; `None` when the config has its own `jsonPath`
     /// (which is then relative to the whole document, as in Site24x7's AKS configs).
     aks_profile: Option<Profile>,
-    /// The default profile and no rules: [`fast`] may map events.
-    fast: bool,
+    /// The profile compiled ([`compiled`]), for events at the document's root and for enveloped ones
+    /// (AKS); `None` when the config has what the compiled path does not do yet.
+    plan: Option<compiled::Plan>,
+    enveloped_plan: Option<compiled::Plan>,
 }
 
 impl Pipeline {
@@ -322,7 +326,8 @@ impl Pipeline {
                 redact_secrets: true,
                 policy: None,
                 aks_profile: None,
-                fast: false,
+                plan: None,
+                enveloped_plan: None,
             },
             Some(c) => Self {
                 profile: Profile::from_config(c)?,
@@ -335,22 +340,25 @@ impl Pipeline {
                 redact_secrets: true,
                 policy: None,
                 aks_profile: None,
-                fast: false,
+                plan: None,
+                enveloped_plan: None,
             },
         };
         if config.is_none_or(|c| c.json_path.is_none()) {
             pipeline.aks_profile = Some(pipeline.profile.rooted_at("properties.log"));
         }
         let p = &pipeline;
-        pipeline.fast = fast::covers(
-            &p.profile.entries,
-            &p.profile.date_field,
-            &p.profile.date_format,
-        ) && p.filters.is_empty()
+        let no_rules = p.filters.is_empty()
             && p.masks.is_empty()
             && p.hashes.is_empty()
             && p.derives.is_empty()
             && p.ignored_fields.is_empty();
+        if no_rules {
+            pipeline.plan = compiled::Plan::compile(&pipeline.profile, false);
+            // The default profile reads the event inside the envelope; a config's own `jsonPath` the document.
+            pipeline.enveloped_plan =
+                compiled::Plan::compile(&pipeline.profile, pipeline.aks_profile.is_some());
+        }
         Ok(pipeline)
     }
 
@@ -366,10 +374,11 @@ impl Pipeline {
         self
     }
 
-    /// The generic path only (the differential tests and benchmarks compare the two).
+    /// The generic path only: the compiled path's test oracle, and the benchmarks' "before".
     #[doc(hidden)]
-    pub fn without_fast_path(mut self) -> Self {
-        self.fast = false;
+    pub fn generic_only(mut self) -> Self {
+        self.plan = None;
+        self.enveloped_plan = None;
         self
     }
 
@@ -390,12 +399,17 @@ impl Pipeline {
             records: Vec::with_capacity(batch.events.len()),
             ..Processed::default()
         };
-        let fast = self.fast && self.policy.is_none() && batch.source.event_pointer.is_none();
+        let pointer = batch.source.event_pointer;
+        let plan = match (&self.policy, pointer) {
+            (Some(_), _) => None,
+            (None, None) => self.plan.as_ref(),
+            (None, Some(_)) => self.enveloped_plan.as_ref(),
+        };
         for event in batch.events {
             out.stats.events_in += 1;
             out.stats.bytes_in += payload_len(&event.payload);
-            if let (true, Some(text)) = (fast, event.payload.text()) {
-                let ctx = fast::Context {
+            if let (Some(plan), Some(text)) = (plan, event.payload.text()) {
+                let ctx = compiled::Context {
                     cluster: &batch.source.cluster,
                     stream: &batch.source.stream,
                     redact_secrets: self.redact_secrets,
@@ -403,7 +417,7 @@ impl Pipeline {
                     now_ms,
                     envelope_time_ms: event.envelope_time_ms,
                 };
-                if let Some(mapped) = fast::map_event(text, &ctx, seen) {
+                if let Some(mapped) = plan.map_event(text, pointer, &ctx, seen) {
                     if !seen.first_time_key(mapped.identity) {
                         out.stats.deduplicated += 1;
                         continue;
@@ -418,7 +432,6 @@ impl Pipeline {
                     continue;
                 }
             }
-            let pointer = batch.source.event_pointer;
             let (mut doc, salvaged) = match self.read_event(event.payload, pointer) {
                 Read::Event { doc, salvaged } => (doc, salvaged),
                 Read::NotAudit(reason) => {

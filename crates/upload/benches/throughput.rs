@@ -72,9 +72,7 @@ fn bench(c: &mut Criterion) {
     gzip_levels(&data, &pipeline);
     stage_breakdown(
         &data,
-        &Pipeline::new(None)
-            .expect("default profile")
-            .without_fast_path(),
+        &Pipeline::new(None).expect("default profile").generic_only(),
     );
 
     let mut group = c.benchmark_group("pipeline_10k_events");
@@ -87,15 +85,54 @@ fn bench(c: &mut Criterion) {
     group.bench_function("decode_map_gzip/events", |b| {
         b.iter(|| black_box(process(black_box(&data), &pipeline)))
     });
-    // The same work on the generic path only (custom jsonPath, rules or a policy take it).
-    let generic = Pipeline::new(None)
-        .expect("default profile")
-        .without_fast_path();
+    // The same work on the generic path only (rules or a policy take it).
+    let generic = Pipeline::new(None).expect("default profile").generic_only();
     group.throughput(Throughput::Bytes(audit_json_bytes as u64));
     group.bench_function("decode_map_gzip_generic/bytes", |b| {
         b.iter(|| black_box(process(black_box(&data), &generic)))
     });
     group.finish();
+
+    // The configurations production sends (tests/fixtures/bench), each on the compiled path (what runs)
+    // and on the generic path (what ran before it): mapping only, no gzip.
+    let mut group = c.benchmark_group("mapping_10k_events");
+    group.sample_size(20);
+    group.throughput(Throughput::Bytes(audit_json_bytes as u64));
+    for (name, file) in [
+        (
+            "a_default_profile_datefield",
+            "logtypeconfig-a-default-profile.json",
+        ),
+        ("b_jsonpath_25", "logtypeconfig-b-jsonpath-25.json"),
+    ] {
+        let text = std::fs::read_to_string(fixtures::dir().join("bench").join(file))
+            .expect("bench config")
+            .replace("PORT", "8443");
+        let config = kaf_config::LogTypeConfig::from_json(&text).expect("bench config parses");
+        let compiled = Pipeline::new(Some(&config)).expect("config");
+        let generic = Pipeline::new(Some(&config)).expect("config").generic_only();
+        for (path, pipeline) in [("compiled", &compiled), ("generic", &generic)] {
+            group.bench_function(format!("{name}/{path}"), |b| {
+                b.iter(|| black_box(map_only(black_box(&data), pipeline)))
+            });
+        }
+    }
+    let default = Pipeline::new(None).expect("default profile");
+    group.bench_function("no_config_default_profile/compiled", |b| {
+        b.iter(|| black_box(map_only(black_box(&data), &default)))
+    });
+    group.finish();
+}
+
+/// Decode and map, no upload work: the mapping paths compared.
+fn map_only(data: &str, pipeline: &Pipeline) -> usize {
+    let payload = Decoded::from_awslogs_data(data, kaf_envelope::gunzip::DEFAULT_PAYLOAD_LIMIT)
+        .expect("valid payload");
+    let mut stats = EnvelopeStats::default();
+    let batch = payload.into_batch(AUDIT_STREAM_PREFIX, &mut stats);
+    let processed = pipeline.process(batch, now_ms());
+    assert_eq!(processed.records.len(), EVENTS);
+    processed.records.iter().map(|r| r.json.len()).sum()
 }
 
 /// One timed pass per stage (best of 5), printed to show where the time goes.

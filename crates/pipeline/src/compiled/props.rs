@@ -1,5 +1,5 @@
 //! Property tests over generated audit events (bounded case counts, so they run in `cargo test`):
-//! the fast path and the generic path agree (fields, values, `Log-Size`) with redaction on and off, no
+//! the compiled path and the generic path agree (fields, values, `Log-Size`) with redaction on and off, no
 //! generated secret value reaches any record, and every event is forwarded or counted with a reason.
 
 #![allow(clippy::unwrap_used)]
@@ -173,17 +173,17 @@ fn batch(payloads: Vec<Payload>) -> Batch {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Whenever the fast path takes an event, it writes what the generic path (the oracle) writes.
+    /// Whenever the compiled path takes an event, it writes what the generic path (the oracle) writes.
     #[test]
-    fn the_fast_and_generic_paths_agree((event, _) in event(), redact in any::<bool>()) {
-        agree(&event.to_string(), redact, "generated");
+    fn the_compiled_and_generic_paths_agree((event, _) in event(), redact in any::<bool>()) {
+        agree(None, &event.to_string(), None, redact, "generated");
     }
 
     /// With redaction on, no secret value reaches a record, on either path.
     #[test]
     fn no_secret_value_reaches_a_record((event, secret) in event()) {
         let text = event.to_string();
-        for pipeline in [Pipeline::new(None).unwrap(), Pipeline::new(None).unwrap().without_fast_path()] {
+        for pipeline in [Pipeline::new(None).unwrap(), Pipeline::new(None).unwrap().generic_only()] {
             let out = pipeline.process(batch(vec![Payload::Text(text.clone())]), NOW);
             prop_assert_eq!(out.records.len(), 1);
             if let Some(secret) = &secret {
@@ -208,7 +208,7 @@ proptest! {
             0..12,
         ),
         repeat in any::<bool>(),
-        fast in any::<bool>(),
+        compiled in any::<bool>(),
     ) {
         let mut payloads: Vec<Payload> = items.iter().cloned().map(Payload::Text).collect();
         if repeat {
@@ -216,7 +216,7 @@ proptest! {
         }
         let n = payloads.len() as u64;
         let pipeline = Pipeline::new(None).unwrap();
-        let pipeline = if fast { pipeline } else { pipeline.without_fast_path() };
+        let pipeline = if compiled { pipeline } else { pipeline.generic_only() };
         let out = pipeline.process(batch(payloads), NOW);
         let s = out.stats;
         prop_assert_eq!(s.events_in, n);

@@ -1,0 +1,704 @@
+//! The compiled mapping path: any profile (the default one or a config's `jsonPath`, with its `dateField`
+//! and `dateFormat`) compiled once into a [`Plan`], which reads each event once, from its text, borrowing,
+//! and writes the record's JSON directly ([`crate::render`]).
+//!
+//! The event is parsed lazily: an object becomes its members (keys and raw values) only when a lookup goes
+//! into it, once per event; values are never built into a `Value` tree. Lookups follow Site24x7's rules
+//! exactly as [`crate::lookup`] does (literal key first, then a lower-cased leaf key, then dotted descent
+//! with a `Capitalized` parent, numeric array indexes, the last of duplicate keys).
+//!
+//! Where the result might differ from the generic path, [`Plan::map_event`] declines (`None`) and the
+//! generic path runs: a JSON string that must be parsed on the way, anything secret redaction might change,
+//! a v1beta1 event that needs normalising, text that does not parse whole, a record over the size limit.
+//! Entries with a `pattern`, filters, masks, hashes, derived fields, `ignoredFields` and audit policies are
+//! not compiled (yet): such pipelines run the generic path. The differential tests count the declines.
+
+use crate::render::{Str, Writer};
+use crate::{Profile, Seen, redact};
+use kaf_config::{DateFormat, ValueType};
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Number, Value};
+use std::borrow::Cow;
+use std::fmt;
+
+/// The agent's fields, added to every record after the profile's (so they win over a profile field of the
+/// same name).
+const TIMESTAMP: &str = "_zl_timestamp";
+const AGENT: &str = "s247agentuid";
+const STREAM: &str = "logstream";
+
+/// A profile compiled for one kind of document.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    fields: Vec<Field>,
+    /// The record in name order: what each position writes.
+    slots: Vec<Slot>,
+    /// The output field `dateField` names, if the profile has one of that name.
+    date_field: Option<usize>,
+    /// Else `dateField` as a path in the document.
+    date_path: Key,
+    date_format: DateFormat,
+    /// The keys are relative to the audit event inside the envelope (the default profile on AKS records),
+    /// not to the whole document.
+    rooted: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Field {
+    name: String,
+    /// The `jsonPath` entries with this name, the last one first: the first that finds a value wins (the
+    /// generic path lets a later entry overwrite an earlier one only when it found something).
+    candidates: Vec<(Key, ValueType)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Field(usize),
+    Timestamp,
+    Agent,
+    Stream,
+}
+
+/// What the caller adds to every record, and the limits.
+pub(crate) struct Context<'a> {
+    pub cluster: &'a str,
+    pub stream: &'a str,
+    pub redact_secrets: bool,
+    pub max_record_bytes: usize,
+    pub now_ms: i64,
+    pub envelope_time_ms: Option<i64>,
+}
+
+/// A record made by the compiled path.
+pub(crate) struct Mapped {
+    /// The key of [`crate::event_identity`] in the batch's [`Seen`], for deduplication.
+    pub identity: Option<u128>,
+    pub json: String,
+    pub log_size: u64,
+    /// The event time was unreadable: the envelope or ingest time was used.
+    pub timestamp_fallback: bool,
+}
+
+impl Plan {
+    /// `None` when the profile has something the compiled path does not do (an entry with a `pattern`).
+    /// `rooted`: the profile's keys are read inside the envelope's event (see [`Plan::rooted`]).
+    pub(crate) fn compile(profile: &Profile, rooted: bool) -> Option<Self> {
+        if profile.entries.iter().any(|e| e.pattern.is_some()) {
+            return None;
+        }
+        let mut by_name: std::collections::BTreeMap<&str, Vec<(Key, ValueType)>> =
+            Default::default();
+        for entry in &profile.entries {
+            by_name
+                .entry(entry.name.as_str())
+                .or_default()
+                .push((Key::new(&entry.key), entry.value_type));
+        }
+        // The agent's fields overwrite profile fields of the same name.
+        for agent in [TIMESTAMP, AGENT, STREAM] {
+            // The generic path reads a `dateField` naming one from the profile's value, before the agent's.
+            if by_name.remove(agent).is_some() && profile.date_field == agent {
+                return None;
+            }
+        }
+        let fields: Vec<Field> = by_name
+            .into_iter()
+            .map(|(name, mut candidates)| {
+                candidates.reverse();
+                Field {
+                    name: name.to_string(),
+                    candidates,
+                }
+            })
+            .collect();
+        let mut named: Vec<(&str, Slot)> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.as_str(), Slot::Field(i)))
+            .collect();
+        named.extend([
+            (TIMESTAMP, Slot::Timestamp),
+            (AGENT, Slot::Agent),
+            (STREAM, Slot::Stream),
+        ]);
+        // Byte order of the names: the order of the generic path's map, so both write the same bytes.
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        Some(Self {
+            date_field: fields.iter().position(|f| f.name == profile.date_field),
+            slots: named.into_iter().map(|(_, slot)| slot).collect(),
+            fields,
+            date_path: Key::new(&profile.date_field),
+            date_format: profile.date_format.clone(),
+            rooted,
+        })
+    }
+
+    /// Map one document's text (`pointer`: where the audit event sits in it, as JSON text), or `None` to
+    /// leave it to the generic path.
+    pub(crate) fn map_event(
+        &self,
+        text: &str,
+        pointer: Option<&str>,
+        ctx: &Context<'_>,
+        seen: &Seen,
+    ) -> Option<Mapped> {
+        // Outlives the document: the AKS event's own text, unescaped from the record.
+        let inner = std::cell::OnceCell::new();
+        let mut doc = Doc::default();
+        let document = doc.root(text)?;
+        let audit = match pointer {
+            None => document,
+            Some(pointer) => {
+                // AKS: the event is JSON text at `pointer` (ending in `\n`); the generic path parses it in
+                // place, so lookups from the record see the parsed event where its text was.
+                let at = doc.pointer(document, pointer)?;
+                let event_text: &str = inner.get_or_init(|| {
+                    string_of(at)
+                        .map(|t| t.trim_end().to_string())
+                        .unwrap_or_default()
+                });
+                let event = doc.root(event_text)?;
+                doc.substitute = Some((key_of(at), event));
+                event
+            }
+        };
+        let root = if pointer.is_some() && !self.rooted {
+            document
+        } else {
+            audit
+        };
+        self.map_document(&mut doc, root, audit, text.len(), ctx, seen)
+    }
+
+    fn map_document<'a>(
+        &self,
+        doc: &mut Doc<'a>,
+        root: NodeId,
+        audit: NodeId,
+        text_len: usize,
+        ctx: &Context<'_>,
+        seen: &Seen,
+    ) -> Option<Mapped> {
+        if !is_audit_event(doc, audit)? {
+            return None;
+        }
+        let parts = identity(doc, audit);
+        let identity = seen.key(parts.as_ref().map(|p| [&*p[0], &*p[1], &*p[2], &*p[3]]));
+        normalise(doc, audit)?;
+        if ctx.redact_secrets && may_need_redaction(doc, audit)? {
+            return None;
+        }
+
+        let mut values: Vec<Option<FieldValue<'a>>> = Vec::with_capacity(self.fields.len());
+        for field in &self.fields {
+            // Every candidate is looked up, even after one was found: one that declines (a JSON string the
+            // generic path would parse in place, changing what later entries see) declines the event.
+            let mut value = None;
+            for (key, value_type) in &field.candidates {
+                if let Some(raw) = doc.lookup(root, key)? {
+                    let found = field_value(doc, raw, *value_type)?;
+                    if value.is_none() {
+                        value = found;
+                    }
+                }
+            }
+            values.push(value);
+        }
+
+        let time = match self.date_field.and_then(|i| values[i].as_ref()) {
+            Some(value) => value.parse_time(&self.date_format, ctx.now_ms)?,
+            None => match doc.lookup(root, &self.date_path)? {
+                Some(raw) => parse_raw_time(raw, &self.date_format, ctx.now_ms),
+                None => None,
+            },
+        };
+        let (time_ms, timestamp_fallback) = match time {
+            Some(ms) => (ms, false),
+            None => (crate::fallback_time(ctx.envelope_time_ms, ctx.now_ms), true),
+        };
+
+        let estimate = text_len + text_len / 4 + 256;
+        let mut out = Writer::with_capacity(estimate);
+        for slot in &self.slots {
+            match *slot {
+                Slot::Timestamp => out.number(TIMESTAMP, time_ms),
+                Slot::Agent => out.text_always(AGENT, ctx.cluster),
+                Slot::Stream => out.text_always(STREAM, ctx.stream),
+                Slot::Field(i) => {
+                    if let Some(value) = &values[i] {
+                        value.write(&mut out, &self.fields[i].name)?;
+                    }
+                }
+            }
+        }
+        let (json, log_size) = out.finish();
+        if json.len() > ctx.max_record_bytes {
+            return None;
+        }
+        Some(Mapped {
+            identity,
+            json,
+            log_size,
+            timestamp_fallback,
+        })
+    }
+}
+
+/// A field's value as the generic path's [`crate::field_value`] makes it.
+enum FieldValue<'a> {
+    Text(Cow<'a, str>),
+    Number(Number),
+    Bool(bool),
+    /// An object or array, as its compact JSON text.
+    Json(&'a RawValue),
+    /// `json-object`: `[{"key":…,"value":…}]` in key order.
+    KeyValues(Vec<(Str<'a>, Str<'a>)>),
+}
+
+impl FieldValue<'_> {
+    /// `None`: the writer cannot write it as the generic path would.
+    fn write(&self, out: &mut Writer, name: &str) -> Option<()> {
+        match self {
+            Self::Text(text) => out.text(name, Some(text.as_ref())),
+            Self::Number(n) => out.number_value(name, n),
+            Self::Bool(b) => out.boolean(name, *b),
+            Self::Json(raw) => out.raw_json(name, Some(raw))?,
+            Self::KeyValues(pairs) => out.key_value_list(name, pairs),
+        }
+        Some(())
+    }
+
+    /// The event time from this field, as the generic path parses the record's value. `Some(None)`: no
+    /// usable time; `None`: decline (a value only the generic path turns into text).
+    fn parse_time(&self, format: &DateFormat, now_ms: i64) -> Option<Option<i64>> {
+        Some(match self {
+            Self::Text(text) => format.parse_text_ms(text, now_ms).ok(),
+            Self::Number(n) => format.parse_ms(&Value::Number(n.clone()), now_ms).ok(),
+            Self::Bool(b) => format.parse_ms(&Value::Bool(*b), now_ms).ok(),
+            Self::Json(_) | Self::KeyValues(_) => return None,
+        })
+    }
+}
+
+/// The event time from a document value found at the `dateField` path.
+fn parse_raw_time(raw: &RawValue, format: &DateFormat, now_ms: i64) -> Option<i64> {
+    match string_of(raw) {
+        Some(text) => format.parse_text_ms(&text, now_ms).ok(),
+        None => {
+            let value: Value = serde_json::from_str(raw.get()).ok()?;
+            format.parse_ms(&value, now_ms).ok()
+        }
+    }
+}
+
+/// `Some(None)` for what the generic path leaves out (`null`, `""`); `None` to decline.
+fn field_value<'a>(
+    doc: &mut Doc<'a>,
+    raw: &'a RawValue,
+    value_type: ValueType,
+) -> Option<Option<FieldValue<'a>>> {
+    // The whole AKS event as one field: the generic path's to render.
+    if doc.substitute.is_some_and(|(at, _)| at == key_of(raw)) {
+        return None;
+    }
+    Some(Some(match raw.get().as_bytes().first()? {
+        b'n' => return Some(None),
+        b'"' => {
+            let text = string_of(raw)?;
+            if text.is_empty() {
+                return Some(None);
+            }
+            // `json-object` parses a string holding an object: the generic path's to do.
+            if value_type == ValueType::JsonObject && looks_like_json(&text) {
+                return None;
+            }
+            FieldValue::Text(text)
+        }
+        b't' => FieldValue::Bool(true),
+        b'f' => FieldValue::Bool(false),
+        b'{' if value_type == ValueType::JsonObject => {
+            let members = doc.object(raw)?;
+            let mut pairs: Vec<(Str<'a>, &'a RawValue)> = doc.members(members).to_vec();
+            // A map: in key order, the last of duplicate keys.
+            pairs.reverse();
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+            let mut out = Vec::with_capacity(pairs.len());
+            for (key, value) in pairs {
+                let text = match value.get().as_bytes().first()? {
+                    b'"' => string_of(value)?,
+                    b'{' | b'[' => return None,
+                    b't' | b'f' | b'n' => Cow::Borrowed(value.get()),
+                    _ => Cow::Owned(
+                        serde_json::from_str::<Number>(value.get())
+                            .ok()?
+                            .to_string(),
+                    ),
+                };
+                out.push((key, Str(text)));
+            }
+            FieldValue::KeyValues(out)
+        }
+        b'{' | b'[' => FieldValue::Json(raw),
+        _ => FieldValue::Number(serde_json::from_str(raw.get()).ok()?),
+    }))
+}
+
+fn looks_like_json(s: &str) -> bool {
+    matches!(s.trim_start().as_bytes().first(), Some(b'{' | b'['))
+}
+
+/// A JSON string's value, borrowed when it has no escapes; `None` if `raw` is not a string.
+fn string_of(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
+    }
+}
+
+/// Where a raw value sits in the text: identifies it in the document's cache.
+fn key_of(raw: &RawValue) -> (usize, usize) {
+    (raw.get().as_ptr() as usize, raw.get().len())
+}
+
+/// The members of a JSON object, borrowed: keys (copied only when they have escapes) and raw values.
+struct Members<'a>(Vec<(Str<'a>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'a>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    members.push((key, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+enum Node<'a> {
+    /// The members, and a bit per key length (mod 64) present: most lookups miss, and most misses are
+    /// answered by that bit without comparing a key.
+    Object(Vec<(Str<'a>, &'a RawValue)>, u64),
+    Array(Vec<&'a RawValue>),
+}
+
+fn object_node<'a>(members: Vec<(Str<'a>, &'a RawValue)>) -> Node<'a> {
+    let lengths = members
+        .iter()
+        .fold(0u64, |m, (k, _)| m | length_bit(k.len()));
+    Node::Object(members, lengths)
+}
+
+fn length_bit(len: usize) -> u64 {
+    1 << (len & 63)
+}
+
+/// A `jsonPath` key prepared for lookups: where its dots are, and its last segment lower-cased (the
+/// fallback for a leaf key with capitals).
+#[derive(Debug, Clone)]
+struct Key {
+    text: String,
+    dots: Vec<usize>,
+    tail_lower: Option<String>,
+}
+
+impl Key {
+    fn new(text: &str) -> Self {
+        let dots: Vec<usize> = text.match_indices('.').map(|(i, _)| i).collect();
+        let tail = &text[dots.last().map_or(0, |d| d + 1)..];
+        Self {
+            text: text.to_string(),
+            tail_lower: tail
+                .bytes()
+                .any(|b| b.is_ascii_uppercase())
+                .then(|| tail.to_ascii_lowercase()),
+            dots,
+        }
+    }
+}
+
+/// One event's document, parsed as far as lookups went: each object or array visited becomes a node once.
+#[derive(Default)]
+struct Doc<'a> {
+    nodes: Vec<((usize, usize), Node<'a>)>,
+    /// A JSON string that stands for a parsed object (AKS `properties.log`, the audit event).
+    substitute: Option<((usize, usize), NodeId)>,
+}
+
+/// A node of [`Doc`], by index.
+#[derive(Clone, Copy)]
+struct NodeId(usize);
+
+impl<'a> Doc<'a> {
+    /// The object that is the whole `text` (one pass over it).
+    fn root(&mut self, text: &'a str) -> Option<NodeId> {
+        let members = serde_json::from_str::<Members<'a>>(text).ok()?.0;
+        self.nodes
+            .push(((text.as_ptr() as usize, text.len()), object_node(members)));
+        Some(NodeId(self.nodes.len() - 1))
+    }
+
+    /// The node of `raw`, parsed on first use. `None` when it does not parse (the generic path decides).
+    fn node(&mut self, raw: &'a RawValue) -> Option<NodeId> {
+        let key = key_of(raw);
+        if let Some((_, id)) = self.substitute.filter(|(at, _)| *at == key) {
+            return Some(id);
+        }
+        if let Some(i) = self.nodes.iter().position(|(k, _)| *k == key) {
+            return Some(NodeId(i));
+        }
+        let node = match raw.get().as_bytes().first()? {
+            b'{' => object_node(serde_json::from_str::<Members<'a>>(raw.get()).ok()?.0),
+            b'[' => Node::Array(serde_json::from_str::<Vec<&'a RawValue>>(raw.get()).ok()?),
+            _ => return None,
+        };
+        self.nodes.push((key, node));
+        Some(NodeId(self.nodes.len() - 1))
+    }
+
+    /// `raw` as an object node; `None` if it is not one.
+    fn object(&mut self, raw: &'a RawValue) -> Option<NodeId> {
+        raw.get().starts_with('{').then_some(())?;
+        self.node(raw)
+    }
+
+    fn members(&self, id: NodeId) -> &[(Str<'a>, &'a RawValue)] {
+        match &self.nodes[id.0].1 {
+            Node::Object(members, _) => members,
+            Node::Array(_) => &[],
+        }
+    }
+
+    /// The member `key` exactly (the last of duplicates, as a map keeps it).
+    fn get(&self, id: NodeId, key: &str) -> Option<&'a RawValue> {
+        if !self.may_have_length(id, key.len()) {
+            return None;
+        }
+        self.members(id)
+            .iter()
+            .rev()
+            .find(|(k, _)| **k == *key)
+            .map(|(_, v)| *v)
+    }
+
+    fn may_have_length(&self, id: NodeId, len: usize) -> bool {
+        match &self.nodes[id.0].1 {
+            Node::Object(_, lengths) => lengths & length_bit(len) != 0,
+            Node::Array(_) => false,
+        }
+    }
+
+    /// A JSON pointer of plain keys (`/properties/log`), exactly as `Value::pointer` reads it.
+    fn pointer(&mut self, root: NodeId, pointer: &str) -> Option<&'a RawValue> {
+        let mut node = root;
+        let mut found = None;
+        for segment in pointer.strip_prefix('/')?.split('/') {
+            if segment.contains('~') {
+                return None;
+            }
+            if let Some(raw) = found {
+                node = self.object(raw)?;
+            }
+            found = Some(self.get(node, segment)?);
+        }
+        found
+    }
+
+    /// [`crate::lookup::with_value`] on this document: `Some(Some(value))` found, `Some(None)` missing,
+    /// `None` declined (a JSON string would have to be parsed on the way, or a part does not parse).
+    fn lookup(&mut self, root: NodeId, key: &Key) -> Option<Option<&'a RawValue>> {
+        match self.walk_object(root, key, 0) {
+            Walk::Found(v) => Some(Some(v)),
+            Walk::Missing => Some(None),
+            Walk::Decline => None,
+        }
+    }
+
+    /// `key` from byte `start` on, in the object `id`: the literal rest, then (a leaf) lower-cased, then
+    /// each split at a dot with the parent as written or `Capitalized`.
+    fn walk_object(&mut self, id: NodeId, key: &Key, start: usize) -> Walk<'a> {
+        let rest = &key.text[start..];
+        if let Some(v) = self.get(id, rest) {
+            return Walk::Found(v);
+        }
+        let first_dot = key.dots.iter().position(|d| *d >= start);
+        if first_dot.is_none()
+            && let Some(lower) = &key.tail_lower
+            && let Some(v) = self.get(id, lower)
+        {
+            return Walk::Found(v);
+        }
+        for &dot in &key.dots[first_dot.unwrap_or(key.dots.len())..] {
+            if let Some(child) = self.child(id, &key.text[start..dot]) {
+                match self.walk(child, key, dot + 1) {
+                    Walk::Missing => {}
+                    other => return other,
+                }
+            }
+        }
+        Walk::Missing
+    }
+
+    fn walk(&mut self, raw: &'a RawValue, key: &Key, start: usize) -> Walk<'a> {
+        let is_substitute = self.substitute.is_some_and(|(at, _)| at == key_of(raw));
+        match raw.get().as_bytes().first() {
+            Some(b'{') => match self.node(raw) {
+                Some(id) => self.walk_object(id, key, start),
+                None => Walk::Decline,
+            },
+            _ if is_substitute => match self.node(raw) {
+                Some(id) => self.walk_object(id, key, start),
+                None => Walk::Decline,
+            },
+            Some(b'[') => {
+                let Some(id) = self.node(raw) else {
+                    return Walk::Decline;
+                };
+                let next_dot = key.dots.iter().find(|d| **d >= start).copied();
+                let head = &key.text[start..next_dot.unwrap_or(key.text.len())];
+                let item = match (&self.nodes[id.0].1, head.parse::<usize>()) {
+                    (Node::Array(items), Ok(i)) => items.get(i).copied(),
+                    _ => None,
+                };
+                match (item, next_dot) {
+                    (Some(item), None) => Walk::Found(item),
+                    (Some(item), Some(dot)) => self.walk(item, key, dot + 1),
+                    (None, _) => Walk::Missing,
+                }
+            }
+            Some(b'"') => match string_of(raw) {
+                Some(text) if looks_like_json(&text) => Walk::Decline,
+                Some(_) => Walk::Missing,
+                None => Walk::Decline,
+            },
+            _ => Walk::Missing,
+        }
+    }
+
+    /// The parent as written, then `Capitalized` (compared in place: no copy of the key).
+    fn child(&self, id: NodeId, parent: &str) -> Option<&'a RawValue> {
+        self.get(id, parent).or_else(|| {
+            let (first, rest) = parent.as_bytes().split_first()?;
+            if !first.is_ascii_lowercase() {
+                return None;
+            }
+            let upper = first.to_ascii_uppercase();
+            if !self.may_have_length(id, parent.len()) {
+                return None;
+            }
+            self.members(id)
+                .iter()
+                .rev()
+                .find(|(k, _)| k.as_bytes().split_first() == Some((&upper, rest)))
+                .map(|(_, v)| *v)
+        })
+    }
+
+    /// A top-level string of the event, exactly (what the audit checks and the identity read).
+    fn text(&self, id: NodeId, key: &str) -> Option<Cow<'a, str>> {
+        string_of(self.get(id, key)?)
+    }
+}
+
+enum Walk<'a> {
+    Found(&'a RawValue),
+    Missing,
+    Decline,
+}
+
+/// [`crate::check_event`]: `Some(false)` is not an audit event (the generic path counts it).
+fn is_audit_event(doc: &Doc<'_>, event: NodeId) -> Option<bool> {
+    Some(match doc.get(event, "kind") {
+        Some(kind) => string_of(kind).is_some_and(|k| k == "Event"),
+        None => doc.text(event, "auditID").is_some() && doc.text(event, "stage").is_some(),
+    })
+}
+
+/// [`crate::normalize`]: v1beta1 archives carry the v1 timestamps as `timestamp` and
+/// `metadata.creationTimestamp`; a missing (or `null`) v1 field gets their value, as a member added last
+/// (the last of duplicate keys is the one a lookup finds).
+fn normalise<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<()> {
+    let missing = |doc: &Doc<'a>, key: &str| doc.get(event, key).is_none_or(|v| v.get() == "null");
+    let mut added = Vec::new();
+    if missing(doc, "requestReceivedTimestamp")
+        && let Some(ts) = doc
+            .get(event, "timestamp")
+            .filter(|v| v.get().starts_with('"'))
+    {
+        added.push(("requestReceivedTimestamp", ts));
+    }
+    if missing(doc, "stageTimestamp")
+        && let Some(metadata) = doc
+            .get(event, "metadata")
+            .filter(|v| v.get().starts_with('{'))
+    {
+        let id = doc.object(metadata)?;
+        if let Some(ts) = doc
+            .get(id, "creationTimestamp")
+            .filter(|v| v.get().starts_with('"'))
+        {
+            added.push(("stageTimestamp", ts));
+        }
+    }
+    if let Node::Object(members, lengths) = &mut doc.nodes[event.0].1 {
+        for (key, value) in added {
+            *lengths |= length_bit(key.len());
+            members.push((Str(Cow::Borrowed(key)), value));
+        }
+    }
+    Some(())
+}
+
+/// [`crate::identity_parts`], read from the text.
+fn identity<'a>(doc: &Doc<'a>, event: NodeId) -> Option<[Cow<'a, str>; 4]> {
+    let id = doc.text(event, "auditID").filter(|s| !s.is_empty())?;
+    let text = |key: &str| doc.text(event, key).unwrap_or_default();
+    Some([
+        id,
+        text("stage"),
+        text("requestReceivedTimestamp"),
+        text("stageTimestamp"),
+    ])
+}
+
+/// Could [`redact::redact_event`] change this event? Read as `redact_event` reads it; `None` declines.
+fn may_need_redaction<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<bool> {
+    let resource = match doc.get(event, "objectRef") {
+        Some(object_ref) if object_ref.get().starts_with('{') => {
+            let id = doc.object(object_ref)?;
+            doc.text(id, "resource")
+        }
+        _ => None,
+    };
+    let objects: Vec<&str> = ["requestObject", "responseObject"]
+        .iter()
+        .filter_map(|k| doc.get(event, k))
+        .map(RawValue::get)
+        .filter(|text| *text != "null")
+        .collect();
+    let uri = doc.text(event, "requestURI");
+    Some(redact::may_change(
+        resource.as_deref().unwrap_or_default(),
+        &objects,
+        uri.as_deref(),
+    ))
+}
+
+#[cfg(test)]
+mod props;
+#[cfg(test)]
+pub(crate) mod tests;

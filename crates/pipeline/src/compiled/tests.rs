@@ -1,0 +1,645 @@
+//! The compiled path against the generic path, the test oracle: on every bundled sample, for the
+//! configurations production sends and for generated ones (proptest), with redaction on and off, both give
+//! the same fields, values, `Log-Size` and counters. Where the compiled path declines, the oracle ran; the
+//! tests count how often.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::{OutRecord, Pipeline, Record};
+use kaf_config::LogTypeConfig;
+use kaf_envelope::{Batch, Payload, RawEvent, Source};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// 2026-12-03T00:00:00Z: the ingest time of these tests.
+const NOW: i64 = 1_796_256_000_000;
+const AKS: &str = kaf_envelope::azure::EVENT_POINTER;
+
+fn samples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/samples")
+}
+
+/// Every audit event of the bundled samples, as text (the line as found, or the nested event re-serialised).
+pub(crate) fn sample_texts() -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for dir in std::fs::read_dir(samples_dir()).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(dir).unwrap() {
+            files.push(file.unwrap().path());
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        for (i, line) in text.lines().enumerate() {
+            let Ok(doc) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let origin = format!("{name}:{}", i + 1);
+            if doc.get("auditID").is_some() {
+                out.push((origin, line.to_string()));
+            } else if let Some(log) = doc.get("log").filter(|l| l.get("auditID").is_some()) {
+                out.push((origin, log.to_string()));
+            }
+        }
+    }
+    out
+}
+
+fn bench_config(name: &str) -> LogTypeConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/bench")
+        .join(name);
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("PORT", "8443");
+    LogTypeConfig::from_json(&text).unwrap()
+}
+
+/// The configurations production sends, and none (the CLI's default).
+fn production_configs() -> Vec<(&'static str, Option<LogTypeConfig>)> {
+    vec![
+        ("no config", None),
+        (
+            "(a) default profile + dateField/dateFormat",
+            Some(bench_config("logtypeconfig-a-default-profile.json")),
+        ),
+        (
+            "(b) 25-entry jsonPath",
+            Some(bench_config("logtypeconfig-b-jsonpath-25.json")),
+        ),
+    ]
+}
+
+fn one(text: &str, pointer: Option<&'static str>) -> Batch {
+    Batch {
+        source: Source {
+            cluster: "c1".into(),
+            stream: "kube-apiserver-audit-x".into(),
+            event_pointer: pointer,
+        },
+        events: vec![RawEvent {
+            id: "e".into(),
+            envelope_time_ms: Some(1_796_255_000_000),
+            payload: Payload::Text(text.to_string()),
+        }],
+    }
+}
+
+/// An AKS diagnostic record holding `event` as its `properties.log` line.
+fn aks_record(event: &str) -> String {
+    json!({
+        "time": "2026-12-02T10:00:00.0000000Z",
+        "resourceId": "/SUBSCRIPTIONS/X/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/C1",
+        "category": "kube-audit",
+        "operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
+        "properties": {"log": format!("{event}\n"), "stream": "stdout", "pod": "kube-apiserver-1"}
+    })
+    .to_string()
+}
+
+/// `text` through the oracle and through the compiled pipeline: the same counters and records. Returns
+/// whether the compiled plan took the event (rather than declining to the oracle).
+pub(super) fn agree(
+    config: Option<&LogTypeConfig>,
+    text: &str,
+    pointer: Option<&'static str>,
+    redact: bool,
+    origin: &str,
+) -> bool {
+    let oracle = Pipeline::new(config)
+        .unwrap()
+        .with_secret_redaction(redact)
+        .generic_only();
+    let compiled = Pipeline::new(config).unwrap().with_secret_redaction(redact);
+    let want = oracle.process(one(text, pointer), NOW);
+    let got = compiled.process(one(text, pointer), NOW);
+    assert_eq!(got.stats, want.stats, "{origin}: counters");
+    assert_eq!(got.records.len(), want.records.len(), "{origin}: records");
+    for (g, w) in got.records.iter().zip(&want.records) {
+        same_record(g, w, origin);
+    }
+    let plan = match pointer {
+        None => compiled.plan.as_ref(),
+        Some(_) => compiled.enveloped_plan.as_ref(),
+    };
+    let ctx = Context {
+        cluster: "c1",
+        stream: "kube-apiserver-audit-x",
+        redact_secrets: redact,
+        max_record_bytes: crate::MAX_RECORD_BYTES,
+        now_ms: NOW,
+        envelope_time_ms: Some(1_796_255_000_000),
+    };
+    plan.and_then(|p| p.map_event(text, pointer, &ctx, &crate::Seen::default()))
+        .is_some()
+}
+
+/// The same fields and values, and the same `Log-Size`. A value that is an object's JSON text may list
+/// the object's keys in another order (the compiled path keeps the apiserver's); everything else is equal
+/// byte for byte.
+fn same_record(got: &OutRecord, want: &OutRecord, origin: &str) {
+    let (g, w): (Record, Record) = (got.record(), want.record());
+    assert_eq!(
+        g.keys().collect::<Vec<_>>(),
+        w.keys().collect::<Vec<_>>(),
+        "{origin}: fields"
+    );
+    let mut reordered = false;
+    for (name, value) in &w {
+        if &g[name] == value {
+            continue;
+        }
+        let as_json = |v: &Value| {
+            v.as_str()
+                .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        };
+        match (as_json(&g[name]), as_json(value)) {
+            (Some(a @ (Value::Object(_) | Value::Array(_))), Some(b)) if a == b => reordered = true,
+            _ => panic!("{origin}: {name}: {} vs {}", g[name], value),
+        }
+    }
+    assert_eq!(got.log_size, want.log_size, "{origin}: Log-Size");
+    if !reordered {
+        assert_eq!(got.json, want.json, "{origin}: the same bytes");
+    }
+}
+
+#[test]
+fn every_sample_agrees_under_each_production_configuration() {
+    let samples = sample_texts();
+    assert!(samples.len() > 850, "{}", samples.len());
+    for (name, config) in production_configs() {
+        let (mut taken, mut total) = (0, 0);
+        for (origin, text) in &samples {
+            for redact in [true, false] {
+                total += 1;
+                taken += usize::from(agree(config.as_ref(), text, None, redact, origin));
+            }
+        }
+        eprintln!(
+            "compiled path, {name}: {taken} of {total} (sample, redaction) pairs, the rest declined"
+        );
+        // What declines: events redaction may change (secrets, configmaps, tokens) with it on.
+        assert!(
+            taken * 100 >= total * 90,
+            "{name}: compiled path took {taken} of {total}"
+        );
+    }
+}
+
+#[test]
+fn aks_records_agree_with_the_default_profile_and_with_a_record_relative_json_path() {
+    let record_relative = LogTypeConfig::from_json(
+        &json!({
+            "apiKey": "k", "logType": "t", "uploadDomain": "127.0.0.1:8443",
+            "jsonPath": [
+                {"name": "username", "key": "properties.log.user.username"},
+                {"name": "verb", "key": "properties.log.verb"},
+                {"name": "category", "key": "category"},
+                {"name": "resource", "key": "properties.log.objectRef.resource"},
+                {"name": "decision", "key": "properties.log.annotations.authorization.k8s.io/decision"},
+                {"name": "annotations", "key": "properties.log.annotations", "type": "json-object"},
+                {"name": "pod", "key": "Properties.pod"},
+                {"name": "received", "key": "properties.log.requestReceivedTimestamp"}
+            ],
+            "dateField": "received"
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let samples = sample_texts();
+    let mut configs = production_configs();
+    configs.push(("record-relative jsonPath", Some(record_relative)));
+    for (name, config) in configs {
+        let (mut taken, mut total) = (0, 0);
+        for (origin, text) in samples.iter().step_by(3) {
+            let record = aks_record(text);
+            for redact in [true, false] {
+                total += 1;
+                taken += usize::from(agree(config.as_ref(), &record, Some(AKS), redact, origin));
+            }
+        }
+        eprintln!("compiled path, AKS, {name}: {taken} of {total}");
+        assert!(
+            taken * 100 >= total * 90,
+            "{name}: compiled path took {taken} of {total}"
+        );
+    }
+}
+
+#[test]
+fn lookup_rules_and_odd_shapes_agree_or_decline() {
+    let config = LogTypeConfig::from_json(
+        &json!({
+            "apiKey": "k", "logType": "t", "uploadDomain": "127.0.0.1:8443",
+            "jsonPath": [
+                {"name": "user", "key": "user.username"},
+                {"name": "user", "key": "User.uid"},
+                {"name": "verb", "key": "Verb"},
+                {"name": "pod", "key": "user.extra.authentication.kubernetes.io/pod-name.0"},
+                {"name": "decision", "key": "annotations.authorization.k8s.io/decision"},
+                {"name": "ip2", "key": "sourceIPs.1"},
+                {"name": "kind", "key": "requestObject.kind"},
+                {"name": "code", "key": "responseStatus.code"},
+                {"name": "ok", "key": "responseStatus.ok"},
+                {"name": "ratio", "key": "responseStatus.ratio"},
+                {"name": "obj", "key": "requestObject"},
+                {"name": "ann", "key": "annotations", "type": "json-object"},
+                {"name": "logstream", "key": "verb"},
+                {"name": "s247x", "key": "stage"}
+            ],
+            "dateField": "stageTimestamp"
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let base = json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse", "auditID": "a-1",
+        "stage": "ResponseComplete", "requestURI": "/api/v1/namespaces/default/pods", "verb": "create",
+        "user": {"username": "alice", "uid": "u-1",
+                 "extra": {"authentication.kubernetes.io/pod-name": ["p"]}},
+        "sourceIPs": ["10.0.0.1", "10.0.0.2"],
+        "objectRef": {"resource": "pods", "namespace": "default", "name": "p"},
+        "responseStatus": {"code": 201, "ok": true, "ratio": 1.50},
+        "requestObject": {"kind": "Pod", "metadata": {"name": "p"}},
+        "requestReceivedTimestamp": "2026-11-26T10:00:00.000001Z",
+        "stageTimestamp": "2026-11-26T10:00:00.100001Z",
+        "annotations": {"authorization.k8s.io/decision": "allow", "z": 3, "a": null}
+    });
+    let text = base.to_string();
+    let cases: Vec<(&str, String, bool)> = vec![
+        ("plain", text.clone(), true),
+        (
+            "pretty-printed",
+            serde_json::to_string_pretty(&base).unwrap(),
+            true,
+        ),
+        // A dotted literal key at the top is what Site24x7's lookup finds first.
+        (
+            "dotted literal key",
+            text.replacen('{', r#"{"user.username":"shadow","#, 1),
+            true,
+        ),
+        // The last of duplicate keys, as a map keeps it.
+        (
+            "duplicate key",
+            format!("{},\"verb\":\"dup\"}}", &text[..text.len() - 1]),
+            true,
+        ),
+        (
+            "capitalised key",
+            text.replacen('{', r#"{"Verb":"SHOUT","#, 1),
+            true,
+        ),
+        (
+            "escapes",
+            text.replace("alice", r#"al\u0069ce \"q\" \u00e9\ud83d\ude00"#),
+            true,
+        ),
+        (
+            "no sourceIPs",
+            text.replace(r#""sourceIPs":["10.0.0.1","10.0.0.2"],"#, ""),
+            true,
+        ),
+        // A JSON string on the way: the generic path parses it in place; the compiled path declines.
+        (
+            "JSON-string child",
+            text.replace(
+                r#""requestObject":{"kind":"Pod","metadata":{"name":"p"}}"#,
+                r#""requestObject":"{\"kind\":\"Pod\"}""#,
+            ),
+            false,
+        ),
+        ("not an event", r#"{"kind":"Pod"}"#.into(), false),
+        (
+            "v1beta1 timestamps",
+            text.replace("requestReceivedTimestamp", "timestamp"),
+            true,
+        ),
+        (
+            "v1beta1 stage time",
+            text.replace(
+                "stageTimestamp",
+                "metadata\":{\"creationTimestamp\":\"2026-11-26T10:00:01Z\"},\"x",
+            ),
+            true,
+        ),
+        ("not JSON", "{not json".into(), false),
+        (
+            "an unreadable time",
+            text.replace("2026-11-26T10:00:00.100001Z", "yesterday"),
+            true,
+        ),
+    ];
+    for (name, text, taken) in cases {
+        for redact in [true, false] {
+            assert_eq!(
+                agree(Some(&config), &text, None, redact, name),
+                taken,
+                "{name}"
+            );
+        }
+    }
+}
+
+/// Keys a generated profile draws from: Site24x7's lookup rules, literal dotted keys, array indexes,
+/// capitals, JSON-string children (when the event has one), and misses.
+const KEYS: [&str; 26] = [
+    "verb",
+    "Verb",
+    "user.username",
+    "User.username",
+    "user.groups",
+    "user.extra",
+    "user.extra.authentication.kubernetes.io/pod-name.0",
+    "user.extra.authentication.kubernetes.io/pod-name",
+    "annotations.authorization.k8s.io/decision",
+    "annotations",
+    "sourceIPs",
+    "sourceIPs.0",
+    "sourceIPs.1",
+    "objectRef",
+    "objectRef.resource",
+    "responseStatus.code",
+    "responseStatus",
+    "requestObject",
+    "requestObject.metadata.name",
+    "requestObject.kind",
+    "responseObject.metadata",
+    "auditID",
+    "requestReceivedTimestamp",
+    "stageTimestamp",
+    "a.b.c",
+    "impersonatedUser.groups",
+];
+
+const NAMES: [&str; 10] = [
+    "f1",
+    "f2",
+    "verb",
+    "user",
+    "Zed",
+    "a.b",
+    "logstream",
+    "_zl_timestamp",
+    "inode_x",
+    "received",
+];
+
+fn profile_json() -> impl Strategy<Value = Value> {
+    let entry = (
+        prop::sample::select(&NAMES[..]),
+        prop::sample::select(&KEYS[..]),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(|(name, key, object)| {
+            let mut e = json!({"name": name, "key": key});
+            if object {
+                e["type"] = json!("json-object");
+            }
+            e
+        });
+    (
+        prop::collection::vec(entry, 1..12),
+        prop_oneof![
+            prop::sample::select(&NAMES[..]).prop_map(str::to_string),
+            prop::sample::select(&KEYS[..]).prop_map(str::to_string),
+        ],
+        prop::sample::select(&["", "%Y-%m-%dT%H:%M:%S.%fZ", "unix"][..]),
+    )
+        .prop_map(|(entries, date_field, date_format)| {
+            let mut config = json!({
+                "apiKey": "k", "logType": "t", "uploadDomain": "127.0.0.1:8443",
+                "jsonPath": entries, "dateField": date_field
+            });
+            if !date_format.is_empty() {
+                config["dateFormat"] = json!(date_format);
+            }
+            config
+        })
+}
+
+/// A sample event, perhaps altered the ways that matter to lookups.
+fn event_text() -> impl Strategy<Value = String> {
+    let samples = sample_texts();
+    (0..samples.len(), 0..6usize).prop_map(move |(i, change)| {
+        let text = samples[i].1.clone();
+        match change {
+            0 => text.replacen('{', r#"{"user.username":"shadow","#, 1),
+            1 => text.replacen('{', r#"{"Verb":"SHOUT","#, 1),
+            2 => match serde_json::from_str::<Value>(&text) {
+                // `requestObject` as a JSON string holding the object.
+                Ok(mut v) if v.get("requestObject").is_some() => {
+                    let inner = v["requestObject"].to_string();
+                    v["requestObject"] = Value::String(inner);
+                    v.to_string()
+                }
+                _ => text,
+            },
+            3 => format!(
+                "{},\"verb\":\"dup\"}}",
+                text.trim_end().trim_end_matches('}')
+            ),
+            _ => text,
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn generated_profiles_agree_on_generated_events(
+        config in profile_json(),
+        text in event_text(),
+        redact in any::<bool>(),
+        enveloped in prop::bool::weighted(0.25),
+    ) {
+        let config = LogTypeConfig::from_json(&config.to_string()).unwrap();
+        if enveloped {
+            agree(Some(&config), &aks_record(&text), Some(AKS), redact, "generated, AKS");
+        } else {
+            agree(Some(&config), &text, None, redact, "generated");
+        }
+    }
+}
+
+#[test]
+fn generated_profiles_are_mostly_compiled_not_declined() {
+    // The same generators, counted: a compiled path that declined everything would pass the property test.
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = (profile_json(), event_text());
+    let (mut taken, total) = (0, 300);
+    for _ in 0..total {
+        let (config, text) =
+            proptest::strategy::ValueTree::current(&strategy.new_tree(&mut runner).unwrap());
+        let config = LogTypeConfig::from_json(&config.to_string()).unwrap();
+        taken += usize::from(agree(Some(&config), &text, None, false, "counted"));
+    }
+    eprintln!("compiled path on generated profiles and events: {taken} of {total}");
+    assert!(taken * 100 >= total * 60, "{taken} of {total}");
+}
+
+#[test]
+fn hostile_and_unusual_shapes_with_the_default_profile_agree_or_decline() {
+    let base = json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse", "auditID": "a-1",
+        "stage": "ResponseComplete", "requestURI": "/api/v1/namespaces/default/pods", "verb": "create",
+        "user": {"username": "alice", "groups": ["dev", "system:authenticated"],
+                 "extra": {"authentication.kubernetes.io/pod-name": ["p"], "sessionName": ["s1"]}},
+        "sourceIPs": ["10.0.0.1", "10.0.0.2"], "userAgent": "kubectl",
+        "objectRef": {"resource": "pods", "namespace": "default", "name": "p", "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 201},
+        "requestObject": {"kind": "Pod", "metadata": {"name": "p"}},
+        "responseObject": {"kind": "Pod", "metadata": {"name": "p", "uid": "u"}},
+        "requestReceivedTimestamp": "2026-11-26T10:00:00.000001Z",
+        "stageTimestamp": "2026-11-26T10:00:00.100001Z",
+        "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": "RBAC"}
+    });
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = base.clone();
+        f(&mut v);
+        v.to_string()
+    };
+    let cases: Vec<(&str, String, bool)> = vec![
+        ("plain", base.to_string(), true),
+        (
+            "pretty-printed",
+            serde_json::to_string_pretty(&base).unwrap(),
+            true,
+        ),
+        (
+            "webhook item without kind",
+            with(&|v| {
+                v.as_object_mut().unwrap().remove("kind");
+            }),
+            true,
+        ),
+        (
+            "empty annotations",
+            with(&|v| v["annotations"] = json!({})),
+            true,
+        ),
+        (
+            "null objects",
+            with(&|v| {
+                v["requestObject"] = Value::Null;
+                v["responseStatus"] = Value::Null;
+            }),
+            true,
+        ),
+        (
+            "dotted key at the top",
+            with(&|v| v["user.username"] = json!("mallory")),
+            true,
+        ),
+        (
+            "other letter case",
+            with(&|v| v["auditid"] = json!("x")),
+            true,
+        ),
+        (
+            "capitalised parent",
+            with(&|v| v["User"] = json!({"username": "m"})),
+            true,
+        ),
+        (
+            "dotted extra key",
+            with(&|v| v["user"]["extra"]["sessionName.0"] = json!("m")),
+            true,
+        ),
+        (
+            "annotation prefix",
+            with(&|v| v["annotations"]["authorization"] = json!("{\"k8s\":1}")),
+            true,
+        ),
+        (
+            "user as JSON text",
+            with(&|v| v["user"] = json!("{\"username\":\"m\"}")),
+            false,
+        ),
+        ("numeric verb", with(&|v| v["verb"] = json!(7)), true),
+        (
+            "string object",
+            with(&|v| v["responseObject"] = json!("skipped-too-big-size-object")),
+            true,
+        ),
+        ("not an event", with(&|v| v["kind"] = json!("Pod")), false),
+        (
+            "secret resource",
+            with(&|v| v["objectRef"]["resource"] = json!("secrets")),
+            false,
+        ),
+        (
+            "secret in a list",
+            with(&|v| {
+                v["responseObject"] = json!({"kind": "List", "items": [{"kind": "Secret", "data": {"k": "c2VjcmV0"}}]})
+            }),
+            false,
+        ),
+        (
+            "escaped kind",
+            base.to_string().replace(
+                "\"kind\":\"Pod\"",
+                "\"kind\":\"\\u0053ecret\",\"data\":{\"k\":\"v\"}",
+            ),
+            false,
+        ),
+        (
+            "token in the URI",
+            with(&|v| v["requestURI"] = json!("/api/v1/pods?watch=1&access_token=abc")),
+            false,
+        ),
+        (
+            "unreadable time",
+            with(&|v| v["requestReceivedTimestamp"] = json!("yesterday")),
+            true,
+        ),
+        (
+            "duplicate key",
+            base.to_string().replacen(
+                "\"verb\":\"create\"",
+                "\"verb\":\"get\",\"verb\":\"create\"",
+                1,
+            ),
+            true,
+        ),
+        ("not JSON", "{\"auditID\": ".to_string(), false),
+    ];
+    for (name, text, compiled) in cases {
+        for redact in [true, false] {
+            let took = agree(None, &text, None, redact, name);
+            // Without redaction, the secret-shaped cases are compiled too (they agree, which `agree` checked).
+            if redact || compiled {
+                assert_eq!(took, compiled, "{name} (redact: {redact})");
+            }
+        }
+    }
+}
+
+#[test]
+fn both_paths_share_one_identity_for_deduplication() {
+    let compiled = r#"{"kind":"Event","auditID":"d-1","stage":"ResponseComplete","verb":"get","requestReceivedTimestamp":"2026-11-26T10:00:00.000001Z","stageTimestamp":"2026-11-26T10:00:00.000002Z"}"#;
+    // The same event with a JSON-string child only the generic path handles, then the compiled one again.
+    let generic = compiled.replace(
+        r#""verb":"get""#,
+        r#""verb":"get","user":"{\"username\":\"x\"}""#,
+    );
+    assert!(agree(None, compiled, None, true, "compiled"));
+    assert!(!agree(None, &generic, None, true, "generic"));
+    for order in [[&generic, compiled], [compiled, &generic]] {
+        let mut batch = one(order[0], None);
+        batch.events.push(one(order[1], None).events.remove(0));
+        let out = Pipeline::new(None).unwrap().process(batch, NOW);
+        assert_eq!((out.stats.forwarded, out.stats.deduplicated), (1, 1));
+    }
+}
