@@ -8,7 +8,7 @@
 
 use base64::Engine as _;
 use kaf_testkit::payloads::production_aks_invocation;
-use kaf_testkit::process::spawn;
+use kaf_testkit::process::{cpu_ticks, spawn, status_kib};
 use kaf_testkit::receiver::Receiver;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -16,29 +16,6 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "bench-key";
 const LOG_TYPE: &str = "Kubernetes Audit Logs";
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// utime + stime of `pid`, in clock ticks (100 per second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1;
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
-}
 
 #[tokio::main]
 async fn main() {

@@ -809,6 +809,16 @@ pub(crate) mod tests {
         Fault::Headers(200, vec![("LOG_LICENSE_EXCEEDS".into(), "True".into())])
     }
 
+    /// [`supervise`] with the tests' state and options, never shut down: until the source ends or fails.
+    pub(crate) async fn drain_until_done<F: FailoverSink>(
+        rx: &Receiver,
+        source: &mut MemorySource,
+        sink: &F,
+        metrics: &DrainMetrics,
+    ) -> anyhow::Result<DrainStats> {
+        supervise(&state(rx), source, sink, &options(), &running(), metrics).await
+    }
+
     pub(crate) fn running() -> Shutdown {
         let (tx, shutdown) = Shutdown::new();
         std::mem::forget(tx);
@@ -823,16 +833,9 @@ pub(crate) mod tests {
         let (batches, events) = batches();
         let mut source = MemorySource::new(&rx, batches);
         let sink = MemorySink::default();
-        let stats = supervise(
-            &state(&rx),
-            &mut source,
-            &sink,
-            &options(),
-            &running(),
-            &DrainMetrics::new(),
-        )
-        .await
-        .unwrap();
+        let stats = drain_until_done(&rx, &mut source, &sink, &DrainMetrics::new())
+            .await
+            .unwrap();
         assert!(stats.retries >= 1, "{stats:?}");
         assert_eq!((stats.batches, stats.checkpoints), (2, 2));
         assert_eq!(source.checkpoints, vec![102, 104]);
@@ -865,16 +868,9 @@ pub(crate) mod tests {
         let mut source = MemorySource::new(&rx, batches);
         let sink = MemorySink::default();
         let metrics = DrainMetrics::new();
-        let stats = supervise(
-            &state(&rx),
-            &mut source,
-            &sink,
-            &options(),
-            &running(),
-            &metrics,
-        )
-        .await
-        .unwrap();
+        let stats = drain_until_done(&rx, &mut source, &sink, &metrics)
+            .await
+            .unwrap();
         assert_eq!((stats.parked_batches, stats.checkpoints), (2, 2));
         // The hub's newest sequence number (polled from the SDK) against the last checkpoint: the lag.
         metrics.set_last_enqueued("3", 110);
@@ -959,16 +955,9 @@ pub(crate) mod tests {
         });
         let mut source = MemorySource::new(&rx, batches);
         let sink = MemorySink::default();
-        let stats = supervise(
-            &state(&rx),
-            &mut source,
-            &sink,
-            &options(),
-            &running(),
-            &DrainMetrics::new(),
-        )
-        .await
-        .unwrap();
+        let stats = drain_until_done(&rx, &mut source, &sink, &DrainMetrics::new())
+            .await
+            .unwrap();
         assert_eq!(source.checkpoints, vec![103, 104]);
         assert_eq!(stats.unparsable_parked, 1);
         let parked = &sink.blobs()["drain/p3/101-103.ndjson"];
@@ -990,16 +979,9 @@ pub(crate) mod tests {
         let mut source = MemorySource::new(&rx, batches.clone());
         source.failures = 3;
         let sink = MemorySink::default();
-        let stats = supervise(
-            &state(&rx),
-            &mut source,
-            &sink,
-            &options(),
-            &running(),
-            &DrainMetrics::new(),
-        )
-        .await
-        .unwrap();
+        let stats = drain_until_done(&rx, &mut source, &sink, &DrainMetrics::new())
+            .await
+            .unwrap();
         assert_eq!((stats.restarts, source.reopened), (3, 3));
         assert_eq!(source.checkpoints, vec![102, 104]);
         assert_eq!(rx.records().len(), events);

@@ -7,7 +7,7 @@
 
 use base64::Engine as _;
 use kaf_testkit::payloads::{AUDIT_STREAM, lambda_event, messages, subscription};
-use kaf_testkit::process::spawn;
+use kaf_testkit::process::{cpu_ticks, spawn, status_kib};
 use kaf_testkit::receiver::Receiver;
 use kaf_testkit::runtime::{Outcome, RuntimeApi};
 use kaf_testkit::{fixtures, wait_for};
@@ -35,14 +35,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// Events whose CloudWatch payload gzips to about `target` bytes.
 fn payload_of_compressed_size(target: usize) -> (Value, usize, usize) {
     let mut pool = fixtures::events(&fixtures::audit2rbac_v1beta1());
@@ -64,18 +56,6 @@ fn payload_of_compressed_size(target: usize) -> (Value, usize, usize) {
         }
         n = (n as f64 * target as f64 / gz as f64 * 1.02) as usize + 1;
     }
-}
-
-/// utime + stime of `pid`, in clock ticks (100 per second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1;
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
 }
 
 /// Real RequestResponse events of production size: the sample events with objects, of 1.5 KB or more
@@ -219,7 +199,7 @@ async fn main() {
             runtime.first_next()
         })
         .await;
-        peak_rss_kib(pid)
+        status_kib(pid, "VmHWM:")
     };
     // `BENCH_RSS_TRACE=1`: the handler's RSS every 20 ms while it works.
     let trace = std::env::var("BENCH_RSS_TRACE").is_ok().then(|| {
@@ -247,9 +227,9 @@ async fn main() {
     let ok = matches!(done.outcome, Outcome::Response(_));
     println!(
         "peak RSS: idle {} KiB; after a {events}-event payload ({gz} bytes gzip) handled in {:?} (ok: {ok}, {} records uploaded): {} KiB",
-        idle.unwrap_or(0),
+        idle,
         done.elapsed,
         rx.records().len(),
-        peak_rss_kib(pid).unwrap_or(0)
+        status_kib(pid, "VmHWM:")
     );
 }

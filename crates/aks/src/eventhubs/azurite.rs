@@ -9,14 +9,15 @@
 #![allow(clippy::unwrap_used)]
 
 use super::{BlobSink, container};
-use crate::drain::tests::{MemorySource, batches, options, quota, running, state};
-use crate::drain::{DrainMetrics, supervise};
+use crate::drain::DrainMetrics;
+use crate::drain::tests::{MemorySource, batches, drain_until_done, quota};
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use azure_core::http::{Transport, Url};
 use azure_core::time::OffsetDateTime;
 use azure_messaging_eventhubs::CheckpointStore;
 use azure_messaging_eventhubs::models::{Checkpoint, Ownership};
 use azure_messaging_eventhubs_checkpointstore_blob::BlobCheckpointStore;
+use azure_storage_blob::BlobContainerClient;
 use base64::Engine as _;
 use kaf_testkit::pki::Pki;
 use kaf_testkit::receiver::Receiver;
@@ -108,10 +109,17 @@ impl Drop for Azurite {
     }
 }
 
-/// What Azurite's `--oauth basic` accepts: a JWT for Azure Storage from an Entra ID issuer, within its
-/// lifetime, `iat` included (the signature is not checked, so it stays unsigned). Asked for any other scope, it fails.
+/// What Azurite's `--oauth basic` accepts: a JWT for `audience` from an Entra ID issuer, within its
+/// lifetime, `iat` included (the signature is not checked, so it stays unsigned). Asked for any scope but
+/// Storage's, it fails the test.
 #[derive(Debug)]
-struct EmulatorCredential;
+struct EmulatorCredential {
+    audience: &'static str,
+}
+
+const STORAGE: EmulatorCredential = EmulatorCredential {
+    audience: "https://storage.azure.com",
+};
 
 #[async_trait::async_trait]
 impl TokenCredential for EmulatorCredential {
@@ -129,7 +137,7 @@ impl TokenCredential for EmulatorCredential {
             "{}.{}.unsigned",
             part(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
             part(serde_json::json!({
-                "aud": "https://storage.azure.com",
+                "aud": self.audience,
                 "iss": "https://sts.windows.net/00000000-0000-0000-0000-000000000000/",
                 "oid": "11111111-1111-1111-1111-111111111111",
                 "iat": now.unix_timestamp() - 60,
@@ -138,6 +146,60 @@ impl TokenCredential for EmulatorCredential {
             }))
         );
         Ok(AccessToken::new(token, now + Duration::from_secs(3600)))
+    }
+}
+
+/// One test's emulator set-up: the binary, a scratch directory (its data and PKI), a port.
+struct Fixture {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    pki: Pki,
+    port: u16,
+}
+
+impl Fixture {
+    /// `None`: no Azurite here (the test is skipped, see [`azurite_binary`]).
+    fn new() -> Option<Self> {
+        let binary = azurite_binary()?;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::generate(&dir.path().join("pki"), "azurite");
+        Some(Self {
+            binary,
+            dir,
+            pki,
+            port: kaf_testkit::free_port(),
+        })
+    }
+
+    /// Azurite on this fixture's data and port (again after a stop: the same data).
+    fn start(&self) -> Azurite {
+        Azurite::start(
+            &self.binary,
+            &self.dir.path().join("data"),
+            &self.pki,
+            self.port,
+        )
+    }
+
+    fn client(
+        &self,
+        azurite: &Azurite,
+        name: &str,
+        credential: EmulatorCredential,
+    ) -> BlobContainerClient {
+        container(
+            azurite.container_url(name),
+            Arc::new(credential),
+            Some(transport(&self.pki)),
+        )
+        .unwrap()
+    }
+
+    /// The container `name`, created.
+    async fn created(&self, azurite: &Azurite, name: &str) -> BlobContainerClient {
+        let client = self.client(azurite, name, STORAGE);
+        client.create(None).await.unwrap();
+        client
     }
 }
 
@@ -165,15 +227,8 @@ fn transport(pki: &Pki) -> Transport {
     Transport::new(Arc::new(client))
 }
 
-fn store(azurite: &Azurite, pki: &Pki) -> Arc<BlobCheckpointStore> {
-    BlobCheckpointStore::new(
-        container(
-            azurite.container_url("checkpoints"),
-            Arc::new(EmulatorCredential),
-            Some(transport(pki)),
-        )
-        .unwrap(),
-    )
+fn store(fixture: &Fixture, azurite: &Azurite) -> Arc<BlobCheckpointStore> {
+    BlobCheckpointStore::new(fixture.client(azurite, "checkpoints", STORAGE))
 }
 
 fn checkpoint(partition: &str, offset: &str, sequence_number: i64) -> Checkpoint {
@@ -226,24 +281,12 @@ async fn owners_by_partition(store: &BlobCheckpointStore) -> BTreeMap<String, Ow
 
 #[tokio::test]
 async fn checkpoints_and_ownership_claims_are_kept_across_a_restart_of_azurite_and_of_the_store() {
-    let Some(binary) = azurite_binary() else {
+    let Some(fixture) = Fixture::new() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(&dir.path().join("pki"), "azurite");
-    let data = dir.path().join("data");
-    let port = kaf_testkit::free_port();
-    let azurite = Azurite::start(&binary, &data, &pki, port);
-    let checkpoints = store(&azurite, &pki);
-    container(
-        azurite.container_url("checkpoints"),
-        Arc::new(EmulatorCredential),
-        Some(transport(&pki)),
-    )
-    .unwrap()
-    .create(None)
-    .await
-    .unwrap();
+    let azurite = fixture.start();
+    fixture.created(&azurite, "checkpoints").await;
+    let checkpoints = store(&fixture, &azurite);
     assert!(checkpoints_by_partition(&checkpoints).await.is_empty());
 
     // The first checkpoint creates the blob, the next one overwrites it.
@@ -307,8 +350,8 @@ async fn checkpoints_and_ownership_claims_are_kept_across_a_restart_of_azurite_a
 
     // Restart the emulator on the same data, and read through a new store, as a restarted process would.
     azurite.stop();
-    let azurite = Azurite::start(&binary, &data, &pki, port);
-    let reopened = store(&azurite, &pki);
+    let azurite = fixture.start();
+    let reopened = store(&fixture, &azurite);
     assert_eq!(
         checkpoints_by_partition(&reopened).await,
         BTreeMap::from([
@@ -348,62 +391,15 @@ async fn checkpoints_and_ownership_claims_are_kept_across_a_restart_of_azurite_a
 /// make a processor start every partition from its beginning.
 #[tokio::test]
 async fn a_refused_token_is_an_error_not_an_empty_store() {
-    #[derive(Debug)]
-    struct WrongAudience;
-    #[async_trait::async_trait]
-    impl TokenCredential for WrongAudience {
-        async fn get_token(
-            &self,
-            _scopes: &[&str],
-            _options: Option<TokenRequestOptions<'_>>,
-        ) -> azure_core::Result<AccessToken> {
-            let now = OffsetDateTime::now_utc();
-            let claims = serde_json::json!({
-                "aud": "https://vault.azure.net",
-                "iss": "https://sts.windows.net/00000000-0000-0000-0000-000000000000/",
-                "iat": now.unix_timestamp() - 60,
-                "nbf": now.unix_timestamp() - 60,
-                "exp": now.unix_timestamp() + 3600,
-            });
-            let b64 = |v: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-            Ok(AccessToken::new(
-                format!(
-                    "{}.{}.x",
-                    b64(r#"{"alg":"RS256"}"#.into()),
-                    b64(claims.to_string())
-                ),
-                now + Duration::from_secs(3600),
-            ))
-        }
-    }
-    let Some(binary) = azurite_binary() else {
+    let Some(fixture) = Fixture::new() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(&dir.path().join("pki"), "azurite");
-    let azurite = Azurite::start(
-        &binary,
-        &dir.path().join("data"),
-        &pki,
-        kaf_testkit::free_port(),
-    );
-    container(
-        azurite.container_url("checkpoints"),
-        Arc::new(EmulatorCredential),
-        Some(transport(&pki)),
-    )
-    .unwrap()
-    .create(None)
-    .await
-    .unwrap();
-    let refused = BlobCheckpointStore::new(
-        container(
-            azurite.container_url("checkpoints"),
-            Arc::new(WrongAudience),
-            Some(transport(&pki)),
-        )
-        .unwrap(),
-    );
+    let azurite = fixture.start();
+    fixture.created(&azurite, "checkpoints").await;
+    let wrong_audience = EmulatorCredential {
+        audience: "https://vault.azure.net",
+    };
+    let refused = BlobCheckpointStore::new(fixture.client(&azurite, "checkpoints", wrong_audience));
     let error = refused
         .list_checkpoints(NAMESPACE, HUB, GROUP)
         .await
@@ -420,40 +416,20 @@ async fn a_refused_token_is_an_error_not_an_empty_store() {
 /// batch, named by its sequence numbers, holding failover records `replay` reads; parking again overwrites.
 #[tokio::test]
 async fn refused_batches_are_parked_in_the_failover_container_as_failover_records() {
-    let Some(binary) = azurite_binary() else {
+    let Some(fixture) = Fixture::new() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(&dir.path().join("pki"), "azurite");
-    let azurite = Azurite::start(
-        &binary,
-        &dir.path().join("data"),
-        &pki,
-        kaf_testkit::free_port(),
-    );
-    let failover = container(
-        azurite.container_url("audit-failover"),
-        Arc::new(EmulatorCredential),
-        Some(transport(&pki)),
-    )
-    .unwrap();
-    failover.create(None).await.unwrap();
+    let azurite = fixture.start();
+    let failover = fixture.created(&azurite, "audit-failover").await;
     let sink = BlobSink(failover);
 
     let rx = Arc::new(Receiver::start(crate::drain::tests::KEY, "t").await);
     rx.set_always(Some(quota()));
     let (batches, events) = batches();
     let mut source = MemorySource::new(&rx, batches);
-    let stats = supervise(
-        &state(&rx),
-        &mut source,
-        &sink,
-        &options(),
-        &running(),
-        &DrainMetrics::new(),
-    )
-    .await
-    .unwrap();
+    let stats = drain_until_done(&rx, &mut source, &sink, &DrainMetrics::new())
+        .await
+        .unwrap();
     assert_eq!((stats.parked_batches, stats.checkpoints), (2, 2));
     assert_eq!(source.checkpoints, vec![102, 104]);
 
