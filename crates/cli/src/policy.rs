@@ -24,7 +24,12 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             for warning in &policy.warnings {
                 eprintln!("warning: {warning}");
             }
-            println!("{}: valid, {} rules", file.display(), policy.rules.len());
+            let n = policy.rules.len();
+            println!(
+                "{}: valid, {n} {}",
+                file.display(),
+                if n == 1 { "rule" } else { "rules" }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Test { cases: path } => {

@@ -15,6 +15,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// While the file does not exist (a mistyped path, or an apiserver that has not written it yet): one
+/// warning at most this often.
+const MISSING_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -62,14 +65,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         || args.file.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
+    // With --once, a file that is not there is a mistake to report, not "nothing new".
+    if args.once && !args.file.exists() {
+        eprintln!("error: {}: no such file", args.file.display());
+        return Ok(ExitCode::from(crate::replay::EXIT_USAGE));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let started = std::time::Instant::now();
+    let mut summary = kaf_upload::Summary::default();
+    let exit = runtime.block_on(async {
         let sink = Sink::new(config.as_ref())?;
         let mut follower = Follower::new(&args.file, start);
         let mut stop = std::pin::pin!(crate::serve::shutdown_signal()?);
         let poll = Duration::from_millis(args.poll_ms);
+        let mut warned_missing: Option<std::time::Instant> = None;
         loop {
             let chunk = follower
                 .poll(args.batch_events, kaf_upload::Limits::default().max_bytes)
@@ -77,6 +88,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let Some(chunk) = chunk else {
                 if args.once {
                     return Ok(ExitCode::SUCCESS);
+                }
+                if !args.file.exists()
+                    && warned_missing.is_none_or(|at| at.elapsed() >= MISSING_WARNING_EVERY)
+                {
+                    tracing::warn!(file = %args.file.display(), "no such file yet; waiting for it to appear");
+                    warned_missing = Some(std::time::Instant::now());
                 }
                 tokio::select! {
                     () = tokio::time::sleep(poll) => continue,
@@ -97,6 +114,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(args.deadline_secs);
                 // A delivery in progress is finished before a clean stop, so a restart resends nothing.
                 let delivered = sink.deliver(&pipeline, batch, deadline).await;
+                summary.pipeline += delivered.pipeline;
+                summary.upload += delivered.upload;
                 if let Some(e) = delivered.output_error {
                     return Err(anyhow::Error::new(e).context("writing records to stdout"));
                 }
@@ -110,5 +129,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             chunk.delivered().save(&checkpoint_path)?;
         }
-    })
+    });
+    // The same summary line as `replay`, on the way out (--once, or a stop signal).
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    eprintln!("summary: {}", summary.to_json());
+    exit
 }

@@ -32,6 +32,9 @@ const GROUP_EVENTS: usize = 2000;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("authentication").required(true).multiple(true).args(["token_file", "client_ca"])
+))]
 pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:8443")]
@@ -42,10 +45,10 @@ pub struct Args {
     /// Server private key (PEM).
     #[arg(long)]
     tls_key: PathBuf,
-    /// Accepted bearer tokens, one per line.
+    /// Accepted bearer tokens, one per line (several for rotation). This, --client-ca, or both is required.
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// CA (PEM) whose client certificates are accepted.
+    /// CA (PEM) whose client certificates are accepted. This, --token-file, or both is required.
     #[arg(long)]
     client_ca: Option<PathBuf>,
     /// Accept only client certificates with this CN or DNS name (repeatable).
@@ -63,7 +66,8 @@ pub struct Args {
     /// Largest request body accepted (after decompression).
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     max_body_bytes: usize,
-    /// How long delivered (auditID, stage) pairs are remembered to drop resent batches.
+    /// How long delivered events are remembered to drop resent batches. An event is identified by its
+    /// auditID, stage and both timestamps.
     #[arg(long, default_value_t = 900)]
     dedupe_window_secs: u64,
     /// How long one delivery attempt of a spool group may retry before backing off, in seconds.

@@ -13,3 +13,5 @@ mod serve;
 mod tail;
 /// Uploading with a logtypeconfig: delivery, exit codes, secrets.
 mod upload;
+/// Usage lines and wording a person reads.
+mod usage;

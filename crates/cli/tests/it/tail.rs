@@ -219,3 +219,65 @@ fn from_start_reads_the_backlog_first_and_the_checkpoint_prevents_repeats() {
     }
     assert_eq!(run(&[]), ids(45..50));
 }
+
+/// Regression: a mistyped path with `--once` exited 0 having done nothing, exactly like "no new lines".
+#[test]
+fn once_on_a_missing_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("audit.lgo");
+    let out = cli(&["tail", missing.to_str().unwrap(), "--once"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}: no such file", missing.display())),
+        "{stderr}"
+    );
+    assert!(!missing.with_extension("lgo.kaf-checkpoint").exists());
+}
+
+/// Regression: following a path that does not exist waited without a word, even at RUST_LOG=info. Now one
+/// warning names it (not one per poll), and the file is read once it appears.
+#[tokio::test]
+async fn following_a_missing_file_warns_once_then_reads_it_when_it_appears() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("audit.log");
+    let tail = start_tail(&rx, &live, &[]);
+    wait_for(Duration::from_secs(20), "the warning", || {
+        tail.output().contains("no such file yet").then_some(())
+    })
+    .await;
+    // 20 ms polls for half a second: still the one warning.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let output = tail.output();
+    assert_eq!(output.matches("no such file yet").count(), 1, "{output}");
+    assert!(output.contains(&live.display().to_string()), "{output}");
+    let events = fixtures::numbered_events(5);
+    std::fs::write(&live, lines(&events).join("\n") + "\n").unwrap();
+    all_delivered_once(&rx, 5).await;
+}
+
+/// `tail --once` prints replay's summary line: what was read, forwarded and uploaded.
+#[test]
+fn once_prints_the_summary_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("audit.log");
+    std::fs::write(
+        &live,
+        lines(&fixtures::numbered_events(7)).join("\n") + "\n",
+    )
+    .unwrap();
+    let out = cli(&["tail", live.to_str().unwrap(), "--once"], &[]);
+    assert!(out.status.success());
+    assert_eq!(stdout_records(&out).len(), 7);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("summary: "))
+        .unwrap_or_else(|| panic!("no summary line: {stderr}"));
+    let summary: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        (summary["eventsIn"].as_u64(), summary["forwarded"].as_u64()),
+        (Some(7), Some(7))
+    );
+}
