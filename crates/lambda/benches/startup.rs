@@ -70,11 +70,14 @@ fn production_sized_events() -> Vec<Value> {
     pool
 }
 
-/// 20 invocations of 1000 events each through the real `bootstrap` with the logtypeconfig in `file`
-/// (tests/fixtures/bench), CPU counted over the whole process.
-async fn throughput(bootstrap: &Path, name: &str, file: &str, pool: &[Value]) {
-    const INVOCATIONS: usize = 20;
-    const EVENTS: usize = 1000;
+/// `INVOCATIONS` invocations of `EVENTS` events each through the real `bootstrap` with the logtypeconfig in
+/// `file` (tests/fixtures/bench), CPU counted over the whole process.
+async fn throughput<const INVOCATIONS: usize, const EVENTS: usize>(
+    bootstrap: &Path,
+    name: &str,
+    file: &str,
+    pool: &[Value],
+) {
     let text = std::fs::read_to_string(fixtures::dir().join("bench").join(file)).expect("config");
     let mut config: Value = serde_json::from_str(&text).expect("config JSON");
     let rx = Receiver::start(
@@ -138,8 +141,10 @@ async fn throughput(bootstrap: &Path, name: &str, file: &str, pool: &[Value]) {
     let cpu_s = cpu as f64 / 100.0;
     println!(
         "end to end, {name}: {INVOCATIONS} × {EVENTS} events, {:.1} KB/event, {records} records accepted; \
-         bootstrap CPU {cpu_s:.2} s ({:.1} µs/event, {:.0} MB/s of audit JSON per CPU second), wall {wall:?}",
+         bootstrap CPU {cpu_s:.2} s ({:.0} µs/invocation, {:.1} µs/event, {:.0} MB/s of audit JSON per CPU \
+         second), wall {wall:?}",
         audit_bytes as f64 / (INVOCATIONS * EVENTS) as f64 / 1000.0,
+        cpu_s * 1e6 / INVOCATIONS as f64,
         cpu_s * 1e6 / (INVOCATIONS * EVENTS) as f64,
         audit_bytes as f64 / 1e6 / cpu_s,
     );
@@ -154,15 +159,20 @@ async fn main() {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_bootstrap").into());
     let bootstrap = bootstrap_path.as_path();
     let pool = production_sized_events();
-    for (name, file) in [
-        (
-            "(a) default profile + dateField/dateFormat",
-            "logtypeconfig-a-default-profile.json",
-        ),
-        ("(b) 25-entry jsonPath", "logtypeconfig-b-jsonpath-25.json"),
-    ] {
-        throughput(bootstrap, name, file, &pool).await;
-    }
+    const A: &str = "logtypeconfig-a-default-profile.json";
+    const B: &str = "logtypeconfig-b-jsonpath-25.json";
+    throughput::<20, 1000>(
+        bootstrap,
+        "(a) default profile + dateField/dateFormat",
+        A,
+        &pool,
+    )
+    .await;
+    throughput::<20, 1000>(bootstrap, "(b) 25-entry jsonPath", B, &pool).await;
+    // Small invocations (quiet clusters, many streams): the fixed cost per invocation.
+    throughput::<400, 1>(bootstrap, "(a), one event per invocation", A, &pool).await;
+    throughput::<200, 10>(bootstrap, "(a), ten events per invocation", A, &pool).await;
+    throughput::<50, 100>(bootstrap, "(a), 100 events per invocation", A, &pool).await;
     if std::env::var("BENCH_ONLY").as_deref() == Ok("throughput") {
         return;
     }

@@ -19,7 +19,9 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
+// One thread: a Lambda function gets a fraction of a vCPU, and hand-offs between runtime workers are context
+// switches it pays for (issue "Small invocations").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     init_tracing();
     let api = match RuntimeApi::from_env() {

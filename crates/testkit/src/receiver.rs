@@ -57,6 +57,8 @@ struct State {
     /// `upload-id` of every request that arrived, in order, faults included.
     attempts: Mutex<Vec<String>>,
     violations: Mutex<Vec<String>>,
+    /// TLS handshakes completed: one per connection the client opened.
+    handshakes: std::sync::atomic::AtomicUsize,
 }
 
 /// A running receiver; stops when dropped.
@@ -149,6 +151,13 @@ impl Receiver {
     }
 
     /// Accepted requests, one per distinct `upload-id`.
+    /// TLS handshakes so far (connections are kept open, as the real endpoint's keep-alive does).
+    pub fn handshakes(&self) -> usize {
+        self.state
+            .handshakes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn accepted(&self) -> Vec<Accepted> {
         self.state
             .accepted
@@ -225,6 +234,9 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>) 
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
+            state
+                .handshakes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)

@@ -295,3 +295,32 @@ async fn secret_values_never_reach_the_upload_or_the_log() {
     assert!(uploaded.contains("<redacted sha256:"));
     assert_eq!(lambda.rx.records().len(), 38);
 }
+
+/// Small invocations reuse the upload connection: 100 one-event invocations in a row cost one TLS
+/// handshake, not one each.
+#[tokio::test]
+async fn sequential_invocations_reuse_one_upload_connection() {
+    let lambda = start(json!({}), &[]).await;
+    let events = fixtures::numbered_events(100);
+    for (i, event) in events.iter().enumerate() {
+        let mut payload =
+            subscription("demo", AUDIT_STREAM, &messages(std::slice::from_ref(event)));
+        // CloudWatch ids differ between invocations (the helper numbers them from 0 in each payload).
+        payload["logEvents"][0]["id"] = json!(format!("3719{i:052}"));
+        let id = lambda
+            .runtime
+            .invoke(lambda_event(&payload), Duration::from_secs(30));
+        let done = lambda.runtime.finished(&id, Duration::from_secs(30)).await;
+        assert_eq!(
+            summary(&done.outcome)["forwarded"].as_u64(),
+            Some(1),
+            "invocation {i}"
+        );
+    }
+    assert_eq!(lambda.rx.records().len(), 100);
+    assert_eq!(
+        lambda.rx.handshakes(),
+        1,
+        "one connection for 100 invocations"
+    );
+}
