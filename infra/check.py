@@ -273,12 +273,18 @@ def drain_findings(text: str) -> list[str]:
         if "secretKeyRef" not in (env[name].get("valueFrom") or {}):
             findings.append(f"drain: {name} must come from a Secret (valueFrom.secretKeyRef), not in clear")
     # Shutdown: Kubernetes' SIGKILL must not come before aks-handler's own grace period is over.
-    grace = int(value("DRAIN_GRACE_SECS", "20"))
-    termination = int(spec.get("terminationGracePeriodSeconds", 30))
+    try:
+        grace = int(value("DRAIN_GRACE_SECS", "20"))
+        termination = int(spec.get("terminationGracePeriodSeconds", 30))
+    except (TypeError, ValueError):
+        return findings + ["drain: DRAIN_GRACE_SECS and terminationGracePeriodSeconds must be whole seconds"]
     if termination < grace + SHUTDOWN_MARGIN_SECS:
         findings.append(f"drain: terminationGracePeriodSeconds ({termination}) must be at least DRAIN_GRACE_SECS ({grace}) + {SHUTDOWN_MARGIN_SECS}")
     # Probes on /healthz, on the port DRAIN_METRICS_ADDR listens on.
-    port = int(value("DRAIN_METRICS_ADDR", "0.0.0.0:8080").rsplit(":", 1)[1])
+    try:
+        port = int(value("DRAIN_METRICS_ADDR", "0.0.0.0:8080").rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return findings + ["drain: DRAIN_METRICS_ADDR must be host:port"]
     named = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
     for probe in ("readinessProbe", "livenessProbe"):
         get = (container.get(probe) or {}).get("httpGet", {})
@@ -354,6 +360,7 @@ BROKEN_DRAIN = [
     ("key in clear", ("              valueFrom:\n                secretKeyRef:\n                  name: kube-audit-forwarder\n                  key: logtypeconfig\n", "              value: eyJhcGlLZXkiOiJ4In0=\n"), "must come from a Secret"),
     ("no memory request", ("              memory: 256Mi\n", ""), "resources.requests.memory"),
     ("not drain mode", ('args: ["drain"]', "args: []"), "args: [drain]"),
+    ("a grace period that is not a number", ('name: DRAIN_GRACE_SECS\n              value: "20"', 'name: DRAIN_GRACE_SECS\n              value: "20s"'), "whole seconds"),
     ("an unexplained suppression", ("checkov.io/skip2: CKV_K8S_43=", "checkov.io/skip2: CKV_K8S_43=\n    checkov.io/why: "), "has no reason"),
     ("a checkov finding not suppressed", ("checkov.io/skip1: CKV_K8S_35=", "checkov.io/skip1: CKV_K8S_00="), "checkov CKV_K8S_35"),
 ]

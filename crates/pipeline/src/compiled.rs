@@ -9,10 +9,12 @@
 //!
 //! Where the result might differ from the generic path, [`Plan::map_event`] declines (`None`) and the
 //! generic path runs: a JSON string that must be parsed on the way, anything secret redaction might change,
-//! a v1beta1 event that needs normalising, text that does not parse whole, a record over the size limit.
+//! text that does not parse whole, a record over the size limit. v1beta1 timestamps are normalised here, as
+//! the generic path does.
 //! Entries with a `pattern`, filters, masks, hashes, derived fields, `ignoredFields` and audit policies are
 //! not compiled (yet): such pipelines run the generic path. The differential tests count the declines.
 
+use crate::lookup::looks_like_json;
 use crate::render::{Str, Writer};
 use crate::{Profile, Seen, redact};
 use kaf_config::{DateFormat, ValueType};
@@ -344,10 +346,6 @@ fn field_value<'a>(
         b'{' | b'[' => FieldValue::Json(raw),
         _ => FieldValue::Number(serde_json::from_str(raw.get()).ok()?),
     }))
-}
-
-fn looks_like_json(s: &str) -> bool {
-    matches!(s.trim_start().as_bytes().first(), Some(b'{' | b'['))
 }
 
 /// A JSON string's value, borrowed when it has no escapes; `None` if `raw` is not a string.

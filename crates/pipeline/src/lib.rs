@@ -355,9 +355,13 @@ impl Pipeline {
             && p.ignored_fields.is_empty();
         if no_rules {
             pipeline.plan = compiled::Plan::compile(&pipeline.profile, false);
-            // The default profile reads the event inside the envelope; a config's own `jsonPath` the document.
-            pipeline.enveloped_plan =
-                compiled::Plan::compile(&pipeline.profile, pipeline.aks_profile.is_some());
+            // The default profile reads the event inside the envelope; a config's own `jsonPath` the document
+            // (the same plan).
+            pipeline.enveloped_plan = if pipeline.aks_profile.is_some() {
+                compiled::Plan::compile(&pipeline.profile, true)
+            } else {
+                pipeline.plan.clone()
+            };
         }
         Ok(pipeline)
     }

@@ -171,7 +171,8 @@ fn parse_along(node: &mut Value, key: &str) -> bool {
     }
 }
 
-fn looks_like_json(s: &str) -> bool {
+/// A string the lookup rules descend into as JSON (an object or array after leading whitespace).
+pub(crate) fn looks_like_json(s: &str) -> bool {
     matches!(s.trim_start().as_bytes().first(), Some(b'{' | b'['))
 }
 

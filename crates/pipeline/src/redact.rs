@@ -75,6 +75,11 @@ pub fn redact_event(event: &mut Value) -> u64 {
             continue;
         };
         walk(object, &mut count);
+        // Only the listed resources are redacted by shape: the list is what `may_change` asks about, so an
+        // arm for a resource missing from it never runs (and its tests fail) instead of going unflagged.
+        if !REDACTED_RESOURCES.contains(&resource.as_str()) {
+            continue;
+        }
         match (resource.as_str(), subresource.as_str()) {
             ("secrets", _) if core => secret_shaped(object, &mut count),
             ("configmaps", _) if core => configmap_shaped(object, &mut count),
@@ -174,7 +179,13 @@ pub fn uri_may_carry_secret(uri: &str) -> bool {
 fn walk(v: &mut Value, count: &mut u64) {
     match v {
         Value::Object(map) => {
-            match map.get("kind").and_then(Value::as_str) {
+            // Only the listed kinds are redacted: the list is what `may_change` searches for (see
+            // REDACTED_RESOURCES for why an arm outside it must not run).
+            let kind = map
+                .get("kind")
+                .and_then(Value::as_str)
+                .filter(|k| REDACTED_KINDS.contains(k));
+            match kind {
                 Some("Secret") => secret_fields(map, count),
                 Some("SecretList") | Some("ConfigMapList") => {
                     let secret = map.get("kind").and_then(Value::as_str) == Some("SecretList");

@@ -54,6 +54,15 @@ pub(crate) fn sample_texts() -> Vec<(String, String)> {
     out
 }
 
+/// A logtypeconfig with these profile settings (`jsonPath`, `dateField`, `dateFormat`).
+fn config(profile: Value) -> LogTypeConfig {
+    let mut config = json!({"apiKey": "k", "logType": "t", "uploadDomain": "127.0.0.1:8443"});
+    for (key, value) in profile.as_object().unwrap() {
+        config[key] = value.clone();
+    }
+    LogTypeConfig::from_json(&config.to_string()).unwrap()
+}
+
 fn bench_config(name: &str) -> LogTypeConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/bench")
@@ -198,9 +207,7 @@ fn every_sample_agrees_under_each_production_configuration() {
 
 #[test]
 fn aks_records_agree_with_the_default_profile_and_with_a_record_relative_json_path() {
-    let record_relative = LogTypeConfig::from_json(
-        &json!({
-            "apiKey": "k", "logType": "t", "uploadDomain": "127.0.0.1:8443",
+    let record_relative = config(json!({
             "jsonPath": [
                 {"name": "username", "key": "properties.log.user.username"},
                 {"name": "verb", "key": "properties.log.verb"},
@@ -212,10 +219,7 @@ fn aks_records_agree_with_the_default_profile_and_with_a_record_relative_json_pa
                 {"name": "received", "key": "properties.log.requestReceivedTimestamp"}
             ],
             "dateField": "received"
-        })
-        .to_string(),
-    )
-    .unwrap();
+    }));
     let samples = sample_texts();
     let mut configs = production_configs();
     configs.push(("record-relative jsonPath", Some(record_relative)));
@@ -238,9 +242,7 @@ fn aks_records_agree_with_the_default_profile_and_with_a_record_relative_json_pa
 
 #[test]
 fn lookup_rules_and_odd_shapes_agree_or_decline() {
-    let config = LogTypeConfig::from_json(
-        &json!({
-            "apiKey": "k", "logType": "t", "uploadDomain": "127.0.0.1:8443",
+    let config = config(json!({
             "jsonPath": [
                 {"name": "user", "key": "user.username"},
                 {"name": "user", "key": "User.uid"},
@@ -258,10 +260,7 @@ fn lookup_rules_and_odd_shapes_agree_or_decline() {
                 {"name": "s247x", "key": "stage"}
             ],
             "dateField": "stageTimestamp"
-        })
-        .to_string(),
-    )
-    .unwrap();
+    }));
     let base = json!({
         "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse", "auditID": "a-1",
         "stage": "ResponseComplete", "requestURI": "/api/v1/namespaces/default/pods", "verb": "create",
@@ -417,14 +416,11 @@ fn profile_json() -> impl Strategy<Value = Value> {
         prop::sample::select(&["", "%Y-%m-%dT%H:%M:%S.%fZ", "unix"][..]),
     )
         .prop_map(|(entries, date_field, date_format)| {
-            let mut config = json!({
-                "apiKey": "k", "logType": "t", "uploadDomain": "127.0.0.1:8443",
-                "jsonPath": entries, "dateField": date_field
-            });
+            let mut profile = json!({"jsonPath": entries, "dateField": date_field});
             if !date_format.is_empty() {
-                config["dateFormat"] = json!(date_format);
+                profile["dateFormat"] = json!(date_format);
             }
-            config
+            profile
         })
 }
 
@@ -459,12 +455,12 @@ proptest! {
 
     #[test]
     fn generated_profiles_agree_on_generated_events(
-        config in profile_json(),
+        profile in profile_json(),
         text in event_text(),
         redact in any::<bool>(),
         enveloped in prop::bool::weighted(0.25),
     ) {
-        let config = LogTypeConfig::from_json(&config.to_string()).unwrap();
+        let config = config(profile);
         if enveloped {
             agree(Some(&config), &aks_record(&text), Some(AKS), redact, "generated, AKS");
         } else {
@@ -480,9 +476,9 @@ fn generated_profiles_are_mostly_compiled_not_declined() {
     let strategy = (profile_json(), event_text());
     let (mut taken, total) = (0, 300);
     for _ in 0..total {
-        let (config, text) =
+        let (profile, text) =
             proptest::strategy::ValueTree::current(&strategy.new_tree(&mut runner).unwrap());
-        let config = LogTypeConfig::from_json(&config.to_string()).unwrap();
+        let config = config(profile);
         taken += usize::from(agree(Some(&config), &text, None, false, "counted"));
     }
     eprintln!("compiled path on generated profiles and events: {taken} of {total}");
