@@ -6,16 +6,12 @@
 //! `cargo bench -p kaf-aks --bench invocation`. `BENCH_BODIES=n`: another size; `BENCH_MIMALLOC_PURGE_DELAY=0`:
 //! the templates' allocator setting; `BENCH_RSS_TRACE=1`: RSS every 50 ms; `BENCH_SHOW_LOG=1`: the handler's log.
 
-use base64::Engine as _;
 use kaf_testkit::payloads::production_aks_invocation;
 use kaf_testkit::process::{cpu_ticks, spawn, status_kib};
 use kaf_testkit::receiver::Receiver;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-const KEY: &str = "bench-key";
-const LOG_TYPE: &str = "Kubernetes Audit Logs";
 
 #[tokio::main]
 async fn main() {
@@ -23,10 +19,17 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(32);
-    let rx = Receiver::start(KEY, LOG_TYPE).await;
-    let config = base64::engine::general_purpose::STANDARD.encode(
-        json!({"apiKey": KEY, "logType": LOG_TYPE, "uploadDomain": rx.upload_domain()}).to_string(),
-    );
+    // Configuration (a) by default, as Site24x7's pages write it; `BENCH_CONFIG=<file in
+    // tests/fixtures/bench>` for another.
+    let file = std::env::var("BENCH_CONFIG")
+        .unwrap_or_else(|_| "logtypeconfig-a-default-profile.json".into());
+    let config = kaf_testkit::fixtures::bench_config(&file);
+    let rx = Receiver::start(
+        config["apiKey"].as_str().unwrap_or_default(),
+        config["logType"].as_str().unwrap_or_default(),
+    )
+    .await;
+    let config = kaf_testkit::fixtures::encoded_config(&config, &rx.upload_domain());
     let port = kaf_testkit::free_port();
     let mut env = vec![
         ("FUNCTIONS_CUSTOMHANDLER_PORT".to_string(), port.to_string()),

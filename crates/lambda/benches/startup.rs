@@ -5,7 +5,6 @@
 //! speed. `BENCH_ONLY=throughput` skips the start-up and RSS parts; `BENCH_BOOTSTRAP=<script>` runs the binary
 //! through a wrapper (a profiler).
 
-use base64::Engine as _;
 use kaf_testkit::payloads::{AUDIT_STREAM, lambda_event, messages, subscription};
 use kaf_testkit::process::{cpu_ticks, spawn, status_kib};
 use kaf_testkit::receiver::Receiver;
@@ -15,15 +14,28 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 
-const KEY: &str = "bench-key";
-const LOG_TYPE: &str = "Kubernetes Audit Logs";
+/// Configuration (a), what Site24x7's pages hand out: the default profile with `dateField`/`dateFormat`.
+const A: &str = "logtypeconfig-a-default-profile.json";
+const B: &str = "logtypeconfig-b-jsonpath-25.json";
 
-fn env(runtime: &RuntimeApi, rx: &Receiver) -> Vec<(String, String)> {
-    let config = base64::engine::general_purpose::STANDARD.encode(
-        json!({"apiKey": KEY, "logType": LOG_TYPE, "uploadDomain": rx.upload_domain()}).to_string(),
-    );
+/// A receiver for the logtypeconfig in `file`, and the bootstrap's environment pointed at it.
+async fn setup(runtime: &RuntimeApi, file: &str) -> (Receiver, Vec<(String, String)>) {
+    let config = fixtures::bench_config(file);
+    let rx = Receiver::start(
+        config["apiKey"].as_str().unwrap_or_default(),
+        config["logType"].as_str().unwrap_or_default(),
+    )
+    .await;
+    let env = env(runtime, &rx, &config);
+    (rx, env)
+}
+
+fn env(runtime: &RuntimeApi, rx: &Receiver, config: &Value) -> Vec<(String, String)> {
     let mut env = runtime.lambda_env();
-    env.push(("logTypeConfig".into(), config));
+    env.push((
+        "logTypeConfig".into(),
+        fixtures::encoded_config(config, &rx.upload_domain()),
+    ));
     env.push(("SSL_CERT_FILE".into(), rx.ca_file.display().to_string()));
     if let Ok(v) = std::env::var("BENCH_MIMALLOC_PURGE_DELAY") {
         env.push(("MIMALLOC_PURGE_DELAY".into(), v));
@@ -78,24 +90,8 @@ async fn throughput<const INVOCATIONS: usize, const EVENTS: usize>(
     file: &str,
     pool: &[Value],
 ) {
-    let text = std::fs::read_to_string(fixtures::dir().join("bench").join(file)).expect("config");
-    let mut config: Value = serde_json::from_str(&text).expect("config JSON");
-    let rx = Receiver::start(
-        config["apiKey"].as_str().unwrap_or_default(),
-        config["logType"].as_str().unwrap_or_default(),
-    )
-    .await;
-    config["uploadDomain"] = json!(rx.upload_domain());
     let runtime = RuntimeApi::start().await;
-    let mut env = runtime.lambda_env();
-    env.push((
-        "logTypeConfig".into(),
-        base64::engine::general_purpose::STANDARD.encode(config.to_string()),
-    ));
-    env.push(("SSL_CERT_FILE".into(), rx.ca_file.display().to_string()));
-    if let Ok(v) = std::env::var("BENCH_MIMALLOC_PURGE_DELAY") {
-        env.push(("MIMALLOC_PURGE_DELAY".into(), v));
-    }
+    let (rx, env) = setup(&runtime, file).await;
     let process = spawn(bootstrap, &env);
     let pid = process.child.id().unwrap_or_default();
     wait_for(Duration::from_secs(10), "first /next", || {
@@ -159,8 +155,6 @@ async fn main() {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_bootstrap").into());
     let bootstrap = bootstrap_path.as_path();
     let pool = production_sized_events();
-    const A: &str = "logtypeconfig-a-default-profile.json";
-    const B: &str = "logtypeconfig-b-jsonpath-25.json";
     throughput::<20, 1000>(
         bootstrap,
         "(a) default profile + dateField/dateFormat",
@@ -180,9 +174,9 @@ async fn main() {
     let mut starts = Vec::with_capacity(runs);
     for _ in 0..runs {
         let runtime = RuntimeApi::start().await;
-        let rx = Receiver::start(KEY, LOG_TYPE).await;
+        let (_rx, env) = setup(&runtime, A).await;
         let spawned_at = tokio::time::Instant::now();
-        let process = spawn(bootstrap, &env(&runtime, &rx));
+        let process = spawn(bootstrap, &env);
         let first = wait_for(Duration::from_secs(10), "first /next", || {
             runtime.first_next()
         })
@@ -200,8 +194,8 @@ async fn main() {
     );
 
     let runtime = RuntimeApi::start().await;
-    let rx = Receiver::start(KEY, LOG_TYPE).await;
-    let process = spawn(bootstrap, &env(&runtime, &rx));
+    let (rx, env) = setup(&runtime, A).await;
+    let process = spawn(bootstrap, &env);
     let pid = process.child.id().unwrap_or_default();
     let (event, events, gz) = payload_of_compressed_size(1_000_000);
     let idle = {

@@ -70,3 +70,19 @@ pub fn numbered_events(n: usize) -> Vec<Value> {
         })
         .collect()
 }
+
+/// A production-shaped logtypeconfig from `tests/fixtures/bench` (its `uploadDomain` still `127.0.0.1:PORT`).
+pub fn bench_config(file: &str) -> Value {
+    let text = std::fs::read_to_string(dir().join("bench").join(file)).expect("bench config");
+    serde_json::from_str(&text).expect("bench config is JSON")
+}
+
+/// `config` pointed at `upload_domain`, base64-encoded as the binaries read `logTypeConfig`.
+pub fn encoded_config(config: &Value, upload_domain: &str) -> String {
+    let mut config = config.clone();
+    config["uploadDomain"] = Value::String(upload_domain.to_string());
+    base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        config.to_string(),
+    )
+}
