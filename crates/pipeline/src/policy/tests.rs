@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const CASES: &str = include_str!("../../../../tests/fixtures/policy/policy-cases.json");
 const DEMO_POLICY: &str = include_str!(
