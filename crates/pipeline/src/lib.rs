@@ -34,261 +34,33 @@
 //! ```
 
 mod compiled;
+mod events;
+mod identity;
 pub mod limits;
 pub mod lookup;
+mod mapping;
+mod options;
 pub mod policy;
+mod profile;
+mod record;
 pub mod redact;
 mod render;
 pub mod rules;
 mod salvage;
 
-use kaf_config::{
-    ConfigError, DateFormat, FieldFilter, HashRule, JsonPathEntry, LogTypeConfig, MaskRule,
-    ValueType,
+pub use identity::event_identity;
+pub use options::Options;
+pub use profile::{DEFAULT_PROFILE_JSON, Profile};
+pub use record::{
+    MAX_RECORD_BYTES, OutRecord, PipelineStats, Processed, Record, Reject, is_agent_field, log_size,
 };
+
+use events::{Read, check_event, event_at, event_at_mut, normalize, payload_len};
+use identity::Seen;
+use kaf_config::{ConfigError, DeriveRule, FieldFilter, HashRule, LogTypeConfig, MaskRule};
 use kaf_envelope::{Batch, Payload, Source};
-use serde_json::{Map, Value};
-
-/// One output record: a flat map in the profile schema.
-pub type Record = Map<String, Value>;
-
-/// The default profile for Kubernetes audit events, shipped as data (documented field by field there).
-pub const DEFAULT_PROFILE_JSON: &str =
-    include_str!("../../../templates/logtypes/kubernetes-audit.json");
-
-/// Upload API limit for one record, in bytes of compact JSON.
-pub const MAX_RECORD_BYTES: usize = 1_000_000;
-
-/// Which fields a record has and where the event time comes from.
-#[derive(Debug, Clone)]
-pub struct Profile {
-    pub entries: Vec<JsonPathEntry>,
-    /// An output field name, or else a dotted path on the source event.
-    pub date_field: String,
-    pub date_format: DateFormat,
-}
-
-impl Profile {
-    /// The shipped Kubernetes audit profile.
-    pub fn kubernetes_audit() -> Result<Self, ConfigError> {
-        let doc: Value =
-            serde_json::from_str(DEFAULT_PROFILE_JSON).map_err(|e| ConfigError::Json {
-                line: e.line(),
-                column: e.column(),
-            })?;
-        let entries =
-            kaf_config::compile_json_path("jsonPath", doc.get("jsonPath").unwrap_or(&Value::Null))?;
-        let date_field = doc
-            .get("dateField")
-            .and_then(Value::as_str)
-            .unwrap_or("requestreceivedtimestamp")
-            .to_string();
-        Ok(Self {
-            entries,
-            date_field,
-            date_format: DateFormat::default(),
-        })
-    }
-
-    /// The same profile with every key under `prefix` (the default profile, for documents that carry the event
-    /// inside an envelope: AKS records at `properties.log`).
-    fn rooted_at(&self, prefix: &str) -> Self {
-        let mut profile = self.clone();
-        for entry in &mut profile.entries {
-            entry.key = format!("{prefix}.{}", entry.key);
-        }
-        profile
-    }
-
-    /// The config's own `jsonPath` if it has one, else the default profile; date settings from the config win.
-    pub fn from_config(config: &LogTypeConfig) -> Result<Self, ConfigError> {
-        let mut profile = match &config.json_path {
-            Some(entries) => Self {
-                entries: entries.clone(),
-                date_field: "requestReceivedTimestamp".into(),
-                date_format: DateFormat::default(),
-            },
-            None => Self::kubernetes_audit()?,
-        };
-        if let Some(field) = &config.date_field {
-            profile.date_field = field.clone();
-        }
-        if let Some(format) = &config.date_format {
-            profile.date_format = format.clone();
-        }
-        Ok(profile)
-    }
-}
-
-/// The forwarder-wide pipeline settings, read the same way by every binary: `REDACT_SECRETS`, and
-/// `AUDIT_POLICY` (inline YAML or base64) or `AUDIT_POLICY_FILE`.
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub redact_secrets: bool,
-    pub policy: Option<policy::Policy>,
-}
-
-impl Options {
-    /// From variables read through `var`; errors name the variable.
-    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        Ok(Self {
-            redact_secrets: redact::enabled_from_env(var("REDACT_SECRETS").as_deref())?,
-            policy: policy::from_env(
-                var("AUDIT_POLICY").as_deref(),
-                var("AUDIT_POLICY_FILE").as_deref(),
-            )?,
-        })
-    }
-
-    /// What a start-up log should say about these settings.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut warnings: Vec<String> = self
-            .policy
-            .iter()
-            .flat_map(|p| p.warnings.iter().map(|w| format!("audit policy: {w}")))
-            .collect();
-        if !self.redact_secrets {
-            warnings.push("secret redaction is off (REDACT_SECRETS=false): Secret values are forwarded in clear".into());
-        }
-        warnings
-    }
-
-    /// `pipeline` with these settings.
-    pub fn apply(&self, pipeline: Pipeline) -> Pipeline {
-        pipeline
-            .with_secret_redaction(self.redact_secrets)
-            .with_policy(self.policy.clone())
-    }
-}
-
-/// Counters of one run of the pipeline.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PipelineStats {
-    pub events_in: u64,
-    pub forwarded: u64,
-    /// Not JSON at all: forwarded as unparsed records (`kaf_unparsed`, `raw_event`), never dropped.
-    pub malformed: u64,
-    /// JSON objects with fields the parser cannot take (too deep, a number out of range): forwarded with
-    /// those fields as placeholders.
-    pub salvaged: u64,
-    /// JSON, but not a Kubernetes audit event.
-    pub non_audit: u64,
-    pub filtered: u64,
-    /// Event time unreadable: the envelope time (or the ingest time) was used instead.
-    pub timestamp_fallbacks: u64,
-    /// Records shrunk to the per-record limit.
-    pub truncated: u64,
-    /// Records that could not be shrunk to the limit (never seen in practice; counted, not sent).
-    pub oversize_dropped: u64,
-    /// Secret values replaced by fingerprints.
-    pub redacted: u64,
-    /// Repeated events ([`event_identity`]) within one batch (retried deliveries, both AKS categories enabled).
-    pub deduplicated: u64,
-    /// Bytes of audit JSON that came in.
-    pub bytes_in: u64,
-    /// Events the audit policy dropped (level `None` or an omitted stage).
-    pub policy_dropped: u64,
-    /// Events the audit policy reduced (objects removed for a lower level, managedFields stripped).
-    pub policy_reduced: u64,
-}
-
-impl std::ops::AddAssign for PipelineStats {
-    fn add_assign(&mut self, o: Self) {
-        self.events_in += o.events_in;
-        self.forwarded += o.forwarded;
-        self.malformed += o.malformed;
-        self.salvaged += o.salvaged;
-        self.non_audit += o.non_audit;
-        self.filtered += o.filtered;
-        self.timestamp_fallbacks += o.timestamp_fallbacks;
-        self.truncated += o.truncated;
-        self.oversize_dropped += o.oversize_dropped;
-        self.redacted += o.redacted;
-        self.deduplicated += o.deduplicated;
-        self.bytes_in += o.bytes_in;
-        self.policy_dropped += o.policy_dropped;
-        self.policy_reduced += o.policy_reduced;
-    }
-}
-
-/// Why one event was not forwarded, for a log line. Never holds event content.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
-    pub event_id: String,
-    pub reason: String,
-}
-
-/// A record with the id of the event it came from, rendered once: the compact JSON object that is uploaded or
-/// printed, and its `Log-Size` contribution.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutRecord {
-    pub event_id: String,
-    /// Compact JSON of the record (an object in the profile schema).
-    pub json: String,
-    /// [`log_size`] of the record.
-    pub log_size: u64,
-}
-
-impl OutRecord {
-    pub fn new(event_id: String, record: &Record) -> Self {
-        Self {
-            event_id,
-            // A map of strings to JSON values always serialises.
-            json: serde_json::to_string(record).unwrap_or_else(|_| "{}".into()),
-            log_size: log_size(record),
-        }
-    }
-
-    /// The record as a map again (tests and tools; the hot path never parses it back).
-    pub fn record(&self) -> Record {
-        serde_json::from_str(&self.json).unwrap_or_default()
-    }
-}
-
-/// Sum of the byte lengths of a record's field values (strings as UTF-8, other values as JSON text), without
-/// the agent's own fields (`_zl*`, `s247*`, `inode*`), as the contract's `Log-Size` defines it.
-pub fn log_size(record: &Record) -> u64 {
-    record
-        .iter()
-        .filter(|(k, _)| !is_agent_field(k))
-        .map(|(_, v)| match v {
-            Value::String(s) => s.len() as u64,
-            other => other.to_string().len() as u64,
-        })
-        .sum()
-}
-
-/// The agent's own fields, which `Log-Size` leaves out.
-pub fn is_agent_field(name: &str) -> bool {
-    name.starts_with("_zl") || name.starts_with("s247") || name.starts_with("inode")
-}
-
-/// The pipeline's result for one batch.
-#[derive(Debug, Clone, Default)]
-pub struct Processed {
-    pub source: Source,
-    pub records: Vec<OutRecord>,
-    pub stats: PipelineStats,
-    /// The first few rejected events, for a short log sample.
-    pub rejects: Vec<Reject>,
-    /// Every event forwarded as an unparsed or salvaged record ([`salvage`]), by id: what a caller that can
-    /// keep raw text (the AKS failover) parks as well.
-    pub unparsed: Vec<String>,
-}
-
-impl Processed {
-    fn sample_reject(&mut self, event_id: &str, reason: &str) {
-        if self.rejects.len() < MAX_REJECT_SAMPLES {
-            self.rejects.push(Reject {
-                event_id: event_id.to_string(),
-                reason: reason.to_string(),
-            });
-        }
-    }
-}
-
-const MAX_REJECT_SAMPLES: usize = 5;
+use mapping::{event_time, fallback_time, map};
+use serde_json::Value;
 
 /// A compiled pipeline: profile plus the config's rules.
 #[derive(Debug, Clone)]
@@ -297,7 +69,7 @@ pub struct Pipeline {
     filters: Vec<FieldFilter>,
     masks: Vec<MaskRule>,
     hashes: Vec<HashRule>,
-    derives: Vec<kaf_config::DeriveRule>,
+    derives: Vec<DeriveRule>,
     ignored_fields: Vec<String>,
     max_record_bytes: usize,
     redact_secrets: bool,
@@ -621,48 +393,6 @@ impl Pipeline {
     }
 }
 
-fn map(profile: &Profile, doc: &mut Value) -> Record {
-    let mut record = Record::new();
-    for entry in &profile.entries {
-        let Some(Some(value)) = lookup::with_value(doc, &entry.key, |found| {
-            field_value(found, entry.value_type)
-        }) else {
-            continue;
-        };
-        if let Some(pattern) = &entry.pattern
-            && let Some(caps) = pattern.captures(&rules::string_form(&value))
-        {
-            for name in pattern.capture_names().flatten() {
-                if let Some(m) = caps.name(name) {
-                    record.insert(name.to_string(), Value::String(m.as_str().to_string()));
-                }
-            }
-            continue;
-        }
-        record.insert(entry.name.clone(), value);
-    }
-    record
-}
-
-/// The event time from the profile's date field (an output field, else a path under `doc`), `None` when absent,
-/// unreadable or implausible.
-fn event_time(profile: &Profile, record: &Record, doc: &mut Value, now_ms: i64) -> Option<i64> {
-    let field = &profile.date_field;
-    let format = &profile.date_format;
-    match record.get(field) {
-        Some(v) => format.parse_ms(v, now_ms).ok(),
-        None => lookup::with_value(doc, field, |v| format.parse_ms(v, now_ms).ok())?,
-    }
-}
-
-/// The time of an event whose own time is unreadable or implausible: the envelope's (CloudWatch event time,
-/// AKS record time) if that is plausible, else the ingest time. Never 0.
-pub(crate) fn fallback_time(envelope_time_ms: Option<i64>, now_ms: i64) -> i64 {
-    envelope_time_ms
-        .filter(|t| kaf_config::plausible_ms(*t, now_ms))
-        .unwrap_or(now_ms)
-}
-
 /// Iterator returned by [`Pipeline::chunks`].
 pub struct Chunks<'a> {
     pipeline: &'a Pipeline,
@@ -690,198 +420,6 @@ impl Iterator for Chunks<'_> {
                 .process_with(batch, self.now_ms, &mut self.seen),
         )
     }
-}
-
-/// The identity of an audit event for deduplication: `auditID` and `stage`, plus both timestamps.
-///
-/// A retried delivery repeats an event byte for byte, so the timestamps match. `auditID` alone is not
-/// enough, because it is client-settable (`Audit-ID` header): a client could reuse the ID of an earlier
-/// request, and its own request would then be dropped as a repeat. Events without an `auditID` have no
-/// identity and are never deduplicated.
-pub fn event_identity(event: &Value) -> Option<String> {
-    identity_parts(event).map(|[id, stage, received, staged]| {
-        format!("{id}\u{0}{stage}\u{0}{received}\u{0}{staged}")
-    })
-}
-
-/// The four parts of [`event_identity`], borrowed.
-fn identity_parts(event: &Value) -> Option<[&str; 4]> {
-    let id = event.get("auditID")?.as_str().filter(|s| !s.is_empty())?;
-    let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default();
-    Some([
-        id,
-        text("stage"),
-        text("requestReceivedTimestamp"),
-        text("stageTimestamp"),
-    ])
-}
-
-/// Identities seen in one batch (see [`event_identity`]), kept as 128-bit keyed hashes: no allocation per
-/// event, and with per-process random keys a client cannot craft a collision to have an event dropped.
-#[derive(Debug, Default)]
-pub(crate) struct Seen {
-    keys: (std::hash::RandomState, std::hash::RandomState),
-    seen: std::collections::HashSet<u128>,
-}
-
-impl Seen {
-    fn first_time(&mut self, doc: &Value) -> bool {
-        self.first_time_parts(identity_parts(doc))
-    }
-
-    /// `parts`: `auditID`, `stage` and the two timestamps; `None` (no auditID) is never a repeat.
-    fn first_time_parts(&mut self, parts: Option<[&str; 4]>) -> bool {
-        let key = self.key(parts);
-        self.first_time_key(key)
-    }
-
-    fn first_time_key(&mut self, key: Option<u128>) -> bool {
-        key.is_none_or(|k| self.seen.insert(k))
-    }
-
-    pub(crate) fn key(&self, parts: Option<[&str; 4]>) -> Option<u128> {
-        use std::hash::{BuildHasher as _, Hasher as _};
-        let parts = parts?;
-        let hash = |state: &std::hash::RandomState| {
-            let mut h = state.build_hasher();
-            for part in parts {
-                h.write(part.as_bytes());
-                // Never part of UTF-8 text: the parts cannot run into each other.
-                h.write_u8(0xff);
-            }
-            h.finish()
-        };
-        Some((u128::from(hash(&self.keys.0)) << 64) | u128::from(hash(&self.keys.1)))
-    }
-}
-
-fn payload_len(payload: &Payload) -> u64 {
-    match payload {
-        Payload::Text(t) => t.len() as u64,
-        Payload::Shared(t) => t.len() as u64,
-        Payload::InBuffer { range, .. } => range.len() as u64,
-        Payload::Json(v) => {
-            struct Count(u64);
-            impl std::io::Write for Count {
-                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                    self.0 += buf.len() as u64;
-                    Ok(buf.len())
-                }
-                fn flush(&mut self) -> std::io::Result<()> {
-                    Ok(())
-                }
-            }
-            let mut count = Count(0);
-            serde_json::to_writer(&mut count, v).map_or(0, |()| count.0)
-        }
-    }
-}
-
-/// One event as [`Pipeline::read_event`] found it.
-enum Read {
-    Event {
-        doc: Value,
-        salvaged: Vec<String>,
-    },
-    /// JSON, but not a Kubernetes audit event: why.
-    NotAudit(String),
-    /// Not JSON (the document, or the event inside it): the text and why.
-    Unparsable {
-        text: String,
-        reason: String,
-    },
-}
-
-fn event_at<'a>(doc: &'a Value, pointer: Option<&str>) -> Option<&'a Value> {
-    match pointer {
-        None => Some(doc),
-        Some(p) => doc.pointer(p),
-    }
-}
-
-fn event_at_mut<'a>(doc: &'a mut Value, pointer: Option<&str>) -> Option<&'a mut Value> {
-    match pointer {
-        None => Some(doc),
-        Some(p) => doc.pointer_mut(p),
-    }
-}
-
-fn check_event(event: Option<&Value>) -> Result<(), String> {
-    let Some(Value::Object(map)) = event else {
-        let what = match event {
-            None => "no audit event in the record",
-            Some(Value::String(_)) => "the log line is not JSON",
-            Some(_) => "not a JSON object",
-        };
-        return Err(format!("not a Kubernetes audit event ({what})"));
-    };
-    let is_event = match map.get("kind") {
-        Some(Value::String(kind)) => kind == "Event",
-        // Some exporters strip kind/apiVersion (webhook EventList items): recognise the event by its keys.
-        None => {
-            map.get("auditID").is_some_and(Value::is_string)
-                && map.get("stage").is_some_and(Value::is_string)
-        }
-        Some(_) => false,
-    };
-    if !is_event {
-        let keys: Vec<&str> = map.keys().take(6).map(String::as_str).collect();
-        return Err(format!(
-            "not a Kubernetes audit event (top-level keys: {})",
-            keys.join(", ")
-        ));
-    }
-    Ok(())
-}
-
-/// `audit.k8s.io/v1beta1` archives carry the received time as `timestamp` and the stage time as
-/// `metadata.creationTimestamp`; fill the v1 fields from them when missing.
-fn normalize(doc: &mut Value) {
-    let Value::Object(map) = doc else { return };
-    let missing = |m: &Map<String, Value>, k: &str| m.get(k).is_none_or(Value::is_null);
-    if missing(map, "requestReceivedTimestamp")
-        && let Some(ts) = map.get("timestamp").filter(|v| v.is_string()).cloned()
-    {
-        map.insert("requestReceivedTimestamp".into(), ts);
-    }
-    if missing(map, "stageTimestamp")
-        && let Some(ts) = map
-            .get("metadata")
-            .and_then(|m| m.get("creationTimestamp"))
-            .filter(|v| v.is_string())
-            .cloned()
-    {
-        map.insert("stageTimestamp".into(), ts);
-    }
-}
-
-/// A looked-up value as a field value: absent for `null` and `""` (kept: `0`, `false`).
-fn field_value(found: &Value, value_type: ValueType) -> Option<Value> {
-    match (value_type, found) {
-        (_, Value::Null) => None,
-        (_, Value::String(s)) if s.is_empty() => None,
-        (ValueType::JsonObject, Value::Object(map)) => Some(key_value_list(map)),
-        (ValueType::JsonObject, Value::String(s)) => match lookup::parse_lenient(s) {
-            Some(Value::Object(map)) => Some(key_value_list(&map)),
-            _ => Some(found.clone()),
-        },
-        (_, Value::Object(_) | Value::Array(_)) => Some(Value::String(found.to_string())),
-        (_, scalar) => Some(scalar.clone()),
-    }
-}
-
-fn key_value_list(map: &Map<String, Value>) -> Value {
-    Value::Array(
-        map.iter()
-            .map(|(k, v)| {
-                let value = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                serde_json::json!({"key": k, "value": value})
-            })
-            .collect(),
-    )
 }
 
 #[cfg(test)]
