@@ -259,7 +259,7 @@ pub async fn settle(state: &State, split: Split) -> Settled {
             .forward(&target.pipeline, group.batch, now_ms(), deadline)
             .await;
         summary.pipeline += forwarded.pipeline;
-        summary.upload += forwarded.upload;
+        summary.upload += forwarded.sink;
         for reject in &forwarded.rejects {
             tracing::warn!(event_id = %reject.event_id, reason = %reject.reason, "record not forwarded as it came");
         }

@@ -48,7 +48,8 @@ impl Routes {
             }
             Ok(Target {
                 source: name.to_string(),
-                pipeline: options.apply(Pipeline::new(Some(&config))?),
+                pipeline: options
+                    .apply(Pipeline::new(Some(&config), kaf_upload::format::SITE24X7)?),
                 uploader: Uploader::new(&config, settings.clone())?,
             })
         };

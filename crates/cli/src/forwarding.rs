@@ -1,5 +1,5 @@
 //! What every command that forwards shares: the logtypeconfig, the pipeline options, and where records go
-//! ([`Sink`]: stdout as JSON lines without a logtypeconfig, the upload API with one).
+//! ([`Output`]: stdout as JSON lines without a logtypeconfig, the upload API with one).
 
 use anyhow::{Context as _, bail};
 use kaf_config::LogTypeConfig;
@@ -63,20 +63,22 @@ impl ForwardArgs {
         for warning in options.warnings() {
             tracing::warn!(%warning, "configuration");
         }
-        let pipeline =
-            options.apply(Pipeline::new(config.as_ref()).context("building the pipeline")?);
+        let pipeline = options.apply(
+            Pipeline::new(config.as_ref(), kaf_upload::format::SITE24X7)
+                .context("building the pipeline")?,
+        );
         Ok((pipeline, config))
     }
 }
 
 /// Where records go.
-pub enum Sink {
+pub enum Output {
     /// JSON lines on stdout.
     Stdout,
     Upload(Uploader),
 }
 
-/// What [`Sink::deliver`] did with one batch.
+/// What [`Output::deliver`] did with one batch.
 #[derive(Debug, Default)]
 pub struct Delivered {
     pub pipeline: PipelineStats,
@@ -88,7 +90,7 @@ pub struct Delivered {
     pub output_error: Option<std::io::Error>,
 }
 
-impl Sink {
+impl Output {
     /// Upload with `config` (settings from the environment), or print without one. Call inside a runtime.
     pub fn new(config: Option<&LogTypeConfig>) -> anyhow::Result<Self> {
         Ok(match config {
@@ -110,29 +112,16 @@ impl Sink {
     ) -> Delivered {
         match self {
             Self::Stdout => {
-                let mut delivered = Delivered::default();
-                let stdout = std::io::stdout();
-                let mut out = std::io::BufWriter::new(stdout.lock());
-                let mut written = Ok(());
-                for processed in pipeline.chunks(batch, CHUNK_EVENTS, now_ms()) {
-                    delivered.pipeline += processed.stats;
-                    log_rejects(&processed.rejects);
-                    for r in &processed.records {
-                        if written.is_ok() {
-                            written = out
-                                .write_all(r.json.as_bytes())
-                                .and_then(|()| out.write_all(b"\n"));
-                        }
-                    }
+                let sink = StdoutSink::default();
+                let printed = kaf_pipeline::drive(pipeline, batch, now_ms(), &sink).await;
+                log_rejects(&printed.rejects);
+                Delivered {
+                    pipeline: printed.pipeline,
+                    upload: UploadStats::default(),
+                    undelivered: printed.undelivered(),
+                    error: printed.failed.into_iter().next().map(|f| f.error),
+                    output_error: sink.error.into_inner().ok().flatten(),
                 }
-                if let Err(e) = written.and_then(|()| out.flush()) {
-                    delivered.undelivered = delivered.pipeline.forwarded as usize;
-                    delivered.error = Some(DeliveryError::Transient {
-                        last: format!("stdout: {e}"),
-                    });
-                    delivered.output_error = Some(e);
-                }
-                delivered
             }
             Self::Upload(uploader) => {
                 let forwarded = uploader.forward(pipeline, batch, now_ms(), deadline).await;
@@ -143,12 +132,71 @@ impl Sink {
                 }
                 Delivered {
                     pipeline: forwarded.pipeline,
-                    upload: forwarded.upload,
+                    upload: forwarded.sink,
                     undelivered: forwarded.undelivered(),
-                    error: forwarded.worst_error().cloned(),
+                    error: kaf_upload::worst_error(&forwarded.failed).cloned(),
                     output_error: None,
                 }
             }
+        }
+    }
+}
+
+/// Records as JSON lines on stdout, flushed chunk by chunk. After a write error (e.g. `| head` closed the
+/// pipe), every later chunk fails too: nothing is reported printed that was not.
+#[derive(Default)]
+struct StdoutSink {
+    error: std::sync::Mutex<Option<std::io::Error>>,
+}
+
+impl kaf_pipeline::Sink for StdoutSink {
+    /// Records printed.
+    type Stats = u64;
+    type Error = DeliveryError;
+
+    fn chunk_events(&self) -> usize {
+        CHUNK_EVENTS
+    }
+
+    async fn deliver(
+        &self,
+        _index: usize,
+        _source: &kaf_envelope::Source,
+        records: &[kaf_pipeline::OutRecord],
+    ) -> kaf_pipeline::Delivery<u64, DeliveryError> {
+        let mut error = self
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if error.is_none() {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let written = records
+                .iter()
+                .try_for_each(|r| {
+                    out.write_all(r.json.as_bytes())
+                        .and_then(|()| out.write_all(b"\n"))
+                })
+                .and_then(|()| out.flush());
+            if let Err(e) = written {
+                *error = Some(e);
+            }
+        }
+        let (printed, failed) = match &*error {
+            Some(e) if !records.is_empty() => (
+                0,
+                vec![kaf_pipeline::Undelivered {
+                    event_ids: records.iter().map(|r| r.event_id.clone()).collect(),
+                    error: DeliveryError::Transient {
+                        last: format!("stdout: {e}"),
+                    },
+                }],
+            ),
+            _ => (records.len() as u64, Vec::new()),
+        };
+        kaf_pipeline::Delivery {
+            stats: printed,
+            failed,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! configuration refused by the service. Bad events inside a file never change the exit code: they are
 //! counted in the summary.
 
-use crate::forwarding::{ForwardArgs, Sink};
+use crate::forwarding::{ForwardArgs, Output};
 use anyhow::Context as _;
 use kaf_envelope::EnvelopeStats;
 use kaf_envelope::sniff::{FileContext, decode_file};
@@ -42,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let sink = runtime.block_on(async { Sink::new(config.as_ref()) })?;
+    let sink = runtime.block_on(async { Output::new(config.as_ref()) })?;
 
     let started = Instant::now();
     let mut summary = Summary::default();

@@ -5,7 +5,7 @@
 //! so after a crash exactly that chunk is resent, with the same event ids and hence the same `upload-id`.
 //! Failed deliveries are retried forever with backoff: the file is the buffer.
 
-use crate::forwarding::{ForwardArgs, Sink};
+use crate::forwarding::{ForwardArgs, Output};
 use anyhow::Context as _;
 use kaf_envelope::{Batch, Source};
 use kaf_tail::{Checkpoint, Follower, Start};
@@ -76,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let mut summary = kaf_upload::Summary::default();
     let exit = runtime.block_on(async {
-        let sink = Sink::new(config.as_ref())?;
+        let sink = Output::new(config.as_ref())?;
         let mut follower = Follower::new(&args.file, start);
         let mut stop = std::pin::pin!(crate::serve::shutdown_signal()?);
         let poll = Duration::from_millis(args.poll_ms);

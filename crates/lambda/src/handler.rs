@@ -89,14 +89,14 @@ pub async fn handle(forwarder: &Forwarder, invocation: &Invocation) -> Result<Su
         tracing::warn!(event_id = %reject.event_id, reason = %reject.reason, "event not forwarded");
     }
     summary.pipeline = forwarded.pipeline;
-    summary.upload = forwarded.upload;
+    summary.upload = forwarded.sink;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     // Metrics first, so a failed invocation is counted too.
     println!(
         "{}",
         crate::metrics::emf_line(&summary, &forwarder.function_name, &cluster, now_ms())
     );
-    if let Some(cause) = forwarded.worst_error() {
+    if let Some(cause) = kaf_upload::worst_error(&forwarded.failed) {
         tracing::error!(summary = %summary.to_json(), "delivery failed");
         return Err(ForwardError {
             undelivered: forwarded.undelivered(),

@@ -94,7 +94,7 @@ impl Forwarder {
             kaf_envelope::gunzip::DEFAULT_PAYLOAD_LIMIT as u64,
         )? as usize;
         Ok(Self {
-            pipeline: options.apply(Pipeline::new(Some(&config))?),
+            pipeline: options.apply(Pipeline::new(Some(&config), kaf_upload::format::SITE24X7)?),
             uploader: Uploader::new(&config, settings)?,
             stream_prefix: var("AUDIT_STREAM_PREFIX")
                 .unwrap_or_else(|| kaf_envelope::cloudwatch::AUDIT_STREAM_PREFIX.to_string()),

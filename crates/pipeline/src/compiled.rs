@@ -16,7 +16,7 @@
 
 use crate::lookup::looks_like_json;
 use crate::render::{Str, Writer};
-use crate::{Profile, Seen, redact};
+use crate::{Profile, RecordFormat, Seen, redact};
 use kaf_config::{DateFormat, ValueType};
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -24,12 +24,6 @@ use serde_json::value::RawValue;
 use serde_json::{Number, Value};
 use std::borrow::Cow;
 use std::fmt;
-
-/// The agent's fields, added to every record after the profile's (so they win over a profile field of the
-/// same name).
-const TIMESTAMP: &str = "_zl_timestamp";
-const AGENT: &str = "s247agentuid";
-const STREAM: &str = "logstream";
 
 /// A profile compiled for one kind of document.
 #[derive(Debug, Clone)]
@@ -45,6 +39,9 @@ pub(crate) struct Plan {
     /// The keys are relative to the audit event inside the envelope (the default profile on AKS records),
     /// not to the whole document.
     rooted: bool,
+    /// The delivery side's fields, added to every record after the profile's (so they win over a profile
+    /// field of the same name), and its limit.
+    format: RecordFormat,
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +65,6 @@ pub(crate) struct Context<'a> {
     pub cluster: &'a str,
     pub stream: &'a str,
     pub redact_secrets: bool,
-    pub max_record_bytes: usize,
     pub now_ms: i64,
     pub envelope_time_ms: Option<i64>,
 }
@@ -78,7 +74,7 @@ pub(crate) struct Mapped {
     /// The key of [`crate::event_identity`] in the batch's [`Seen`], for deduplication.
     pub identity: Option<u128>,
     pub json: String,
-    pub log_size: u64,
+    pub billed_bytes: u64,
     /// The event time was unreadable: the envelope or ingest time was used.
     pub timestamp_fallback: bool,
 }
@@ -86,7 +82,7 @@ pub(crate) struct Mapped {
 impl Plan {
     /// `None` when the profile has something the compiled path does not do (an entry with a `pattern`).
     /// `rooted`: the profile's keys are read inside the envelope's event (see [`Plan::rooted`]).
-    pub(crate) fn compile(profile: &Profile, rooted: bool) -> Option<Self> {
+    pub(crate) fn compile(profile: &Profile, rooted: bool, format: RecordFormat) -> Option<Self> {
         if profile.entries.iter().any(|e| e.pattern.is_some()) {
             return None;
         }
@@ -98,8 +94,8 @@ impl Plan {
                 .or_default()
                 .push((Key::new(&entry.key), entry.value_type));
         }
-        // The agent's fields overwrite profile fields of the same name.
-        for agent in [TIMESTAMP, AGENT, STREAM] {
+        // The delivery side's fields overwrite profile fields of the same name.
+        for agent in [format.time_field, format.source_field, format.stream_field] {
             // The generic path reads a `dateField` naming one from the profile's value, before the agent's.
             if by_name.remove(agent).is_some() && profile.date_field == agent {
                 return None;
@@ -121,9 +117,9 @@ impl Plan {
             .map(|(i, f)| (f.name.as_str(), Slot::Field(i)))
             .collect();
         named.extend([
-            (TIMESTAMP, Slot::Timestamp),
-            (AGENT, Slot::Agent),
-            (STREAM, Slot::Stream),
+            (format.time_field, Slot::Timestamp),
+            (format.source_field, Slot::Agent),
+            (format.stream_field, Slot::Stream),
         ]);
         // Byte order of the names: the order of the generic path's map, so both write the same bytes.
         named.sort_by(|a, b| a.0.cmp(b.0));
@@ -133,6 +129,7 @@ impl Plan {
             fields,
             date_path: Key::new(&profile.date_field),
             date_format: profile.date_format.clone(),
+            format,
             rooted,
         })
     }
@@ -222,12 +219,13 @@ impl Plan {
         };
 
         let estimate = text_len + text_len / 4 + 256;
-        let mut out = Writer::with_capacity(estimate);
+        let format = &self.format;
+        let mut out = Writer::with_capacity(estimate, format.is_metadata_field);
         for slot in &self.slots {
             match *slot {
-                Slot::Timestamp => out.number(TIMESTAMP, time_ms),
-                Slot::Agent => out.text_always(AGENT, ctx.cluster),
-                Slot::Stream => out.text_always(STREAM, ctx.stream),
+                Slot::Timestamp => out.number(format.time_field, time_ms),
+                Slot::Agent => out.text_always(format.source_field, ctx.cluster),
+                Slot::Stream => out.text_always(format.stream_field, ctx.stream),
                 Slot::Field(i) => {
                     if let Some(value) = &values[i] {
                         value.write(&mut out, &self.fields[i].name)?;
@@ -235,14 +233,14 @@ impl Plan {
                 }
             }
         }
-        let (json, log_size) = out.finish();
-        if json.len() > ctx.max_record_bytes {
+        let (json, billed_bytes) = out.finish();
+        if json.len() > format.max_record_bytes {
             return None;
         }
         Some(Mapped {
             identity,
             json,
-            log_size,
+            billed_bytes,
             timestamp_fallback,
         })
     }

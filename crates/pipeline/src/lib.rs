@@ -16,7 +16,15 @@
 //!
 //! ```
 //! use kaf_envelope::{Batch, Payload, RawEvent, Source};
-//! let pipeline = kaf_pipeline::Pipeline::new(None).unwrap();
+//! // The delivery side's format (the upload crate's is `kaf_upload::format::SITE24X7`).
+//! let format = kaf_pipeline::RecordFormat {
+//!     time_field: "_zl_timestamp",
+//!     source_field: "s247agentuid",
+//!     stream_field: "logstream",
+//!     max_record_bytes: 1_000_000,
+//!     is_metadata_field: |name| name.starts_with("_zl") || name.starts_with("s247"),
+//! };
+//! let pipeline = kaf_pipeline::Pipeline::new(None, format).unwrap();
 //! let event = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a1","stage":"ResponseComplete",
 //!   "verb":"list","user":{"username":"bob"},"responseStatus":{"code":403},
 //!   "requestReceivedTimestamp":"2026-04-20T16:32:59.930178Z"}"#;
@@ -47,13 +55,13 @@ pub mod redact;
 mod render;
 pub mod rules;
 mod salvage;
+pub mod sink;
 
 pub use identity::event_identity;
 pub use options::Options;
 pub use profile::{DEFAULT_PROFILE_JSON, Profile};
-pub use record::{
-    MAX_RECORD_BYTES, OutRecord, PipelineStats, Processed, Record, Reject, is_agent_field, log_size,
-};
+pub use record::{OutRecord, PipelineStats, Processed, Record, RecordFormat, Reject};
+pub use sink::{Delivery, Driven, Sink, Undelivered, drive};
 
 use events::{Read, check_event, event_at, event_at_mut, normalize, payload_len};
 use identity::Seen;
@@ -71,7 +79,7 @@ pub struct Pipeline {
     hashes: Vec<HashRule>,
     derives: Vec<DeriveRule>,
     ignored_fields: Vec<String>,
-    max_record_bytes: usize,
+    format: RecordFormat,
     redact_secrets: bool,
     policy: Option<policy::Policy>,
     /// The default profile re-rooted at AKS's `properties.log`; `None` when the config has its own `jsonPath`
@@ -84,8 +92,9 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Without a config: the default profile and no rules (the CLI's stdout mode).
-    pub fn new(config: Option<&LogTypeConfig>) -> Result<Self, ConfigError> {
+    /// Records in `format` (the delivery side's fields and limit). Without a config: the default profile and
+    /// no rules (the CLI's stdout mode).
+    pub fn new(config: Option<&LogTypeConfig>, format: RecordFormat) -> Result<Self, ConfigError> {
         let mut pipeline = match config {
             None => Self {
                 profile: Profile::kubernetes_audit()?,
@@ -94,7 +103,7 @@ impl Pipeline {
                 hashes: Vec::new(),
                 derives: Vec::new(),
                 ignored_fields: Vec::new(),
-                max_record_bytes: MAX_RECORD_BYTES,
+                format,
                 redact_secrets: true,
                 policy: None,
                 aks_profile: None,
@@ -108,7 +117,7 @@ impl Pipeline {
                 hashes: c.hashes.clone(),
                 derives: c.derives.clone(),
                 ignored_fields: c.ignored_fields.clone(),
-                max_record_bytes: MAX_RECORD_BYTES,
+                format,
                 redact_secrets: true,
                 policy: None,
                 aks_profile: None,
@@ -126,11 +135,11 @@ impl Pipeline {
             && p.derives.is_empty()
             && p.ignored_fields.is_empty();
         if no_rules {
-            pipeline.plan = compiled::Plan::compile(&pipeline.profile, false);
+            pipeline.plan = compiled::Plan::compile(&pipeline.profile, false, pipeline.format);
             // The default profile reads the event inside the envelope; a config's own `jsonPath` the document
             // (the same plan).
             pipeline.enveloped_plan = if pipeline.aks_profile.is_some() {
-                compiled::Plan::compile(&pipeline.profile, true)
+                compiled::Plan::compile(&pipeline.profile, true, pipeline.format)
             } else {
                 pipeline.plan.clone()
             };
@@ -160,7 +169,7 @@ impl Pipeline {
 
     /// Lower the per-record limit (tests, or receivers with smaller limits).
     pub fn with_max_record_bytes(mut self, max: usize) -> Self {
-        self.max_record_bytes = max.min(MAX_RECORD_BYTES);
+        self.format.max_record_bytes = max.min(self.format.max_record_bytes);
         self
     }
 
@@ -189,7 +198,6 @@ impl Pipeline {
                     cluster: &batch.source.cluster,
                     stream: &batch.source.stream,
                     redact_secrets: self.redact_secrets,
-                    max_record_bytes: self.max_record_bytes,
                     now_ms,
                     envelope_time_ms: event.envelope_time_ms,
                 };
@@ -203,7 +211,7 @@ impl Pipeline {
                     out.records.push(OutRecord {
                         event_id: event.id,
                         json: mapped.json,
-                        log_size: mapped.log_size,
+                        billed_bytes: mapped.billed_bytes,
                     });
                     continue;
                 }
@@ -315,10 +323,17 @@ impl Pipeline {
         source: &Source,
         unparsed: bool,
     ) {
-        record.insert("_zl_timestamp".into(), Value::from(time_ms));
-        record.insert("s247agentuid".into(), Value::String(source.cluster.clone()));
-        record.insert("logstream".into(), Value::String(source.stream.clone()));
-        match limits::fit(record, self.max_record_bytes) {
+        let format = &self.format;
+        record.insert(format.time_field.into(), Value::from(time_ms));
+        record.insert(
+            format.source_field.into(),
+            Value::String(source.cluster.clone()),
+        );
+        record.insert(
+            format.stream_field.into(),
+            Value::String(source.stream.clone()),
+        );
+        match limits::fit(record, self.format.max_record_bytes) {
             Ok(true) => out.stats.truncated += 1,
             Ok(false) => {}
             Err(()) => {
@@ -330,7 +345,8 @@ impl Pipeline {
             out.unparsed.push(event_id.clone());
         }
         out.stats.forwarded += 1;
-        out.records.push(OutRecord::new(event_id, record));
+        out.records
+            .push(OutRecord::new(event_id, record, &self.format));
     }
 
     /// The document of one event, with the audit event checked (and, for enveloped events, its JSON-string

@@ -6,8 +6,37 @@ use serde_json::{Map, Value};
 /// One output record: a flat map in the profile schema.
 pub type Record = Map<String, Value>;
 
-/// Upload API limit for one record, in bytes of compact JSON.
-pub const MAX_RECORD_BYTES: usize = 1_000_000;
+/// What the delivery side adds to every record, and how it bounds and bills one. The pipeline renders each
+/// record to it and knows nothing else of the wire format: the upload crate defines the upload API's
+/// (`kaf_upload::format::SITE24X7`).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordFormat {
+    /// The event time, in epoch milliseconds.
+    pub time_field: &'static str,
+    /// The source's name (the cluster).
+    pub source_field: &'static str,
+    /// The stream the event came from.
+    pub stream_field: &'static str,
+    /// The most bytes of compact JSON one record may have.
+    pub max_record_bytes: usize,
+    /// The delivery side's own fields, left out of the size it bills.
+    pub is_metadata_field: fn(&str) -> bool,
+}
+
+impl RecordFormat {
+    /// Sum of the byte lengths of a record's field values (strings as UTF-8, other values as JSON text), without
+    /// the metadata fields: the size the delivery side bills.
+    pub fn billed_bytes(&self, record: &Record) -> u64 {
+        record
+            .iter()
+            .filter(|(k, _)| !(self.is_metadata_field)(k))
+            .map(|(_, v)| match v {
+                Value::String(s) => s.len() as u64,
+                other => other.to_string().len() as u64,
+            })
+            .sum()
+    }
+}
 
 /// Counters of one run of the pipeline.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -68,23 +97,23 @@ pub struct Reject {
 }
 
 /// A record with the id of the event it came from, rendered once: the compact JSON object that is uploaded or
-/// printed, and its `Log-Size` contribution.
+/// printed, and the bytes it bills ([`RecordFormat::billed_bytes`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutRecord {
     pub event_id: String,
     /// Compact JSON of the record (an object in the profile schema).
     pub json: String,
-    /// [`log_size`] of the record.
-    pub log_size: u64,
+    /// [`RecordFormat::billed_bytes`] of the record.
+    pub billed_bytes: u64,
 }
 
 impl OutRecord {
-    pub fn new(event_id: String, record: &Record) -> Self {
+    pub fn new(event_id: String, record: &Record, format: &RecordFormat) -> Self {
         Self {
             event_id,
             // A map of strings to JSON values always serialises.
             json: serde_json::to_string(record).unwrap_or_else(|_| "{}".into()),
-            log_size: log_size(record),
+            billed_bytes: format.billed_bytes(record),
         }
     }
 
@@ -92,24 +121,6 @@ impl OutRecord {
     pub fn record(&self) -> Record {
         serde_json::from_str(&self.json).unwrap_or_default()
     }
-}
-
-/// Sum of the byte lengths of a record's field values (strings as UTF-8, other values as JSON text), without
-/// the agent's own fields (`_zl*`, `s247*`, `inode*`), as the contract's `Log-Size` defines it.
-pub fn log_size(record: &Record) -> u64 {
-    record
-        .iter()
-        .filter(|(k, _)| !is_agent_field(k))
-        .map(|(_, v)| match v {
-            Value::String(s) => s.len() as u64,
-            other => other.to_string().len() as u64,
-        })
-        .sum()
-}
-
-/// The agent's own fields, which `Log-Size` leaves out.
-pub fn is_agent_field(name: &str) -> bool {
-    name.starts_with("_zl") || name.starts_with("s247") || name.starts_with("inode")
 }
 
 /// The pipeline's result for one batch.

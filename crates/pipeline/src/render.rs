@@ -2,7 +2,6 @@
 //! compiled and fast mapping paths share. The bytes are what `serde_json` writes for the same record (a
 //! `BTreeMap` in name order), except that JSON objects passed through as text keep the apiserver's key order.
 
-use crate::is_agent_field;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::Number;
@@ -50,17 +49,22 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     }
 }
 
-/// The record's JSON, written field by field, and its `Log-Size`.
+/// The record's JSON, written field by field, and the bytes it bills ([`crate::RecordFormat::billed_bytes`]).
 pub(crate) struct Writer {
     buf: Vec<u8>,
-    log_size: u64,
+    billed_bytes: u64,
+    is_metadata_field: fn(&str) -> bool,
 }
 
 impl Writer {
-    pub(crate) fn with_capacity(n: usize) -> Self {
+    pub(crate) fn with_capacity(n: usize, is_metadata_field: fn(&str) -> bool) -> Self {
         let mut buf = Vec::with_capacity(n);
         buf.push(b'{');
-        Self { buf, log_size: 0 }
+        Self {
+            buf,
+            billed_bytes: 0,
+            is_metadata_field,
+        }
     }
 
     pub(crate) fn key(&mut self, name: &str) {
@@ -89,9 +93,7 @@ impl Writer {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
             self.key(name);
             self.string(v);
-            if !is_agent_field(name) {
-                self.log_size += v.len() as u64;
-            }
+            self.count(name, v.len());
         }
     }
 
@@ -99,9 +101,7 @@ impl Writer {
     pub(crate) fn text_always(&mut self, name: &str, value: &str) {
         self.key(name);
         self.string(value);
-        if !is_agent_field(name) {
-            self.log_size += value.len() as u64;
-        }
+        self.count(name, value.len());
     }
 
     pub(crate) fn number(&mut self, name: &str, value: i64) {
@@ -124,10 +124,10 @@ impl Writer {
         self.count(name, text.len());
     }
 
-    /// `Log-Size` counts every field but the agent's own.
+    /// Every field is billed but the delivery side's own.
     fn count(&mut self, name: &str, bytes: usize) {
-        if !is_agent_field(name) {
-            self.log_size += bytes as u64;
+        if !(self.is_metadata_field)(name) {
+            self.billed_bytes += bytes as u64;
         }
     }
 
@@ -170,7 +170,7 @@ impl Writer {
         // Only whole UTF-8 strings and ASCII were written.
         (
             String::from_utf8(self.buf).unwrap_or_default(),
-            self.log_size,
+            self.billed_bytes,
         )
     }
 }
@@ -365,7 +365,7 @@ mod tests {
             "é ünïcode \u{2028}",
             "</script>",
         ] {
-            let mut w = Writer::with_capacity(0);
+            let mut w = Writer::with_capacity(0, crate::tests::FORMAT.is_metadata_field);
             w.buf.clear();
             w.string(text);
             assert_eq!(w.buf, serde_json::to_vec(text).unwrap(), "{text:?}");

@@ -4,6 +4,18 @@ use super::*;
 use kaf_envelope::RawEvent;
 use serde_json::json;
 
+/// The tests' record format: the upload API's names (`kaf_upload::format::SITE24X7`, which this crate cannot
+/// depend on), so that the expectations read as the records that are sent.
+pub(crate) const FORMAT: RecordFormat = RecordFormat {
+    time_field: "_zl_timestamp",
+    source_field: "s247agentuid",
+    stream_field: "logstream",
+    max_record_bytes: 1_000_000,
+    is_metadata_field: |name| {
+        name.starts_with("_zl") || name.starts_with("s247") || name.starts_with("inode")
+    },
+};
+
 /// 2026-12-03T00:00:00Z: the tests' ingest time.
 const NOW: i64 = 1_796_256_000_000;
 
@@ -49,7 +61,7 @@ fn event(extra: Value) -> Value {
 
 #[test]
 fn default_profile_is_valid_and_maps_the_documented_fields() {
-    let p = Pipeline::new(None).unwrap();
+    let p = Pipeline::new(None, crate::tests::FORMAT).unwrap();
     let e = event(json!({
         "user": {"username": "arn-user", "uid": "u1", "groups": ["system:authenticated"],
                  "extra": {"sessionName": ["s1"], "arn": ["arn:aws:sts::1:assumed-role/r/s1"], "principalId": ["AROA1"]}},
@@ -95,7 +107,7 @@ fn config_json_path_alone_defines_the_record_and_keeps_falsy_values() {
         {"name": "code", "key": "responseStatus.code"}, {"name": "flag", "key": "x.flag"},
         {"name": "empty", "key": "x.empty"}, {"name": "nothing", "key": "x.null"}, {"name": "verb"}
     ]}));
-    let p = Pipeline::new(Some(&c)).unwrap();
+    let p = Pipeline::new(Some(&c), crate::tests::FORMAT).unwrap();
     let e = event(
         json!({"responseStatus": {"code": 0}, "x": {"flag": false, "empty": "", "null": null}}),
     );
@@ -124,7 +136,7 @@ fn config_json_path_alone_defines_the_record_and_keeps_falsy_values() {
 
 #[test]
 fn unreadable_timestamps_fall_back_to_the_envelope_then_ingest_time_and_are_counted() {
-    let p = Pipeline::new(None).unwrap();
+    let p = Pipeline::new(None, crate::tests::FORMAT).unwrap();
     let bad = event(json!({"requestReceivedTimestamp": "yesterday"}));
     let with_id = |id: &str, mut e: Value| {
         e["auditID"] = json!(id);
@@ -174,7 +186,7 @@ fn unreadable_timestamps_fall_back_to_the_envelope_then_ingest_time_and_are_coun
 
 #[test]
 fn v1beta1_events_get_their_times_from_legacy_fields() {
-    let p = Pipeline::new(None).unwrap();
+    let p = Pipeline::new(None, crate::tests::FORMAT).unwrap();
     let mut e = event(
         json!({"apiVersion": "audit.k8s.io/v1beta1", "timestamp": "2017-09-11T19:55:05Z",
                              "metadata": {"creationTimestamp": "2017-09-11T19:55:06Z"}}),
@@ -198,7 +210,7 @@ fn v1beta1_events_get_their_times_from_legacy_fields() {
 #[test]
 fn custom_date_field_and_format_from_the_config() {
     let c = config(json!({"dateField": "stageTimestamp", "dateFormat": "%Y-%m-%dT%H:%M:%S.%fZ"}));
-    let p = Pipeline::new(Some(&c)).unwrap();
+    let p = Pipeline::new(Some(&c), crate::tests::FORMAT).unwrap();
     let out = p.process(batch(vec![(None, Payload::Json(event(json!({}))))]), NOW);
     assert_eq!(out.stats.timestamp_fallbacks, 0);
     assert_eq!(
@@ -216,7 +228,7 @@ fn filter_runs_on_unmasked_values_then_mask_hash_derive_and_ignore() {
         "derivedConfig": {"requesturi": ["^/api/(?<apiver>v\\d+)/namespaces/(?<ns>[^/]+)"]},
         "ignoredFields": ["useragent", "sourceips"]
     }));
-    let p = Pipeline::new(Some(&c)).unwrap();
+    let p = Pipeline::new(Some(&c), crate::tests::FORMAT).unwrap();
     let bob = event(json!({"user": {"username": "bob"}, "auditID": "id-bob"}));
     let out = p.process(
         batch(vec![
@@ -238,7 +250,7 @@ fn filter_runs_on_unmasked_values_then_mask_hash_derive_and_ignore() {
 
 #[test]
 fn bad_events_are_counted_and_sampled_without_content_and_never_stop_the_batch() {
-    let p = Pipeline::new(None).unwrap();
+    let p = Pipeline::new(None, crate::tests::FORMAT).unwrap();
     let out = p.process(
         batch(vec![
             (None, Payload::Text("{\"kind\": 0}".into())),
@@ -274,7 +286,7 @@ fn bad_events_are_counted_and_sampled_without_content_and_never_stop_the_batch()
         "{}",
         out.records[0].json
     );
-    let open = Pipeline::new(None)
+    let open = Pipeline::new(None, crate::tests::FORMAT)
         .unwrap()
         .with_secret_redaction(false)
         .process(
@@ -305,11 +317,11 @@ fn an_event_with_unparsable_fields_is_forwarded_with_placeholders() {
         1,
     );
     // The compiled path passes objects through as raw text, whatever their depth.
-    let fast = Pipeline::new(None)
+    let fast = Pipeline::new(None, crate::tests::FORMAT)
         .unwrap()
         .process(batch(vec![(None, Payload::Text(text.clone()))]), NOW);
     assert_eq!((fast.stats.forwarded, fast.stats.salvaged), (1, 0));
-    let out = Pipeline::new(None)
+    let out = Pipeline::new(None, crate::tests::FORMAT)
         .unwrap()
         .generic_only()
         .process(batch(vec![(None, Payload::Text(text))]), NOW);
@@ -334,7 +346,7 @@ fn an_event_with_unparsable_fields_is_forwarded_with_placeholders() {
 
 #[test]
 fn events_without_kind_are_recognised_by_audit_id_and_stage() {
-    let p = Pipeline::new(None).unwrap();
+    let p = Pipeline::new(None, crate::tests::FORMAT).unwrap();
     let mut e = event(json!({}));
     e.as_object_mut().unwrap().remove("kind");
     e.as_object_mut().unwrap().remove("apiVersion");
@@ -348,7 +360,9 @@ fn events_without_kind_are_recognised_by_audit_id_and_stage() {
 
 #[test]
 fn over_size_records_are_shrunk_and_counted() {
-    let p = Pipeline::new(None).unwrap().with_max_record_bytes(50_000);
+    let p = Pipeline::new(None, crate::tests::FORMAT)
+        .unwrap()
+        .with_max_record_bytes(50_000);
     let e = event(json!({"requestObject": {"data": "x".repeat(120_000)}}));
     let out = p.process(batch(vec![(None, Payload::Json(e))]), NOW);
     assert_eq!(out.stats.truncated, 1);
@@ -365,7 +379,7 @@ fn over_size_records_are_shrunk_and_counted() {
 
 #[test]
 fn repeated_audit_id_and_stage_pairs_are_dropped_across_chunks_and_counted() {
-    let p = Pipeline::new(None).unwrap();
+    let p = Pipeline::new(None, crate::tests::FORMAT).unwrap();
     let received = event(json!({"stage": "RequestReceived"}));
     let complete = event(json!({}));
     let other = event(json!({"auditID": "id-2"}));
@@ -439,7 +453,7 @@ fn aks_records_map_like_their_bare_events_with_the_default_profile() {
             object => object.clone(),
         })
         .collect();
-    let p = Pipeline::new(None).unwrap();
+    let p = Pipeline::new(None, crate::tests::FORMAT).unwrap();
     let from_records = p.process(aks_batch(records), NOW);
     let from_events = p.process(
         batch(
@@ -479,7 +493,7 @@ fn a_custom_json_path_on_aks_is_relative_to_the_record_as_in_site24x7_configs() 
         {"name": "username", "key": "properties.log.user.username"},
         {"name": "category"}, {"name": "operation", "key": "operationName"}
     ]}));
-    let p = Pipeline::new(Some(&c)).unwrap();
+    let p = Pipeline::new(Some(&c), crate::tests::FORMAT).unwrap();
     let out = p.process(aks_batch(aks_records()), NOW);
     let r = &out.records[0].record();
     assert_eq!(r["username"], json!("policy-admin@example.com"));
@@ -496,7 +510,7 @@ fn aks_log_lines_that_are_not_audit_json_are_counted() {
     text_line["properties"]["log"] = json!("I0420 16:29:59.995 apiserver started\n");
     let mut no_log = aks_records()[1].clone();
     no_log["properties"].as_object_mut().unwrap().remove("log");
-    let out = Pipeline::new(None)
+    let out = Pipeline::new(None, crate::tests::FORMAT)
         .unwrap()
         .process(aks_batch(vec![text_line, no_log]), NOW);
     // The text line is kept as an unparsed record (the AKS handler also parks it raw); no log at all is
@@ -527,7 +541,7 @@ fn aks_skipped_too_big_objects_are_kept_as_they_are() {
     event["requestObject"] = json!("skipped-too-big-size-object");
     event["responseObject"] = json!("skipped-too-big-size-object");
     record["properties"]["log"] = json!(format!("{event}\n"));
-    let out = Pipeline::new(None)
+    let out = Pipeline::new(None, crate::tests::FORMAT)
         .unwrap()
         .process(aks_batch(vec![record]), NOW);
     let r = &out.records[0].record();
@@ -538,7 +552,7 @@ fn aks_skipped_too_big_objects_are_kept_as_they_are() {
 
 #[test]
 fn a_reused_audit_id_is_not_a_repeat_unless_the_timestamps_match_too() {
-    let p = Pipeline::new(None).unwrap();
+    let p = Pipeline::new(None, crate::tests::FORMAT).unwrap();
     let event = |received: &str| {
         json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": "chosen-by-client",
                "stage": "ResponseComplete", "verb": "delete", "requestURI": "/api/v1/namespaces/prod/secrets/db",
@@ -577,7 +591,7 @@ fn aks_explicit_date_field_names_a_field_of_the_audit_event() {
         .collect();
     let config = config(json!({"dateField": "requestReceivedTimestamp",
                                "dateFormat": "%Y-%m-%dT%H:%M:%S.%fZ"}));
-    let p = Pipeline::new(Some(&config)).unwrap();
+    let p = Pipeline::new(Some(&config), crate::tests::FORMAT).unwrap();
     let mut b = aks_batch(records);
     for e in &mut b.events {
         e.envelope_time_ms = Some(1_776_702_599_995);

@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
     let audit_json_bytes: usize = messages(&events).iter().map(String::len).sum();
     let event = lambda_event(&subscription("bench", AUDIT_STREAM, &messages(&events)));
     let data = event["awslogs"]["data"].as_str().expect("data").to_string();
-    let pipeline = Pipeline::new(None).expect("default profile");
+    let pipeline = Pipeline::new(None, kaf_upload::format::SITE24X7).expect("default profile");
     eprintln!(
         "payload: {EVENTS} events, {audit_json_bytes} bytes of audit JSON, {} bytes base64(gzip)",
         data.len()
@@ -72,7 +72,9 @@ fn bench(c: &mut Criterion) {
     gzip_levels(&data, &pipeline);
     stage_breakdown(
         &data,
-        &Pipeline::new(None).expect("default profile").generic_only(),
+        &Pipeline::new(None, kaf_upload::format::SITE24X7)
+            .expect("default profile")
+            .generic_only(),
     );
 
     let mut group = c.benchmark_group("pipeline_10k_events");
@@ -86,7 +88,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(process(black_box(&data), &pipeline)))
     });
     // The same work on the generic path only (rules or a policy take it).
-    let generic = Pipeline::new(None).expect("default profile").generic_only();
+    let generic = Pipeline::new(None, kaf_upload::format::SITE24X7)
+        .expect("default profile")
+        .generic_only();
     group.throughput(Throughput::Bytes(audit_json_bytes as u64));
     group.bench_function("decode_map_gzip_generic/bytes", |b| {
         b.iter(|| black_box(process(black_box(&data), &generic)))
@@ -109,15 +113,17 @@ fn bench(c: &mut Criterion) {
             .expect("bench config")
             .replace("PORT", "8443");
         let config = kaf_config::LogTypeConfig::from_json(&text).expect("bench config parses");
-        let compiled = Pipeline::new(Some(&config)).expect("config");
-        let generic = Pipeline::new(Some(&config)).expect("config").generic_only();
+        let compiled = Pipeline::new(Some(&config), kaf_upload::format::SITE24X7).expect("config");
+        let generic = Pipeline::new(Some(&config), kaf_upload::format::SITE24X7)
+            .expect("config")
+            .generic_only();
         for (path, pipeline) in [("compiled", &compiled), ("generic", &generic)] {
             group.bench_function(format!("{name}/{path}"), |b| {
                 b.iter(|| black_box(map_only(black_box(&data), pipeline)))
             });
         }
     }
-    let default = Pipeline::new(None).expect("default profile");
+    let default = Pipeline::new(None, kaf_upload::format::SITE24X7).expect("default profile");
     group.bench_function("no_config_default_profile/compiled", |b| {
         b.iter(|| black_box(map_only(black_box(&data), &default)))
     });

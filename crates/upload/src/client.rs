@@ -302,15 +302,19 @@ impl Uploader {
         let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_max);
         // The first failure's reason: a last attempt that the deadline cut short only says "timeout".
         let mut first_reason: Option<String> = None;
+        // The latest failure's reason: a backoff can end just past the deadline, and the error must still say
+        // why the attempts failed.
+        let mut last_reason: Option<String> = None;
         loop {
             if let Some(e) = ctx.halt.lock().ok().and_then(|h| h.clone()) {
                 return Err(Failure::Final(e));
             }
             let now = Instant::now();
             if now >= stop_at {
-                return Err(Failure::Final(DeliveryError::Transient {
-                    last: "deadline reached before the first attempt".into(),
-                }));
+                let last = last_reason
+                    .take()
+                    .unwrap_or_else(|| "deadline reached before the first attempt".into());
+                return Err(Failure::Final(DeliveryError::Transient { last }));
             }
             let timeout = self.settings.request_timeout.min(stop_at - now);
             stats.requests += 1;
@@ -344,6 +348,7 @@ impl Uploader {
                 }
                 Some(_) => {}
             }
+            last_reason = Some(reason.clone());
             let delay = backoff.next_delay_with_hint(retry_after);
             tracing::warn!(upload_id = %id, attempt = backoff.attempts(), %reason, delay_ms = delay.as_millis() as u64, "upload failed, retrying");
             if !Backoff::wait(delay, Some(stop_at)).await {

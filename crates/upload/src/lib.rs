@@ -1,6 +1,7 @@
 //! Upload client for the Site24x7-style AppLogs API: the last step of the path.
 //!
-//! It takes the pipeline's records and delivers them: split into requests within the API limits
+//! It defines the record format the pipeline renders to ([`format::SITE24X7`]), takes the pipeline's records and
+//! delivers them: split into requests within the API limits
 //! ([`batch`]: ≤500 records, ≤5 MB uncompressed), each a gzip'd JSON array with every header of the contract
 //! and a deterministic `upload-id` (a retried invocation resends the same id), sent with bounded concurrency
 //! and retried with capped exponential backoff and jitter inside the caller's deadline ([`client`]).
@@ -16,6 +17,7 @@
 pub mod batch;
 pub mod client;
 pub mod env;
+pub mod format;
 pub mod forward;
 pub mod retry;
 pub mod summary;
@@ -24,7 +26,7 @@ pub use batch::{BatchPlan, Limits};
 pub use client::{
     DeliveryOutcome, FailedRequest, TrustRoots, UploadSettings, UploadStats, Uploader,
 };
-pub use forward::{FailedChunk, Forwarded};
+pub use forward::{FailedChunk, Forwarded, UploadSink, worst_error};
 pub use summary::Summary;
 
 /// Why a request was not delivered. Messages never include the API key or record content.

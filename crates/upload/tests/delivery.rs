@@ -46,6 +46,7 @@ fn records(n: usize) -> Vec<OutRecord> {
                 })
                 .as_object()
                 .unwrap(),
+                &kaf_upload::format::SITE24X7,
             )
         })
         .collect()

@@ -11,7 +11,7 @@ mod http;
 mod metrics;
 mod tls;
 
-use crate::forwarding::{ForwardArgs, Sink};
+use crate::forwarding::{ForwardArgs, Output};
 use anyhow::Context as _;
 use http::{AppState, Peer};
 use kaf_envelope::{Batch, Source};
@@ -111,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let sink = Sink::new(config.as_ref())?;
+        let sink = Output::new(config.as_ref())?;
         let state = Arc::new(AppState {
             spool: Arc::new(spool),
             auth,
@@ -270,7 +270,7 @@ async fn accept_loop(
 struct Delivery {
     state: Arc<AppState>,
     pipeline: Pipeline,
-    sink: Sink,
+    sink: Output,
     cluster: String,
     attempt_deadline: Duration,
 }

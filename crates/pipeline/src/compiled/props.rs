@@ -183,7 +183,7 @@ proptest! {
     #[test]
     fn no_secret_value_reaches_a_record((event, secret) in event()) {
         let text = event.to_string();
-        for pipeline in [Pipeline::new(None).unwrap(), Pipeline::new(None).unwrap().generic_only()] {
+        for pipeline in [Pipeline::new(None, crate::tests::FORMAT).unwrap(), Pipeline::new(None, crate::tests::FORMAT).unwrap().generic_only()] {
             let out = pipeline.process(batch(vec![Payload::Text(text.clone())]), NOW);
             prop_assert_eq!(out.records.len(), 1);
             if let Some(secret) = &secret {
@@ -215,7 +215,7 @@ proptest! {
             payloads.extend(items.iter().cloned().map(Payload::Text));
         }
         let n = payloads.len() as u64;
-        let pipeline = Pipeline::new(None).unwrap();
+        let pipeline = Pipeline::new(None, crate::tests::FORMAT).unwrap();
         let pipeline = if compiled { pipeline } else { pipeline.generic_only() };
         let out = pipeline.process(batch(payloads), NOW);
         let s = out.stats;
