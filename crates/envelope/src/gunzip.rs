@@ -17,7 +17,8 @@ pub const DEFAULT_PAYLOAD_LIMIT: usize = 64 * 1024 * 1024;
 /// doubling `Vec` would reach twice the limit before failing.
 pub fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, EnvelopeError> {
     const CHUNK: usize = 4 * 1024 * 1024;
-    let mut decoder = flate2::read::MultiGzDecoder::new(compressed).take(limit as u64 + 1);
+    // `&[u8]` is already buffered: the bufread decoder reads it in place, without a copy through a BufReader.
+    let mut decoder = flate2::bufread::MultiGzDecoder::new(compressed).take(limit as u64 + 1);
     let first_len = size_hint(compressed).min(limit).saturating_add(1);
     let mut first = Vec::with_capacity(first_len);
     (&mut decoder)

@@ -68,6 +68,20 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time `pid`'s live threads have run, in nanoseconds, from the scheduler's own accounting
+/// (`/proc/<pid>/task/*/schedstat`): exact, where `/proc/<pid>/stat` rounds to 10 ms ticks. Threads that have
+/// exited are not counted (the bootstrap keeps its threads); 0 if unreadable.
+pub fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// utime + stime of `pid`, in clock ticks (100 per second on Linux); 0 if unreadable.
 pub fn cpu_ticks(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
