@@ -63,32 +63,17 @@ impl<'a> BatchPlan<'a> {
     /// The body for `range`, gzip'd at `level`, and its uncompressed length. Records go to the encoder through
     /// a small buffer, never as a whole uncompressed body.
     pub fn gzip_body(&self, range: Range<usize>, level: u32) -> std::io::Result<(Vec<u8>, usize)> {
-        self.gzip_body_with(range, &Compressors::new(level))
-    }
-
-    /// [`BatchPlan::gzip_body`] with a compressor from `pool`: its ~300 KB of zeroed state is made once per
-    /// process, not once per request (most of a small invocation's fixed cost).
-    pub fn gzip_body_with(
-        &self,
-        range: Range<usize>,
-        pool: &Compressors,
-    ) -> std::io::Result<(Vec<u8>, usize)> {
         let len = self.body_len(range.clone());
-        let mut compressor = pool.take();
-        let result = (|| {
-            let deflate = Deflate {
-                compressor: &mut compressor,
-                out: Vec::with_capacity(len / 6 + 64),
-            };
-            let mut staged = std::io::BufWriter::with_capacity(128 * 1024, deflate);
-            self.write_body(range, &mut staged)?;
-            staged
-                .into_inner()
-                .map_err(std::io::IntoInnerError::into_error)?
-                .finish()
-        })();
-        pool.give_back(compressor);
-        Ok((result?, len))
+        let gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(len / 6),
+            flate2::Compression::new(level.min(9)),
+        );
+        let mut staged = std::io::BufWriter::with_capacity(128 * 1024, gz);
+        self.write_body(range, &mut staged)?;
+        let gz = staged
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        Ok((gz.finish()?, len))
     }
 
     /// Bytes of the body for `range`: the records, a comma between each two, and the brackets.
@@ -110,82 +95,6 @@ impl<'a> BatchPlan<'a> {
 
     pub fn log_size(&self, range: Range<usize>) -> u64 {
         self.records[range].iter().map(|r| r.billed_bytes).sum()
-    }
-}
-
-/// gzip compressors kept between requests (one per request in flight), each reset before it is reused.
-#[derive(Debug)]
-pub struct Compressors {
-    level: flate2::Compression,
-    idle: std::sync::Mutex<Vec<flate2::Compress>>,
-}
-
-impl Compressors {
-    pub fn new(level: u32) -> Self {
-        Self {
-            level: flate2::Compression::new(level.min(9)),
-            idle: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    fn take(&self) -> flate2::Compress {
-        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        // gzip framing (window bits 15), so header and trailer come from the compressor itself.
-        idle.unwrap_or_else(|| flate2::Compress::new_gzip(self.level, 15))
-    }
-
-    fn give_back(&self, mut compressor: flate2::Compress) {
-        compressor.reset();
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(compressor);
-        }
-    }
-}
-
-/// A borrowed compressor as a writer into a growing buffer.
-struct Deflate<'a> {
-    compressor: &'a mut flate2::Compress,
-    out: Vec<u8>,
-}
-
-impl Deflate<'_> {
-    fn run(&mut self, mut input: &[u8], flush: flate2::FlushCompress) -> std::io::Result<()> {
-        loop {
-            if self.out.capacity() - self.out.len() < 4096 {
-                self.out.reserve(self.out.capacity().max(8192));
-            }
-            let before = self.compressor.total_in();
-            let status = self
-                .compressor
-                .compress_vec(input, &mut self.out, flush)
-                .map_err(std::io::Error::other)?;
-            let consumed = (self.compressor.total_in() - before) as usize;
-            input = &input[consumed..];
-            let room_left = self.out.capacity() > self.out.len();
-            match (flush, status) {
-                (_, flate2::Status::StreamEnd) => return Ok(()),
-                (flate2::FlushCompress::Finish, _) => {}
-                // Everything taken, and the output was not what stopped it.
-                _ if input.is_empty() && room_left => return Ok(()),
-                _ => {}
-            }
-        }
-    }
-
-    fn finish(mut self) -> std::io::Result<Vec<u8>> {
-        self.run(&[], flate2::FlushCompress::Finish)?;
-        Ok(self.out)
-    }
-}
-
-impl Write for Deflate<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.run(buf, flate2::FlushCompress::None)?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -305,37 +214,6 @@ mod tests {
             assert_eq!(body, plan.body(range));
             assert_eq!(len, body.len());
         }
-    }
-
-    #[test]
-    fn a_reused_compressor_gives_the_same_body() {
-        use std::io::Read as _;
-        let records: Vec<_> = (0..400)
-            .map(|i| rec(i, if i % 100 == 0 { 300_000 } else { 2_000 }))
-            .collect();
-        let plan = BatchPlan::new(
-            &records,
-            Limits {
-                max_records: 500,
-                max_bytes: usize::MAX,
-            },
-        );
-        let pool = Compressors::new(3);
-        let mut first = None;
-        // The same compressor, reset each time: the same bytes, each a complete gzip stream.
-        for range in [0..400, 7..8, 0..400, 0..0, 0..400] {
-            let (gz, len) = plan.gzip_body_with(range.clone(), &pool).unwrap();
-            let mut body = Vec::new();
-            flate2::read::GzDecoder::new(&gz[..])
-                .read_to_end(&mut body)
-                .unwrap();
-            assert_eq!(body, plan.body(range.clone()));
-            assert_eq!(len, body.len());
-            if range == (0..400) {
-                assert_eq!(first.get_or_insert_with(|| gz.clone()), &gz);
-            }
-        }
-        assert_eq!(pool.idle.lock().unwrap().len(), 1);
     }
 
     #[test]

@@ -128,7 +128,6 @@ pub struct Uploader {
     http: reqwest::Client,
     target: Arc<Target>,
     settings: UploadSettings,
-    compressors: Arc<crate::batch::Compressors>,
 }
 
 const QUOTA_SIGNALS: [&str; 4] = [
@@ -182,7 +181,6 @@ impl Uploader {
                 api_key: config.api_key.clone(),
                 log_type: config.log_type.clone(),
             }),
-            compressors: Arc::new(crate::batch::Compressors::new(settings.gzip_level)),
             settings,
         })
     }
@@ -286,7 +284,7 @@ impl Uploader {
         let log_size = ctx.plan.log_size(range.clone());
         let (compressed, uncompressed_len) = ctx
             .plan
-            .gzip_body_with(range, &self.compressors)
+            .gzip_body(range, self.settings.gzip_level)
             .map_err(|e| {
                 Failure::Final(DeliveryError::Transient {
                     last: format!("gzip: {e}"),
