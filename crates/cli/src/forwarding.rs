@@ -1,6 +1,7 @@
 //! What every command that forwards shares: the logtypeconfig, the pipeline options, and where records go
 //! ([`Output`]: stdout as JSON lines without a logtypeconfig, the upload API with one).
 
+use crate::pretty::Style;
 use anyhow::{Context as _, bail};
 use kaf_config::LogTypeConfig;
 use kaf_envelope::Batch;
@@ -27,6 +28,10 @@ pub struct ForwardArgs {
     /// Forward Secret values, tokens and credential-like ConfigMap values in clear (redaction is on by default).
     #[arg(long)]
     pub no_redact: bool,
+    /// How records are printed without a logtypeconfig: `json` lines (what would be uploaded), or `pretty`
+    /// blocks for reading on a terminal.
+    #[arg(long, value_enum, default_value_t = Style::Json)]
+    pub output: Style,
 }
 
 impl ForwardArgs {
@@ -73,8 +78,8 @@ impl ForwardArgs {
 
 /// Where records go.
 pub enum Output {
-    /// JSON lines on stdout.
-    Stdout,
+    /// On stdout, in this style.
+    Stdout(Style),
     Upload(Uploader),
 }
 
@@ -92,13 +97,13 @@ pub struct Delivered {
 
 impl Output {
     /// Upload with `config` (settings from the environment), or print without one. Call inside a runtime.
-    pub fn new(config: Option<&LogTypeConfig>) -> anyhow::Result<Self> {
+    pub fn new(config: Option<&LogTypeConfig>, style: Style) -> anyhow::Result<Self> {
         Ok(match config {
             Some(c) => {
                 let settings = UploadSettings::from_env(|k| std::env::var(k).ok())?;
                 Self::Upload(Uploader::new(c, settings)?)
             }
-            None => Self::Stdout,
+            None => Self::Stdout(style),
         })
     }
 
@@ -111,8 +116,11 @@ impl Output {
         deadline: tokio::time::Instant,
     ) -> Delivered {
         match self {
-            Self::Stdout => {
-                let sink = StdoutSink::default();
+            Self::Stdout(style) => {
+                let sink = StdoutSink {
+                    style: *style,
+                    error: std::sync::Mutex::new(None),
+                };
                 let printed = kaf_pipeline::drive(pipeline, batch, now_ms(), &sink).await;
                 log_rejects(&printed.rejects);
                 Delivered {
@@ -142,10 +150,10 @@ impl Output {
     }
 }
 
-/// Records as JSON lines on stdout, flushed chunk by chunk. After a write error (e.g. `| head` closed the
-/// pipe), every later chunk fails too: nothing is reported printed that was not.
-#[derive(Default)]
+/// Records on stdout, flushed chunk by chunk. After a write error (e.g. `| head` closed the pipe), every later
+/// chunk fails too: nothing is reported printed that was not.
 struct StdoutSink {
+    style: Style,
     error: std::sync::Mutex<Option<std::io::Error>>,
 }
 
@@ -173,9 +181,11 @@ impl kaf_pipeline::Sink for StdoutSink {
             let mut out = std::io::BufWriter::new(stdout.lock());
             let written = records
                 .iter()
-                .try_for_each(|r| {
-                    out.write_all(r.json.as_bytes())
-                        .and_then(|()| out.write_all(b"\n"))
+                .try_for_each(|r| match self.style {
+                    Style::Json => out
+                        .write_all(r.json.as_bytes())
+                        .and_then(|()| out.write_all(b"\n")),
+                    Style::Pretty => out.write_all(crate::pretty::block(&r.record()).as_bytes()),
                 })
                 .and_then(|()| out.flush());
             if let Err(e) = written {

@@ -7,6 +7,7 @@
 
 mod forwarding;
 mod policy;
+mod pretty;
 mod replay;
 mod serve;
 mod tail;

@@ -42,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let sink = runtime.block_on(async { Output::new(config.as_ref()) })?;
+    let sink = runtime.block_on(async { Output::new(config.as_ref(), args.forward.output) })?;
 
     let started = Instant::now();
     let mut summary = Summary::default();

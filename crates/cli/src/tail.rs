@@ -76,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let mut summary = kaf_upload::Summary::default();
     let exit = runtime.block_on(async {
-        let sink = Output::new(config.as_ref())?;
+        let sink = Output::new(config.as_ref(), args.forward.output)?;
         let mut follower = Follower::new(&args.file, start);
         let mut stop = std::pin::pin!(crate::serve::shutdown_signal()?);
         let poll = Duration::from_millis(args.poll_ms);

@@ -111,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let sink = Output::new(config.as_ref())?;
+        let sink = Output::new(config.as_ref(), args.forward.output)?;
         let state = Arc::new(AppState {
             spool: Arc::new(spool),
             auth,

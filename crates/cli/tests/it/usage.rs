@@ -55,3 +55,43 @@ fn policy_check_counts_rules_in_words() {
         assert!(stdout.ends_with(expected), "{stdout}");
     }
 }
+
+/// `--output pretty`: one block per event with time, code, verb, resource, user and what was denied; the
+/// default stays JSON lines, one per record, the same records.
+#[test]
+fn replay_prints_pretty_blocks_on_request_and_json_lines_by_default() {
+    let demo = crate::harness::repo_root()
+        .join("tests/fixtures/samples/liggitt__audit2rbac/testdata__demo.log")
+        .display()
+        .to_string();
+    let json = cli(&["replay", &demo], &[]);
+    assert!(json.status.success());
+    let records = crate::harness::stdout_records(&json);
+    assert_eq!(records.len(), 37);
+
+    let pretty = cli(&["replay", "--output", "pretty", &demo], &[]);
+    assert!(pretty.status.success());
+    let text = String::from_utf8_lossy(&pretty.stdout);
+    let blocks: Vec<&str> = text.split_terminator("\n\n").collect();
+    assert_eq!(blocks.len(), records.len(), "{text}");
+    assert_eq!(
+        blocks[0],
+        "2017-09-11T19:55:05Z  403  list  pods default/\n\
+         \x20 user      system:admin (groups system:masters, system:authenticated) as bob\n\
+         \x20 message   pods is forbidden: User \"bob\" cannot list pods in the namespace \"default\"\n\
+         \x20 from      ::1\n\
+         \x20 event     033d17af-082d-4b24-aa22-627752e83d71  ResponseComplete  Metadata"
+    );
+    // Every block is about its record, in order.
+    for (block, record) in blocks.iter().zip(&records) {
+        let id = record["auditid"].as_str().unwrap();
+        assert!(block.contains(id), "{block}");
+        let code = record["responsestatus_code"].to_string();
+        assert!(block.lines().next().unwrap().contains(&code), "{block}");
+    }
+    // The summary is the same either way.
+    assert_eq!(
+        crate::harness::summary(&pretty)["forwarded"],
+        crate::harness::summary(&json)["forwarded"]
+    );
+}
