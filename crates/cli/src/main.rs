@@ -8,6 +8,7 @@
 mod forwarding;
 mod policy;
 mod pretty;
+mod progress;
 mod replay;
 mod serve;
 mod tail;

@@ -49,9 +49,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut worst: Option<DeliveryError> = None;
     let mut unreadable = 0usize;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.deadline_secs);
+    let sizes: Vec<u64> = args
+        .files
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .collect();
+    let progress = crate::progress::bar(sizes.iter().sum(), true, config.is_none());
+    let mut done_bytes = 0;
 
-    for path in &args.files {
+    for (path, size) in args.files.iter().zip(sizes) {
         let origin = path.display().to_string();
+        progress.set_message(origin.clone());
         let bytes = std::fs::read(path).with_context(|| format!("reading {origin}"))?;
         let ctx = FileContext {
             origin: &origin,
@@ -64,14 +72,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let batches = match decode_file(&bytes, &ctx, &mut envelope) {
             Ok(batches) => batches,
             Err(e) => {
-                eprintln!("error: decoding {origin}: {e}");
+                progress.suspend(|| eprintln!("error: decoding {origin}: {e}"));
                 unreadable += 1;
+                done_bytes += size;
+                progress.set_position(done_bytes);
                 continue;
             }
         };
         drop(bytes);
         summary.envelope += envelope;
+        let batch_count = batches.len().max(1) as u64;
         for batch in batches {
+            progress.inc(size / batch_count);
             let delivered = runtime.block_on(sink.deliver(&pipeline, batch, deadline));
             summary.pipeline += delivered.pipeline;
             summary.upload += delivered.upload;
@@ -85,7 +97,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 worst = Some(e);
             }
         }
+        done_bytes += size;
+        progress.set_position(done_bytes);
     }
+    progress.finish_and_clear();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     eprintln!("summary: {}", summary.to_json());
     Ok(match worst {

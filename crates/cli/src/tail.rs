@@ -81,11 +81,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut stop = std::pin::pin!(crate::serve::shutdown_signal()?);
         let poll = Duration::from_millis(args.poll_ms);
         let mut warned_missing: Option<std::time::Instant> = None;
+        // From the start, the backlog (backups, then the live file) is a long input: show how far along it is.
+        let backlog = match args.from_start {
+            true => kaf_tail::Follower::backlog(&args.file).unwrap_or_default(),
+            false => Vec::new(),
+        };
+        let progress = match backlog.len() {
+            0 => indicatif::ProgressBar::hidden(),
+            n => crate::progress::bar(n as u64, false, config.is_none()),
+        };
         loop {
             let chunk = follower
                 .poll(args.batch_events, kaf_upload::Limits::default().max_bytes)
                 .with_context(|| format!("reading {}", args.file.display()))?;
             let Some(chunk) = chunk else {
+                // Caught up.
+                progress.finish_and_clear();
                 if args.once {
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -100,6 +111,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     () = &mut stop => return Ok(ExitCode::SUCCESS),
                 }
             };
+            if let Some(at) = backlog.iter().position(|p| *p == chunk.path) {
+                progress.set_position(at as u64);
+                progress.set_message(chunk.path.display().to_string());
+            }
             chunk.pending().save(&checkpoint_path)?;
             let mut backoff = Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
             loop {

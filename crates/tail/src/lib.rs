@@ -124,6 +124,15 @@ impl Follower {
         }
     }
 
+    /// The files a start from the beginning reads, in order: the backups oldest first, then the live file (for
+    /// a progress display).
+    pub fn backlog(live: &Path) -> io::Result<Vec<PathBuf>> {
+        Ok(files::candidates(live)?
+            .into_iter()
+            .map(|c| c.path)
+            .collect())
+    }
+
     /// The next complete lines, at most `max_events` and about `max_bytes`; `None` when there is nothing new
     /// yet (poll again later).
     pub fn poll(&mut self, max_events: usize, max_bytes: usize) -> io::Result<Option<Chunk>> {

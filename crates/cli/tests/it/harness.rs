@@ -49,3 +49,21 @@ pub fn summary(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no summary in stderr:\n{stderr}"));
     serde_json::from_str(line).unwrap()
 }
+
+/// The CLI under a real pseudo-terminal (util-linux `script`), with `shell_command` run from the repository
+/// root; `None` where `script` is not installed.
+pub fn on_a_terminal(shell_command: &str) -> Option<String> {
+    let script = ["/usr/bin/script", "/bin/script"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let out = std::process::Command::new(script)
+        .args(["-qec", shell_command, "/dev/null"])
+        .current_dir(repo_root())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TERM", "xterm")
+        .output()
+        .expect("script runs");
+    assert!(out.status.success(), "{out:?}");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}

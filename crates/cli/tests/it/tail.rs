@@ -220,6 +220,29 @@ fn from_start_reads_the_backlog_first_and_the_checkpoint_prevents_repeats() {
     assert_eq!(run(&[]), ids(45..50));
 }
 
+/// `--from-start` over a backlog shows how many of its files are done, on a terminal (the rule for when is
+/// the same as replay's, tested there).
+#[test]
+fn from_start_shows_progress_over_the_backlog_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("audit.log");
+    let mut log = Lumberjack::new(&live, 20, 1);
+    for line in lines(&fixtures::numbered_events(45)) {
+        log.write(&line);
+    }
+    let bin = env!("CARGO_BIN_EXE_kube-audit-forwarder");
+    let command = format!(
+        "{bin} tail {} --once --from-start --batch-events 5 > /dev/null",
+        live.display()
+    );
+    let Some(drawn) = crate::harness::on_a_terminal(&command) else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
+    assert!(drawn.contains("/3 files"), "{drawn:?}");
+    assert!(drawn.contains("summary: "), "{drawn:?}");
+}
+
 /// Regression: a mistyped path with `--once` exited 0 having done nothing, exactly like "no new lines".
 #[test]
 fn once_on_a_missing_file_is_an_error_naming_it() {

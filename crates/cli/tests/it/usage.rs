@@ -95,3 +95,37 @@ fn replay_prints_pretty_blocks_on_request_and_json_lines_by_default() {
         crate::harness::summary(&json)["forwarded"]
     );
 }
+
+/// Progress is drawn on a terminal while records go elsewhere, and never when stderr is piped or when the
+/// records themselves are printed on the terminal.
+#[test]
+fn progress_shows_on_a_terminal_only_and_never_when_piped() {
+    let demo = "tests/fixtures/samples/liggitt__audit2rbac/testdata__demo.log";
+    let bar = "/21.61 KiB";
+    // Piped, as every other test runs it: nothing but the summary on stderr.
+    let piped = cli(&["replay", demo], &[]);
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        !stderr.contains(bar) && !stderr.contains('\u{1b}'),
+        "{stderr}"
+    );
+    assert!(stderr.starts_with("summary: "), "{stderr}");
+
+    let bin = env!("CARGO_BIN_EXE_kube-audit-forwarder");
+    let Some(drawn) = crate::harness::on_a_terminal(&format!("{bin} replay {demo} > /dev/null"))
+    else {
+        eprintln!("skipped the terminal half: util-linux `script` is not installed");
+        return;
+    };
+    assert!(drawn.contains(bar), "{drawn:?}");
+    assert!(drawn.contains("summary: "), "{drawn:?}");
+    // Records on the terminal: no bar between them.
+    let printed = crate::harness::on_a_terminal(&format!("{bin} replay {demo} 2>&1")).unwrap();
+    assert!(!printed.contains(bar), "{printed:?}");
+    assert!(printed.contains("\"auditid\""));
+    // stderr redirected away from the terminal: nothing drawn.
+    let redirected =
+        crate::harness::on_a_terminal(&format!("{bin} replay {demo} > /dev/null 2>/tmp/kaf-progress-$$.txt; cat /tmp/kaf-progress-$$.txt; rm /tmp/kaf-progress-$$.txt")).unwrap();
+    assert!(!redirected.contains(bar), "{redirected:?}");
+    assert!(redirected.contains("summary: "));
+}
