@@ -166,3 +166,29 @@ pub fn largest_lambda_event() -> (Value, usize) {
         low,
     )
 }
+
+/// The bundled audit2rbac demo (37 real events) as one CloudWatch subscription Lambda event: what
+/// `tests/fixtures/local/lambda-event.json` holds, for `cargo lambda invoke --data-file`.
+pub fn demo_lambda_event() -> Value {
+    let events = crate::fixtures::events(&crate::fixtures::audit2rbac_demo());
+    lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events)))
+}
+
+/// The same events as one Functions invocation of an Event Hub body of `kube-audit` records: what
+/// `tests/fixtures/local/aks-invocation.json` holds, for `curl` against a local `aks-handler`.
+pub fn demo_aks_invocation() -> Value {
+    let events = crate::fixtures::events(&crate::fixtures::audit2rbac_demo());
+    functions_invocation(&packed_event_hub_bodies(&events, 1_000_000), "0", 1)
+}
+
+/// The decoded CloudWatch payload of a Lambda event (to compare events whose gzip bytes may differ).
+pub fn decoded_lambda_event(event: &Value) -> Value {
+    use std::io::Read as _;
+    let data = event["awslogs"]["data"].as_str().unwrap_or_default();
+    let gz = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap_or_default();
+    let mut text = String::new();
+    let _ = flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut text);
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}

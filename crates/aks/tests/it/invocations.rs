@@ -217,3 +217,21 @@ async fn a_redelivered_invocation_resends_the_same_upload_ids() {
     assert_eq!(attempts[0], attempts[1]);
     assert_eq!(rx.records().len(), 37);
 }
+
+/// `tests/fixtures/local/aks-invocation.json`, the README's local-run invocation, is the bundled demo sample
+/// as `kube-audit` records in one Event Hub body (`KAF_REGENERATE=1` rewrites it), and every event in it is
+/// delivered.
+#[tokio::test]
+async fn the_bundled_local_invocation_is_the_demo_sample_and_is_delivered() {
+    let path = fixtures::dir().join("local/aks-invocation.json");
+    let expected = kaf_testkit::payloads::demo_aks_invocation();
+    if std::env::var("KAF_REGENERATE").is_ok() {
+        std::fs::write(&path, format!("{expected:#}\n")).unwrap();
+    }
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(committed, expected);
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let handler = start(&rx.ca_file, &[("logTypeConfig", config(&rx, LOG_TYPE))]).await;
+    handler.invoke(&committed).await;
+    assert_eq!(rx.records().len(), 37);
+}

@@ -104,10 +104,9 @@ async fn works_under_cargo_lambda_watch() {
     }
     let function = spawn(Path::new(env!("CARGO_BIN_EXE_bootstrap")), &env);
 
-    let (event, n) = demo();
-    let dir = tempfile::tempdir().unwrap();
-    let data_file = dir.path().join("event.json");
-    std::fs::write(&data_file, event.to_string()).unwrap();
+    // The README's local-run payload, as it is committed.
+    let data_file = fixtures::dir().join("local/lambda-event.json");
+    let n = demo().1;
     let invoke = tokio::process::Command::new(&cargo_lambda)
         .args([
             "lambda",
@@ -237,4 +236,22 @@ async fn an_event_that_is_not_a_subscription_event_names_the_field() {
             "{body}"
         );
     }
+}
+
+/// `tests/fixtures/local/lambda-event.json`, the README's local-run payload, is the bundled demo sample as
+/// a CloudWatch subscription event (`KAF_REGENERATE=1` rewrites it).
+#[test]
+fn the_bundled_local_event_is_the_demo_sample() {
+    let path = fixtures::dir().join("local/lambda-event.json");
+    let expected = kaf_testkit::payloads::demo_lambda_event();
+    if std::env::var("KAF_REGENERATE").is_ok() {
+        std::fs::write(&path, format!("{expected:#}\n")).unwrap();
+    }
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let payload = kaf_testkit::payloads::decoded_lambda_event(&committed);
+    assert_eq!(
+        payload,
+        kaf_testkit::payloads::decoded_lambda_event(&expected)
+    );
+    assert_eq!(payload["logEvents"].as_array().unwrap().len(), 37);
 }
