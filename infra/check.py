@@ -207,11 +207,15 @@ def azure_findings(bicep_text: str, arm_text: str) -> list[str]:
             site = json.dumps(props)
             if props.get("httpsOnly") is not True or '"alwaysOn": true' not in site:
                 findings.append(f"{origin}: function app must be httpsOnly with alwaysOn")
+            if "Microsoft.KeyVault(" in site:
+                findings.append(f"{origin}: the site must not carry the Key Vault reference (its settings would resolve before the identity may read the vault): use a sites/config appsettings resource")
+        if kind == "Microsoft.Web/sites/config":
+            values = json.dumps(list(props.values()))
             # An exact reference to the parameter (bicep: the bare name; ARM: parameters('logTypeConfig')).
-            if '"logTypeConfig"' in site or "parameters('logTypeConfig')" in site:
+            if '"logTypeConfig"' in values or "parameters('logTypeConfig')" in values:
                 findings.append(f"{origin}: the logtypeconfig must reach the app as a Key Vault reference, not in clear")
-            if "Microsoft.KeyVault(SecretUri=" not in site:
-                findings.append(f"{origin}: S247_* setting must be a Key Vault reference")
+            if "Microsoft.KeyVault(SecretUri=" not in values:
+                findings.append(f"{origin}: the logtypeconfig setting must be a Key Vault reference")
         if kind == "Microsoft.Insights/diagnosticSettings":
             logs = props.get("logs", [])
             if len(logs) != 1:
@@ -219,6 +223,183 @@ def azure_findings(bicep_text: str, arm_text: str) -> list[str]:
     for origin, text in (("main.bicep", bicep_text), ("azuredeploy.json", arm_text)):
         if "RootManageSharedAccessKey" in text:
             findings.append(f"{origin}: never the namespace root key")
+        # Sovereign clouds (China, US Government) have other DNS suffixes: take them from the resources.
+        for suffix in CLOUD_SUFFIXES:
+            if suffix in text:
+                findings.append(f"{origin}: hard-coded public-cloud suffix {suffix}: take the endpoint from the resource (serviceBusEndpoint, primaryEndpoints) or environment()")
+    findings += first_deployment_findings(b, arm)
+    return findings
+
+
+CLOUD_SUFFIXES = ("servicebus.windows.net", "vault.azure.net", "core.windows.net", "azurewebsites.net")
+
+# Azure's naming rules for the resource types the template names (learn.microsoft.com, "Naming rules and
+# restrictions for Azure resources"): (min, max, pattern).
+NAME_RULES = {
+    "Microsoft.Storage/storageAccounts": (3, 24, r"[a-z0-9]+"),
+    "Microsoft.KeyVault/vaults": (3, 24, r"[a-zA-Z](?!.*--)[a-zA-Z0-9-]*[a-zA-Z0-9]"),
+    "Microsoft.EventHub/namespaces": (6, 50, r"[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9](?<!-sb)(?<!-mgmt)"),
+    "Microsoft.OperationalInsights/workspaces": (4, 63, r"[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]"),
+    "Microsoft.Insights/components": (1, 260, r"[^%&\\?/\x00-\x1f]*[^%&\\?/\x00-\x1f. ]"),
+    "Microsoft.Web/serverfarms": (1, 60, r"[a-zA-Z0-9-]+"),
+    "Microsoft.Web/sites": (2, 60, r"[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]"),
+}
+ROLE_IDS = {
+    "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
+    "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+}
+
+
+class ArmEval:
+    """Just enough of the ARM expression language to compute resource names: parameters, variables,
+    format, concat, take, toLower, toUpper, replace, uniqueString (a 13-character stand-in)."""
+
+    TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<p>[(),.\[\]]))")
+
+    def __init__(self, arm: dict, params: dict, unique: str):
+        self.arm, self.params, self.unique = arm, params, unique
+
+    def value(self, v):
+        if isinstance(v, str) and v.startswith("[") and v.endswith("]") and not v.startswith("[["):
+            # Re-entrant: variables('x') evaluates x's own expression in the middle of this one.
+            saved = getattr(self, "tokens", None), getattr(self, "pos", 0)
+            self.tokens = [m for m in self.TOKEN.finditer(v[1:-1]) if m.group(0).strip()]
+            self.pos = 0
+            try:
+                return self.expr()
+            finally:
+                self.tokens, self.pos = saved
+        return v
+
+    def next(self):
+        t = self.tokens[self.pos]
+        self.pos += 1
+        return t
+
+    def expr(self):
+        t = self.next()
+        if t.group("str") is not None:
+            return t.group("str")[1:-1].replace("''", "'")
+        if t.group("num") is not None:
+            return int(t.group("num"))
+        name = t.group("name")
+        assert self.next().group("p") == "(", name
+        args = []
+        while self.tokens[self.pos].group("p") != ")":
+            args.append(self.expr())
+            if self.tokens[self.pos].group("p") == ",":
+                self.pos += 1
+        self.pos += 1
+        result = self.call(name.lower(), args)
+        while self.pos < len(self.tokens) and self.tokens[self.pos].group("p") == ".":
+            self.pos += 1
+            result = result[self.next().group("name")]
+        return result
+
+    def call(self, name, args):
+        if name == "parameters":
+            return self.params[args[0]]
+        if name == "variables":
+            return self.value(self.arm["variables"][args[0]])
+        if name == "format":
+            return re.sub(r"\{(\d+)\}", lambda m: str(args[1 + int(m.group(1))]), args[0])
+        if name == "concat":
+            return "".join(str(a) for a in args)
+        if name == "take":
+            return args[0][: args[1]]
+        if name == "tolower":
+            return args[0].lower()
+        if name == "toupper":
+            return args[0].upper()
+        if name == "replace":
+            return args[0].replace(args[1], args[2])
+        if name == "uniquestring":
+            return self.unique
+        if name == "resourcegroup":
+            return {"id": "/subscriptions/0/resourceGroups/rg", "location": "westeurope"}
+        raise ValueError(f"ARM function {name}() is not evaluated by infra/check.py")
+
+
+def name_findings(arm: dict) -> list[str]:
+    """Every resource name the template computes, at the parameters' extremes, against its type's rules."""
+    findings = []
+    prefix = arm.get("parameters", {}).get("namePrefix", {})
+    low, high = prefix.get("minLength", 1), prefix.get("maxLength", 24)
+    prefixes = {"a" * low, "1" * low, "z" * high, "9" * high, ("ab-" * high)[:high]}
+    # uniqueString: 13 characters of base32, which may start with a digit.
+    for unique in ("0123456789abc", "zzzzzzzzzzzzz"):
+        for value in sorted(prefixes):
+            params = {n: p.get("defaultValue") for n, p in arm.get("parameters", {}).items()}
+            params.update(namePrefix=value, aksClusterName="cluster")
+            evaluator = ArmEval(arm, params, unique)
+            for r in arm.get("resources", []):
+                rule = NAME_RULES.get(r.get("type"))
+                if not rule:
+                    continue
+                try:
+                    name = evaluator.value(r["name"])
+                except (ValueError, KeyError, IndexError, AssertionError) as e:
+                    findings.append(f"{r['type']}: name {r['name']} cannot be evaluated: {e}")
+                    continue
+                low_len, high_len, pattern = rule
+                if not low_len <= len(name) <= high_len or not re.fullmatch(pattern, name):
+                    findings.append(f"{r['type']}: name '{name}' (namePrefix '{value}') breaks the naming rule: {low_len}-{high_len} characters, {pattern}")
+    return sorted(set(findings))
+
+
+def resource_configs(b: dict) -> dict:
+    """Bicep resources by symbol, with a conditional resource's body unwrapped."""
+    out = {}
+    for symbol, r in b.get("resources", {}).items():
+        config = r.get("config", {})
+        if isinstance(config, dict) and "condition" in config and isinstance(config.get("config"), dict):
+            config = config["config"]
+        out[symbol] = (r["type"], config)
+    return out
+
+
+def first_deployment_findings(b: dict, arm: dict) -> list[str]:
+    """What a first real deployment hits although every linter passes."""
+    findings = name_findings(arm)
+    bres = resource_configs(b)
+    # The app settings resolve the Key Vault reference: only once the identity may read the secret.
+    for symbol, (kind, config) in bres.items():
+        if kind != "Microsoft.Web/sites/config":
+            continue
+        depends = config.get("dependsOn") or []
+        kv_roles = [s for s in depends if s in bres and bres[s][0] == "Microsoft.Authorization/roleAssignments" and "keyVaultSecretsUser" in json.dumps(bres[s][1])]
+        if not kv_roles:
+            findings.append("main.bicep: the app settings must depend on the Key Vault Secrets User role assignment")
+    for r in arm.get("resources", []):
+        if r.get("type") == "Microsoft.Web/sites/config" and not any("keyVaultSecretsUser" in d for d in r.get("dependsOn", [])):
+            findings.append("azuredeploy.json: the app settings must depend on the Key Vault Secrets User role assignment")
+    if not any(k == "Microsoft.Web/sites/config" for k, _ in bres.values()):
+        findings.append("main.bicep: no sites/config appsettings resource")
+    # Application Insights without local auth takes telemetry only from an identity with the publisher role.
+    for origin, configs in (("main.bicep", list(bres.values())), ("azuredeploy.json", [(r.get("type"), r) for r in arm.get("resources", [])])):
+        text = {kind: [] for kind, _ in configs}
+        for kind, config in configs:
+            text[kind].append(json.dumps(config))
+        components = [c for k, c in configs if k == "Microsoft.Insights/components"]
+        if not any(c.get("properties", {}).get("DisableLocalAuth") is True for c in components):
+            continue
+        settings = " ".join(text.get("Microsoft.Web/sites/config", []))
+        if "APPLICATIONINSIGHTS_AUTHENTICATION_STRING" not in settings or "Authorization=AAD" not in settings:
+            findings.append(f"{origin}: Application Insights has local auth off: the app needs APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD")
+        component_symbols = {sym for sym, (k, _) in bres.items() if k == "Microsoft.Insights/components"}
+
+        def publishes(config: dict) -> bool:
+            role = json.dumps(config.get("properties", {}).get("roleDefinitionId", ""))
+            scope = config.get("scope", "")
+            on_component = scope in component_symbols or "Microsoft.Insights/components/" in json.dumps(scope)
+            return "monitoringMetricsPublisher" in role and on_component
+
+        if not any(publishes(c) for k, c in configs if k == "Microsoft.Authorization/roleAssignments"):
+            findings.append(f"{origin}: Application Insights has local auth off: the app's identity needs the Monitoring Metrics Publisher role on the component")
+    roles = json.dumps(arm.get("variables", {}).get("roles", {})) + json.dumps(b.get("variables", {}).get("roles", {}))
+    for name, role_id in ROLE_IDS.items():
+        if name in json.dumps(arm) and role_id not in roles:
+            findings.append(f"role {name} must be {role_id}")
     return findings
 
 
@@ -341,13 +522,25 @@ BROKEN_AZURE = [
     ("parameter drift between the files", "arm", ('"partitionCount": {', '"partitions": {'), "parameters differ"),
     ("resource drift between the files", "bicep", ("resource consumerGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = {\n  parent: eventHub\n  name: 'kube-audit-forwarder'\n}\n", ""), "resource types differ"),
     ("key as a plain string parameter", "arm", ('"type": "securestring"', '"type": "string"'), "securestring"),
-    ("key in a plaintext app setting", "bicep", ("value: '@Microsoft.KeyVault(SecretUri=${logTypeConfigSecret.properties.secretUri})'", "value: logTypeConfig"), "Key Vault reference"),
+    ("key in a plaintext app setting", "bicep", ("logTypeConfig: '@Microsoft.KeyVault(SecretUri=${logTypeConfigSecret.properties.secretUri})'", "logTypeConfig: logTypeConfig"), "Key Vault reference"),
     ("public blob access", "bicep", ("allowBlobPublicAccess: false", "allowBlobPublicAccess: true"), "allowBlobPublicAccess"),
     ("both audit categories", "arm", ('"logs": [\n          {\n            "category": "[parameters(\'auditCategory\')]",\n            "enabled": true\n          }\n        ]', '"logs": [{"category": "kube-audit", "enabled": true}, {"category": "kube-audit-admin", "enabled": true}]'), "exactly one audit category"),
-    ("an unbalanced ARM expression", "arm", ("[format('{0}-kv-{1}', parameters('namePrefix'), variables('suffix'))]", "[format('{0}-kv-{1}', parameters('namePrefix'), variables('suffix')]"), "unbalanced parentheses"),
+    ("an unbalanced ARM expression", "arm", ("[take(format('kv-{0}-{1}', variables('prefix'), variables('suffix')), 24)]", "[take(format('kv-{0}-{1}', variables('prefix'), variables('suffix'), 24)]"), "unbalanced parentheses"),
     ("an undeclared ARM variable", "arm", ("variables('hubName')]\"\n", "variables('hubNmae')]\"\n"), "not declared"),
     ("an unexplained suppression", "bicep", ("// checkov:skip=CKV_AZURE_41: The logtypeconfig", "// checkov:skip=CKV_AZURE_41:\n  // The logtypeconfig"), "has no reason"),
     ("a checkov finding not suppressed", "arm", ("skip=CKV_AZURE_213", "skip=CKV_AZURE_000"), "checkov CKV_AZURE_213"),
+    # First deployment (issue "Deploy templates that survive a first real deployment").
+    ("a Key Vault name past 24 characters", "arm", ("[take(format('kv-{0}-{1}', variables('prefix'), variables('suffix')), 24)]", "[format('kv-{0}-{1}', variables('prefix'), variables('suffix'))]"), "Microsoft.KeyVault/vaults: name 'kv-zzzzzzzzzzz-"),
+    ("a namespace name that starts with the prefix", "arm", ("[format('ehns-{0}-{1}', variables('prefix'), variables('suffix'))]", "[format('{0}-ehns-{1}', variables('prefix'), variables('suffix'))]"), "Microsoft.EventHub/namespaces: name '111-ehns-"),
+    ("telemetry sent without the app's identity", "arm", ("\"APPLICATIONINSIGHTS_AUTHENTICATION_STRING\": \"[if(parameters('enableApplicationInsights'), 'Authorization=AAD', '')]\"", "\"APPLICATIONINSIGHTS_AUTHENTICATION_STRING\": \"\""), "APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD"),
+    ("the publisher role on the wrong scope", "bicep", ("  scope: appInsights\n", "  scope: logWorkspace\n"), "Monitoring Metrics Publisher"),
+    ("settings applied before the vault role", "bicep", ("    secretsUserRole\n    receiverRole\n", "    receiverRole\n"), "Key Vault Secrets User role assignment"),
+    ("the Key Vault reference on the site", "arm", ("\"http20Enabled\": true\n", "\"http20Enabled\": true,\n          \"appSettings\": [{\"name\": \"logTypeConfig\", \"value\": \"@Microsoft.KeyVault(SecretUri=x)\"}]\n"), "must not carry the Key Vault reference"),
+    # checkov's ARM renderer once dropped every finding on resources named through toLower(): prove it still
+    # sees the site and the storage account.
+    ("checkov blind to the site", "arm", ('"httpsOnly": true', '"httpsOnly": false'), "checkov CKV_AZURE_14"),
+    ("checkov blind to the storage account", "arm", ('"defaultToOAuthAuthentication": true,\n        "networkAcls": {\n          "bypass": "AzureServices",\n          "defaultAction": "Allow"\n        }', '"defaultToOAuthAuthentication": true'), "checkov CKV_AZURE_36"),
+    ("a hard-coded cloud suffix", "bicep", ("replace(replace(eventHubNamespace.properties.serviceBusEndpoint, 'https://', ''), ':443/', '')", "'${eventHubNamespace.name}.servicebus.windows.net'"), "hard-coded public-cloud suffix servicebus.windows.net"),
 ]
 
 

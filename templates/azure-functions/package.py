@@ -34,13 +34,21 @@ def package(binary: pathlib.Path, out: pathlib.Path) -> None:
         sys.exit(f"no binary at {binary}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.write(HERE / "host.json", "host.json")
-        zf.write(HERE / "KubeAudit" / "function.json", "KubeAudit/function.json")
-        info = zipfile.ZipInfo("aks-handler")
-        info.external_attr = (stat.S_IFREG | 0o755) << 16
-        info.compress_type = zipfile.ZIP_DEFLATED
-        zf.writestr(info, binary.read_bytes())
+        zf.writestr(entry("host.json", 0o644), (HERE / "host.json").read_bytes())
+        zf.writestr(entry("KubeAudit/function.json", 0o644), (HERE / "KubeAudit" / "function.json").read_bytes())
+        zf.writestr(entry("aks-handler", 0o755), binary.read_bytes())
     print(out)
+
+
+def entry(name: str, mode: int) -> zipfile.ZipInfo:
+    """A zip entry whose Unix mode survives unpacking whatever OS built it: `create_system` 3 (Unix) says the
+    high bits of `external_attr` are a Unix mode. ZipInfo's default is 0 (MS-DOS) on Windows, and an
+    unpacker then ignores the mode: the handler would lose its run bit."""
+    info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+    info.create_system = 3
+    info.external_attr = (stat.S_IFREG | mode) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
 
 
 def main() -> None:

@@ -6,6 +6,11 @@
 pub enum ConfigError {
     #[error("logtypeconfig is empty")]
     Empty,
+    /// App Service leaves a Key Vault reference it could not resolve in the setting as it was written.
+    #[error(
+        "logtypeconfig is an unresolved Key Vault reference (@Microsoft.KeyVault(...)): App Service could not read the secret. The app's identity needs the Key Vault Secrets User role on the vault (a new role assignment takes a few minutes to apply); restart the app once it has it"
+    )]
+    UnresolvedKeyVaultReference,
     #[error("logtypeconfig is not valid base64 (standard or URL-safe alphabet expected)")]
     Base64,
     #[error("logtypeconfig decodes to bytes that are not UTF-8")]

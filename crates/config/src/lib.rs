@@ -107,6 +107,9 @@ impl LogTypeConfig {
         if compact.is_empty() {
             return Err(ConfigError::Empty);
         }
+        if compact.starts_with("@Microsoft.KeyVault(") {
+            return Err(ConfigError::UnresolvedKeyVaultReference);
+        }
         let bytes = base64_engines()
             .iter()
             .find_map(|engine| engine.decode(compact.as_bytes()).ok())

@@ -381,3 +381,17 @@ fn default_format_reads_rfc3339_and_naive_utc() {
         1_669_680_544_380
     );
 }
+
+/// App Service leaves `@Microsoft.KeyVault(...)` in the setting when it cannot read the secret: say that, not
+/// "not valid base64".
+#[test]
+fn an_unresolved_key_vault_reference_is_named_as_such() {
+    let error = LogTypeConfig::decode(
+        "@Microsoft.KeyVault(SecretUri=https://kv-kaf.vault.azure.net/secrets/logtypeconfig/)",
+    )
+    .unwrap_err();
+    assert_eq!(error, ConfigError::UnresolvedKeyVaultReference);
+    let message = error.to_string();
+    assert!(message.contains("Key Vault Secrets User"), "{message}");
+    assert!(message.contains("restart the app"), "{message}");
+}

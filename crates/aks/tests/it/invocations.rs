@@ -235,3 +235,27 @@ async fn the_bundled_local_invocation_is_the_demo_sample_and_is_delivered() {
     handler.invoke(&committed).await;
     assert_eq!(rx.records().len(), 37);
 }
+
+/// Regression (first deployment): a Key Vault reference resolved before the identity could read the vault is
+/// left as literal text, and the handler said only "not valid base64". It now stops naming the variable and
+/// what to do.
+#[test]
+fn an_unresolved_key_vault_reference_stops_start_up_saying_what_to_do() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_aks-handler"))
+        .env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", kaf_testkit::free_port().to_string())
+        .env(
+            "logTypeConfig",
+            "@Microsoft.KeyVault(SecretUri=https://kv-kaf.vault.azure.net/secrets/logtypeconfig/)",
+        )
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("environment variable logTypeConfig")
+            && stderr.contains("unresolved Key Vault reference")
+            && stderr.contains("Key Vault Secrets User"),
+        "{stderr}"
+    );
+}

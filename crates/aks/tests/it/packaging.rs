@@ -15,14 +15,15 @@ fn the_function_app_zip_has_host_json_the_function_and_an_executable_handler() {
     assert!(status.success());
     // List entries and Unix modes with the same standard library that Azure's deployment unpacks with.
     let listing = Command::new("python3")
-        .args(["-c", "import sys,zipfile\nfor i in zipfile.ZipFile(sys.argv[1]).infolist(): print(i.filename, oct(i.external_attr >> 16))"])
+        .args(["-c", "import sys,zipfile\nfor i in zipfile.ZipFile(sys.argv[1]).infolist(): print(i.filename, oct(i.external_attr >> 16), i.create_system)"])
         .arg(&zip)
         .output()
         .unwrap();
     let listing = String::from_utf8(listing.stdout).unwrap();
     let entries: Vec<&str> = listing.lines().collect();
     assert_eq!(entries.len(), 3, "{listing}");
-    assert!(entries.contains(&"aks-handler 0o100755"), "{listing}");
+    // create_system 3 (Unix): the mode bits count, whichever OS built the zip.
+    assert!(entries.contains(&"aks-handler 0o100755 3"), "{listing}");
     assert!(entries.iter().any(|e| e.starts_with("host.json ")));
     assert!(
         entries
