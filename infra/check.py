@@ -72,10 +72,66 @@ def security_findings(text: str) -> list[str]:
             findings.append(f"{name}: must DependsOn the logs.amazonaws.com invoke permission")
         if "RoleArn" in f.get("Properties", {}):
             findings.append(f"{name}: a Lambda destination takes no RoleArn")
+    findings += first_deploy_aws(template)
     for name, q in resources(template, "AWS::SQS::Queue").items():
         props = q.get("Properties", {})
         if props.get("SqsManagedSseEnabled") is not True and "KmsMasterKeyId" not in props:
             findings.append(f"{name}: queue must be encrypted")
+    return findings
+
+
+# Lambda limits the environment to 4 KB in all (keys and values); keep a margin for what AWS adds.
+ENV_BUDGET = 3 * 1024
+# A resource's Ref in an environment value (an ARN) is counted at this length.
+ARN_LENGTH = 128
+
+
+def first_deploy_aws(template: dict) -> list[str]:
+    """What a first real deployment hits although cfn-lint passes."""
+    findings = []
+    params = template.get("Parameters", {})
+    groups = resources(template, "AWS::Logs::LogGroup")
+    for name, fn in resources(template, "AWS::Serverless::Function").items():
+        props = fn.get("Properties", {})
+        # The environment at its largest: each parameter at its MaxLength.
+        size = 0
+        for key, value in props.get("Environment", {}).get("Variables", {}).items():
+            size += len(key)
+            if isinstance(value, str):
+                size += len(value)
+            elif isinstance(value, dict) and "Ref" in value and value["Ref"] in params:
+                limit = params[value["Ref"]].get("MaxLength")
+                if limit is None:
+                    findings.append(f"{name}: environment variable {key} takes parameter {value['Ref']}, which has no MaxLength (the environment is limited to 4 KB)")
+                    continue
+                size += int(limit)
+            else:
+                size += ARN_LENGTH
+        if size > ENV_BUDGET:
+            findings.append(f"{name}: the environment can reach {size} bytes, over {ENV_BUDGET} (Lambda's limit is 4 KB): ship large values (the audit policy) inside the package")
+        # An explicit log group, so its retention is set instead of "never expire".
+        group = props.get("LoggingConfig", {}).get("LogGroup")
+        target = group.get("Ref") if isinstance(group, dict) else None
+        if target not in groups or "RetentionInDays" not in groups[target].get("Properties", {}):
+            findings.append(f"{name}: LoggingConfig.LogGroup must name a log group of this template with RetentionInDays")
+    return findings
+
+
+def sam_command_findings(readme: str, template_text: str) -> list[str]:
+    """`sam build` resolves the function's architecture from its own parameter overrides, not `sam deploy`'s:
+    where the template takes Architecture as a parameter, the documented build must pass it too."""
+    if "Architectures: [!Ref Architecture]" not in template_text:
+        return []
+    builds = [line for line in readme.splitlines() if line.strip().startswith("sam build")]
+    deploys = [line for line in readme.splitlines() if "Architecture=" in line]
+    findings = []
+    if not builds:
+        findings.append("infra/README.md: no sam build command")
+    for line in builds:
+        if "Architecture=" not in line:
+            findings.append(f"infra/README.md: `{line.strip()}` must pass --parameter-overrides Architecture=… (sam build does not see sam deploy's overrides, and would ship an arm64 binary to an x86_64 function)")
+    if not deploys:
+        findings.append("infra/README.md: the deploy command must pass Architecture= as well")
     return findings
 
 
@@ -512,7 +568,16 @@ BROKEN_SAM = [
     ("unencrypted queue", ("      SqsManagedSseEnabled: true\n", ""), "encrypted"),
     ("a finding left unexplained", ("          - id: CKV_AWS_117\n", "          - id: CKV_AWS_117\n            comment: \"\"\n          - id: CKV_AWS_999\n"), "CKV_AWS_117 has no reason"),
     ("a checkov finding not suppressed", ("- id: CKV_AWS_117", "- id: CKV_AWS_000"), "checkov CKV_AWS_117"),
+    ("the shipped policy's base64 in the environment", ("    MaxLength: 2048\n", "    MaxLength: 3900\n"), "the environment can reach"),
+    ("a policy parameter without a bound", ("    MaxLength: 2048\n", ""), "has no MaxLength"),
+    ("function logs kept forever", ("      RetentionInDays: !Ref LogRetentionDays\n", ""), "RetentionInDays"),
     ("events dropped on failure", ("        DestinationConfig:\n          OnFailure:\n            Type: SQS\n            Destination: !GetAtt FailureQueue.Arn\n", ""), "OnFailure"),
+]
+
+
+# (name, edit of infra/README.md, text expected in the findings)
+BROKEN_DOCS = [
+    ("sam build without the architecture", (" --parameter-overrides Architecture=$arch   # rust-cargolambda", "   # rust-cargolambda"), "must pass --parameter-overrides Architecture"),
 ]
 
 
@@ -569,6 +634,17 @@ def main() -> int:
 
     findings = check_template(SAM)
     report(not findings, f"{SAM.relative_to(ROOT.parent)}: " + ("clean" if not findings else "; ".join(findings)))
+
+    readme = (ROOT / "README.md").read_text()
+    findings = sam_command_findings(readme, SAM.read_text())
+    report(not findings, "infra/README.md sam commands: " + ("build and deploy pass the same Architecture" if not findings else "; ".join(findings)))
+    for name, (old, new), expected in BROKEN_DOCS:
+        if old not in readme:
+            report(False, f"broken variant '{name}': the edit no longer applies to infra/README.md")
+            continue
+        findings = sam_command_findings(readme.replace(old, new, 1), SAM.read_text())
+        caught = any(expected in f for f in findings)
+        report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
 
     good = SAM.read_text()
     with tempfile.TemporaryDirectory() as tmp:

@@ -243,7 +243,10 @@ async fn the_bundled_local_invocation_is_the_demo_sample_and_is_delivered() {
 fn an_unresolved_key_vault_reference_stops_start_up_saying_what_to_do() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_aks-handler"))
         .env_clear()
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", kaf_testkit::free_port().to_string())
+        .env(
+            "FUNCTIONS_CUSTOMHANDLER_PORT",
+            kaf_testkit::free_port().to_string(),
+        )
         .env(
             "logTypeConfig",
             "@Microsoft.KeyVault(SecretUri=https://kv-kaf.vault.azure.net/secrets/logtypeconfig/)",

@@ -74,15 +74,41 @@ impl Policy {
     }
 }
 
+/// `AUDIT_POLICY=builtin:<name>` names one of these.
+pub const BUILTIN_PREFIX: &str = "builtin:";
+
+/// The policies shipped inside the binaries (`templates/policies/`).
+pub const BUILTIN: &[(&str, &str)] = &[(
+    "managed-cluster",
+    include_str!("../../../../templates/policies/managed-cluster.yaml"),
+)];
+
 /// The policy the binaries run with: env `AUDIT_POLICY` (inline YAML, or base64 of it) or a file named by
 /// `AUDIT_POLICY_FILE`; `None` when neither is set. Errors name the variable.
 pub fn from_env(inline: Option<&str>, file: Option<&str>) -> Result<Option<Policy>, String> {
+    // `AUDIT_POLICY=builtin:<name>`: a policy shipped inside the binary. The Lambda's whole environment is
+    // limited to 4 KB, and the recommended policy's base64 alone is 3.9 KB.
     use base64::Engine as _;
     let (text, source) = match (
         inline.filter(|s| !s.trim().is_empty()),
         file.filter(|s| !s.trim().is_empty()),
     ) {
         (Some(_), Some(_)) => return Err("set AUDIT_POLICY or AUDIT_POLICY_FILE, not both".into()),
+        (Some(text), None) if text.trim().starts_with(BUILTIN_PREFIX) => {
+            let name = text.trim().trim_start_matches(BUILTIN_PREFIX);
+            let policy = BUILTIN
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, p)| *p)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+                    format!(
+                        "AUDIT_POLICY: no built-in policy `{name}` (built in: {})",
+                        names.join(", ")
+                    )
+                })?;
+            (policy.to_string(), "AUDIT_POLICY")
+        }
         (Some(text), None) if text.contains("apiVersion") || text.contains("rules") => {
             (text.to_string(), "AUDIT_POLICY")
         }

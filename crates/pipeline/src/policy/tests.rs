@@ -195,3 +195,23 @@ fn the_audit2rbac_policy_on_its_own_log() {
     // The policy omits RequestReceived (320 events) and audits the four listed users only.
     assert_eq!((total, kept), (757, 437));
 }
+
+/// `AUDIT_POLICY=builtin:managed-cluster` is the shipped policy file, parsed the same; an unknown name says
+/// which exist.
+#[test]
+fn a_builtin_policy_is_the_shipped_file() {
+    let builtin = from_env(Some("builtin:managed-cluster"), None)
+        .unwrap()
+        .unwrap();
+    let shipped = Policy::parse(include_str!(
+        "../../../../templates/policies/managed-cluster.yaml"
+    ))
+    .unwrap();
+    assert_eq!(builtin, shipped);
+    let error = from_env(Some("builtin:nope"), None).unwrap_err();
+    assert!(
+        error.contains("builtin:") || error.contains("managed-cluster"),
+        "{error}"
+    );
+    assert!(error.contains("managed-cluster"), "{error}");
+}
