@@ -4,7 +4,9 @@
 //! decoded subscription payloads) or plain audit JSON lines, runs the same pipeline, and either prints the
 //! records as JSON lines on stdout (no logtypeconfig) or uploads them (with one). A summary goes to stderr.
 //! `policy check` / `policy test` validate an audit policy and run conformance cases against the evaluator.
+//! `doctor` checks a setup end to end: configuration, policy, DNS and TLS to the upload host, a test upload.
 
+mod doctor;
 mod forwarding;
 mod policy;
 mod pretty;
@@ -40,6 +42,9 @@ enum Command {
     Serve(serve::Args),
     /// Follow an audit log file across rotation, with a checkpoint, and forward.
     Tail(tail::Args),
+    /// Check this setup: the logtypeconfig(s), the audit policy, DNS and TLS to the upload host, and with
+    /// --send-test one synthetic upload.
+    Doctor(doctor::Args),
     /// Validate an audit policy, or run audit-policy conformance cases.
     #[command(subcommand)]
     Policy(policy::Command),
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => policy::run(command),
         Command::Serve(args) => serve::run(args),
         Command::Tail(args) => tail::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(code) => code,

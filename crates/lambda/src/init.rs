@@ -93,6 +93,16 @@ impl Forwarder {
             1 << 20..=1 << 30,
             kaf_envelope::gunzip::DEFAULT_PAYLOAD_LIMIT as u64,
         )? as usize;
+        // What `kube-audit-forwarder doctor` checks offline, once per process: the result in one line (the
+        // network half, DNS and TLS, is the first upload's).
+        tracing::info!(
+            log_type = %config.log_type,
+            upload_url = %config.upload_url(),
+            config_source = if var("LOGTYPECONFIG_SECRET_ARN").is_some() { "LOGTYPECONFIG_SECRET_ARN" } else { "logTypeConfig" },
+            audit_policy_rules = options.policy.as_ref().map_or(0, |p| p.rules.len()),
+            redact_secrets = options.redact_secrets,
+            "configuration checked"
+        );
         Ok(Self {
             pipeline: options.apply(Pipeline::new(Some(&config), kaf_upload::format::SITE24X7)?),
             uploader: Uploader::new(&config, settings)?,

@@ -138,7 +138,7 @@ const QUOTA_SIGNALS: [&str; 4] = [
 ];
 
 /// The one HTTPS client configuration: rustls (ring), system roots, verification always on.
-fn tls_config(trust: &TrustRoots) -> Result<rustls::ClientConfig, InitError> {
+pub(crate) fn tls_config(trust: &TrustRoots) -> Result<rustls::ClientConfig, InitError> {
     let certs = match trust {
         TrustRoots::System => rustls_native_certs::load_native_certs().certs,
         TrustRoots::PemFile(path) => {
@@ -362,6 +362,39 @@ impl Uploader {
                 return Err(Failure::Final(DeliveryError::Transient { last }));
             }
             stats.retries += 1;
+        }
+    }
+
+    /// One POST of a gzip'd `body` with every header of the contract, no retry: the receipt, or why not.
+    pub(crate) async fn post_once(
+        &self,
+        id: &str,
+        log_size: u64,
+        body: Vec<u8>,
+    ) -> Result<String, DeliveryError> {
+        let headers = self.headers(id, log_size).map_err(|f| match f {
+            Failure::Final(e) => e,
+            Failure::TooLarge => DeliveryError::Rejected { status: 413 },
+        })?;
+        let sent = self
+            .http
+            .post(&self.target.url)
+            .headers(headers)
+            .body(body)
+            .timeout(self.settings.request_timeout)
+            .send()
+            .await;
+        let receipt = sent.as_ref().ok().and_then(|r| {
+            r.headers()
+                .get("x-uploadid")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+        match classify(sent) {
+            Verdict::Delivered => Ok(receipt.unwrap_or_default()),
+            Verdict::TooLarge => Err(DeliveryError::Rejected { status: 413 }),
+            Verdict::Final(e) => Err(e),
+            Verdict::Retry { reason, .. } => Err(DeliveryError::Transient { last: reason }),
         }
     }
 

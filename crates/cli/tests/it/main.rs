@@ -1,6 +1,8 @@
 //! End-to-end tests of the real `kube-audit-forwarder` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// `doctor` against the fake upload API.
+mod doctor;
 /// Golden files: the default profile on real samples (`BLESS=1` rewrites them).
 mod golden;
 /// Running the binary from the repository root.

@@ -85,6 +85,18 @@ async fn config_from_a_secret_arn_is_read_once_through_the_extension() {
     );
     assert_eq!(rx.records().len(), events.len());
     assert!(!process.output().contains(KEY));
+    // The configuration checks' result, logged once per process.
+    let output = process.output();
+    let checked: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("configuration checked"))
+        .collect();
+    assert_eq!(checked.len(), 1, "{output}");
+    assert!(
+        checked[0].contains("LOGTYPECONFIG_SECRET_ARN") && checked[0].contains(LOG_TYPE),
+        "{}",
+        checked[0]
+    );
 }
 
 #[tokio::test]
