@@ -22,7 +22,9 @@ ROOT = pathlib.Path(__file__).resolve().parent
 SAM = ROOT / "aws" / "template.yaml"
 BICEP = ROOT / "azure" / "main.bicep"
 ARM = ROOT / "azure" / "azuredeploy.json"
+UI = ROOT / "azure" / "createUiDefinition.json"
 DRAIN = ROOT.parent / "templates" / "drain" / "deployment.yaml"
+PACKAGE = ROOT.parent / "templates" / "azure-functions" / "package.py"
 DOCKERFILE = ROOT.parent / "templates" / "drain" / "Dockerfile"
 # aks-handler waits DRAIN_GRACE_SECS + 2 s for the batches in flight, then releases its partitions.
 SHUTDOWN_MARGIN_SECS = 5
@@ -452,6 +454,17 @@ def first_deployment_findings(b: dict, arm: dict) -> list[str]:
 
         if not any(publishes(c) for k, c in configs if k == "Microsoft.Authorization/roleAssignments"):
             findings.append(f"{origin}: Application Insights has local auth off: the app's identity needs the Monitoring Metrics Publisher role on the component")
+    # The diagnostic setting sends only to a hub in the cluster's region: the namespace takes the cluster's.
+    for symbol, (kind, config) in bres.items():
+        if kind == "Microsoft.EventHub/namespaces":
+            location = json.dumps(config.get("location"))
+            if '"aks"' not in location or "location" not in location:
+                findings.append("main.bicep: the Event Hub namespace must take the cluster's location (aks.location): a diagnostic setting cannot send to another region")
+    for r in arm.get("resources", []):
+        if r.get("type") == "Microsoft.EventHub/namespaces":
+            location = str(r.get("location", ""))
+            if "Microsoft.ContainerService/managedClusters" not in location or not location.rstrip("]").endswith(".location"):
+                findings.append("azuredeploy.json: the Event Hub namespace must take the cluster's location (reference(the cluster).location): a diagnostic setting cannot send to another region")
     roles = json.dumps(arm.get("variables", {}).get("roles", {})) + json.dumps(b.get("variables", {}).get("roles", {}))
     for name, role_id in ROLE_IDS.items():
         if name in json.dumps(arm) and role_id not in roles:
@@ -548,6 +561,68 @@ def check_drain(path: pathlib.Path, dockerfile: pathlib.Path, with_checkov: bool
     return findings
 
 
+def ui_findings(ui_text: str, arm_text: str) -> list[str]:
+    """The portal's custom-deployment blade (createUiDefinition.json) fills the ARM template's parameters:
+    every output must be one of them, every parameter without a default must be asked for, and the secure one
+    must be typed into a password box."""
+    try:
+        ui, arm = json.loads(ui_text), json.loads(arm_text)
+    except json.JSONDecodeError as e:
+        return [f"createUiDefinition.json is not JSON: {e}"]
+    params = arm.get("parameters", {})
+    definition = ui.get("parameters", {})
+    outputs = definition.get("outputs", {})
+    elements = {e.get("name"): e for e in definition.get("basics", []) + [x for step in definition.get("steps", []) for x in step.get("elements", [])]}
+    findings = []
+    if ui.get("handler") != "Microsoft.Azure.CreateUIDef":
+        findings.append("createUiDefinition.json: handler must be Microsoft.Azure.CreateUIDef")
+    for name in sorted(set(outputs) - set(params)):
+        findings.append(f"createUiDefinition.json: output {name} is not a parameter of azuredeploy.json")
+    for name, p in params.items():
+        if "defaultValue" not in p and name not in outputs:
+            findings.append(f"createUiDefinition.json: parameter {name} has no default and is never asked for")
+        if p.get("type", "").lower() == "securestring" and name in outputs:
+            element = re.search(r"basics\('([^']+)'\)|steps\('[^']+'\)\.([^\]]+)", outputs[name])
+            asked = elements.get(element.group(1) or element.group(2)) if element else None
+            if not asked or asked.get("type") != "Microsoft.Common.PasswordBox":
+                findings.append(f"createUiDefinition.json: the secure parameter {name} must come from a PasswordBox")
+    return findings
+
+
+def package_findings(source: str) -> list[str]:
+    """The function-app zip keeps aks-handler's run bit whatever OS builds it: `source` (package.py) is run as
+    on Windows, where zipfile marks entries MS-DOS (create_system 0) unless told otherwise and an unpacker then
+    ignores the mode, and the zip is read back."""
+    import contextlib
+    import io
+    import zipfile
+
+    namespace = {"__name__": "package_under_check", "__file__": str(PACKAGE)}
+    with tempfile.TemporaryDirectory() as tmp:
+        binary, out = pathlib.Path(tmp) / "aks-handler", pathlib.Path(tmp) / "app.zip"
+        binary.write_bytes(b"\x7fELF")
+        platform = sys.platform
+        try:
+            exec(compile(source, str(PACKAGE), "exec"), namespace)
+            sys.platform = "win32"
+            with contextlib.redirect_stdout(io.StringIO()):
+                namespace["package"](binary, out)
+        except Exception as e:  # the script under check may be broken in any way
+            return [f"package.py does not build a zip: {e}"]
+        finally:
+            sys.platform = platform
+        with zipfile.ZipFile(out) as zf:
+            names = set(zf.namelist())
+            findings = [f"the zip lacks {n}" for n in ("host.json", "KubeAudit/function.json", "aks-handler") if n not in names]
+            if "aks-handler" in names:
+                info = zf.getinfo("aks-handler")
+                if info.create_system != 3:
+                    findings.append(f"aks-handler's zip entry has create_system {info.create_system}, not 3 (Unix): built on Windows, its run bit is lost")
+                if not (info.external_attr >> 16) & 0o100:
+                    findings.append("aks-handler's zip entry is not executable")
+    return findings
+
+
 def needs_checkov(expected: str) -> bool:
     """A broken variant only has to trip the check it targets; checkov is the slow one (seconds a run)."""
     return expected.startswith("checkov") or expected.endswith("no reason")
@@ -572,6 +647,20 @@ BROKEN_SAM = [
     ("a policy parameter without a bound", ("    MaxLength: 2048\n", ""), "has no MaxLength"),
     ("function logs kept forever", ("      RetentionInDays: !Ref LogRetentionDays\n", ""), "RetentionInDays"),
     ("events dropped on failure", ("        DestinationConfig:\n          OnFailure:\n            Type: SQS\n            Destination: !GetAtt FailureQueue.Arn\n", ""), "OnFailure"),
+]
+
+
+# (name, edit of infra/azure/createUiDefinition.json, text expected in the findings)
+BROKEN_UI = [
+    ("an output the template does not take", ('"aksClusterName": "[basics(\'aksClusterName\').name]"', '"clusterName": "[basics(\'aksClusterName\').name]"'), "never asked for"),
+    ("the key in a plain text box", ('"type": "Microsoft.Common.PasswordBox"', '"type": "Microsoft.Common.TextBox"'), "must come from a PasswordBox"),
+]
+
+
+# (name, edit of templates/azure-functions/package.py, text expected in the findings)
+BROKEN_PACKAGE = [
+    ("the zip built on Windows loses the run bit", ("    info.create_system = 3\n", ""), "create_system 0"),
+    ("the handler not executable", ("entry(\"aks-handler\", 0o755)", "entry(\"aks-handler\", 0o644)"), "not executable"),
 ]
 
 
@@ -605,6 +694,8 @@ BROKEN_AZURE = [
     # sees the site and the storage account.
     ("checkov blind to the site", "arm", ('"httpsOnly": true', '"httpsOnly": false'), "checkov CKV_AZURE_14"),
     ("checkov blind to the storage account", "arm", ('"defaultToOAuthAuthentication": true,\n        "networkAcls": {\n          "bypass": "AzureServices",\n          "defaultAction": "Allow"\n        }', '"defaultToOAuthAuthentication": true'), "checkov CKV_AZURE_36"),
+    ("the hub in the resource group's region", "bicep", ("  name: namespaceName\n  location: aks.location\n", "  name: namespaceName\n  location: location\n"), "must take the cluster's location"),
+    ("the hub in the resource group's region (ARM)", "arm", ("\"[reference(resourceId('Microsoft.ContainerService/managedClusters', parameters('aksClusterName')), '2024-05-01', 'full').location]\"", "\"[parameters('location')]\""), "must take the cluster's location"),
     ("a hard-coded cloud suffix", "bicep", ("replace(replace(eventHubNamespace.properties.serviceBusEndpoint, 'https://', ''), ':443/', '')", "'${eventHubNamespace.name}.servicebus.windows.net'"), "hard-coded public-cloud suffix servicebus.windows.net"),
 ]
 
@@ -659,6 +750,17 @@ def main() -> int:
             caught = any(expected in f for f in findings)
             report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
 
+    ui = UI.read_text()
+    findings = ui_findings(ui, ARM.read_text())
+    report(not findings, "infra/azure/createUiDefinition.json: " + ("fills azuredeploy.json's parameters" if not findings else "; ".join(findings)))
+    for name, (old, new), expected in BROKEN_UI:
+        if old not in ui:
+            report(False, f"broken variant '{name}': the edit no longer applies to createUiDefinition.json")
+            continue
+        findings = ui_findings(ui.replace(old, new, 1), ARM.read_text())
+        caught = any(expected in f for f in findings)
+        report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
+
     findings = check_azure(BICEP, ARM)
     report(not findings, "infra/azure/main.bicep + azuredeploy.json: " + ("clean" if not findings else "; ".join(findings)))
     good_bicep, good_arm = BICEP.read_text(), ARM.read_text()
@@ -674,6 +776,17 @@ def main() -> int:
             findings = check_azure(b, a, needs_checkov(expected))
             caught = any(expected in f for f in findings)
             report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
+
+    package = PACKAGE.read_text()
+    findings = package_findings(package)
+    report(not findings, "templates/azure-functions/package.py: " + ("aks-handler stays executable, built on any OS" if not findings else "; ".join(findings)))
+    for name, (old, new), expected in BROKEN_PACKAGE:
+        if old not in package:
+            report(False, f"broken variant '{name}': the edit no longer applies to package.py")
+            continue
+        findings = package_findings(package.replace(old, new, 1))
+        caught = any(expected in f for f in findings)
+        report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
 
     findings = check_drain(DRAIN, DOCKERFILE)
     report(not findings, "templates/drain (deployment.yaml, Dockerfile): " + ("clean" if not findings else "; ".join(findings)))

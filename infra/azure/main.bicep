@@ -135,9 +135,11 @@ resource logTypeConfigSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   }
 }
 
+// A diagnostic setting sends only to an Event Hub in the cluster's own region: the namespace follows the
+// cluster, whatever `location` says.
 resource eventHubNamespace 'Microsoft.EventHub/namespaces@2024-01-01' = {
   name: namespaceName
-  location: location
+  location: aks.location
   sku: {
     name: 'Standard'
     tier: 'Standard'
