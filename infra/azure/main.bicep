@@ -41,6 +41,9 @@ param planSku string = 'P0v3'
 @maxValue(32)
 param partitionCount int = 4
 
+@description('An existing Key Vault (RBAC authorization, in this resource group) to hold the secret instead of a new one: for redeploying while the previous vault is soft-deleted (purge protection keeps it 90 days), or to use your own.')
+param existingKeyVaultName string = ''
+
 @description('Send the function logs to Application Insights.')
 param enableApplicationInsights bool = true
 
@@ -51,7 +54,8 @@ param enableApplicationInsights bool = true
 var prefix = replace(namePrefix, '-', '')
 var suffix = uniqueString(resourceGroup().id, aksClusterName)
 var storageName = 'st${suffix}'
-var vaultName = take('kv-${prefix}-${suffix}', 24)
+var createVault = empty(existingKeyVaultName)
+var vaultName = createVault ? take('kv-${prefix}-${suffix}', 24) : existingKeyVaultName
 var namespaceName = 'ehns-${prefix}-${suffix}'
 var workspaceName = 'log-${prefix}-${suffix}'
 var insightsName = 'ai-${prefix}-${suffix}'
@@ -106,7 +110,9 @@ resource failoverContainer 'Microsoft.Storage/storageAccounts/blobServices/conta
   }
 }
 
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = if (createVault) {
+  // checkov:skip=CKV_AZURE_110: checkov cannot read the body of a conditional resource; purge protection is on below, and infra/check.py checks it.
+  // checkov:skip=CKV_AZURE_42: checkov cannot read the body of a conditional resource; soft delete and purge protection are on below, and infra/check.py checks them.
   // checkov:skip=CKV_AZURE_109: App Service resolves Key Vault references over the public endpoint unless the app is VNet-integrated; access is RBAC-only (one role assignment to the function's identity).
   // checkov:skip=CKV_AZURE_189: Same reason as CKV_AZURE_109: disabling public access breaks the Key Vault reference without VNet integration.
   name: vaultName
@@ -125,14 +131,22 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
+// The vault the secret lives in, created above or given: the secret's parent and the role's scope.
+resource secretVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: vaultName
+}
+
 resource logTypeConfigSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   // checkov:skip=CKV_AZURE_41: The logtypeconfig has no expiry of its own; an expiry date here would silently stop log delivery. Rotate by updating the secret.
-  parent: vault
+  parent: secretVault
   name: 'logtypeconfig'
   properties: {
     value: logTypeConfig
     contentType: 'application/base64'
   }
+  dependsOn: [
+    vault
+  ]
 }
 
 // A diagnostic setting sends only to an Event Hub in the cluster's own region: the namespace follows the
@@ -287,13 +301,17 @@ resource receiverRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 resource secretsUserRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: vault
-  name: guid(vault.id, site.id, roles.keyVaultSecretsUser)
+  scope: secretVault
+  name: guid(secretVault.id, site.id, roles.keyVaultSecretsUser)
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
     principalId: site.identity.principalId
     principalType: 'ServicePrincipal'
   }
+  // The scope is the `existing` view of the vault, which adds no dependency on creating it.
+  dependsOn: [
+    vault
+  ]
 }
 
 // Checkpoints, host leases and the failover container all live in this account.
@@ -340,4 +358,4 @@ resource auditDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-prev
 output functionAppName string = site.name
 output failoverContainerUrl string = '${storage.properties.primaryEndpoints.blob}${failoverContainer.name}'
 output eventHubName string = eventHub.name
-output keyVaultName string = vault.name
+output keyVaultName string = vaultName
