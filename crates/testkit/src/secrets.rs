@@ -28,6 +28,12 @@ struct Store {
 impl SecretsExtension {
     /// Serve `secrets` (id → SecretString) to callers presenting `token`.
     pub async fn start(token: &str, secrets: &[(&str, &str)]) -> Self {
+        Self::start_on(0, token, secrets).await
+    }
+
+    /// [`SecretsExtension::start`] on `port` (0: any free one), e.g. one a function already polls, to start
+    /// late as the real extension may.
+    pub async fn start_on(port: u16, token: &str, secrets: &[(&str, &str)]) -> Self {
         let store = Arc::new(Store {
             token: token.into(),
             secrets: secrets
@@ -38,7 +44,9 @@ impl SecretsExtension {
         let app = Router::new()
             .route("/secretsmanager/get", get(get_secret))
             .with_state(store);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

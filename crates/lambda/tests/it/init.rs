@@ -190,3 +190,80 @@ async fn an_audit_policy_from_the_environment_is_applied_and_an_invalid_one_stop
         "{error}"
     );
 }
+
+/// The extension starts alongside the function and may not answer at first: init keeps asking, and the
+/// first invocation is delivered. How long init waited is printed (the extension came up after 1 s).
+#[tokio::test]
+async fn an_extension_that_starts_late_is_waited_for() {
+    let runtime = RuntimeApi::start().await;
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:kaf/late-AbCdEf";
+    let secret = logtypeconfig(&rx.upload_domain(), json!({}));
+    let port = kaf_testkit::free_port();
+    let mut env = base_env(&runtime, &rx);
+    env.extend([
+        ("LOGTYPECONFIG_SECRET_ARN".to_string(), arn.to_string()),
+        ("AWS_SESSION_TOKEN".to_string(), "t".to_string()),
+        (
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".to_string(),
+            port.to_string(),
+        ),
+    ]);
+    let started = tokio::time::Instant::now();
+    let process = spawn(bootstrap(), &env);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _extension = SecretsExtension::start_on(port, "t", &[(arn, &secret)]).await;
+    let first_next = kaf_testkit::wait_for(Duration::from_secs(10), "first /next", || {
+        runtime.first_next()
+    })
+    .await;
+    let waited = first_next.duration_since(started);
+    eprintln!("init with an extension 1 s late: {waited:?} to the first /next");
+    assert!(waited >= Duration::from_secs(1), "{waited:?}");
+    let events = fixtures::events(&fixtures::audit2rbac_demo());
+    let id = runtime.invoke(
+        lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events))),
+        Duration::from_secs(20),
+    );
+    let done = runtime.finished(&id, Duration::from_secs(20)).await;
+    assert!(
+        matches!(done.outcome, Outcome::Response(_)),
+        "{}",
+        process.output()
+    );
+    assert_eq!(rx.records().len(), events.len());
+}
+
+/// The worst case: an extension that never answers (the layer missing) ends init with an error naming the
+/// layer, after the 6 s budget, inside Lambda's 10 s init limit. The time taken is printed.
+#[tokio::test]
+async fn an_extension_that_never_answers_ends_init_inside_the_limit() {
+    let runtime = RuntimeApi::start().await;
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let mut env = base_env(&runtime, &rx);
+    env.extend([
+        (
+            "LOGTYPECONFIG_SECRET_ARN".to_string(),
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:kaf/none-AbCdEf".to_string(),
+        ),
+        (
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".to_string(),
+            kaf_testkit::free_port().to_string(),
+        ),
+    ]);
+    let started = std::time::Instant::now();
+    let _process = spawn(bootstrap(), &env);
+    let error = runtime.init_error(Duration::from_secs(15)).await;
+    let took = started.elapsed();
+    eprintln!("init with no extension: error after {took:?}");
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("Parameters and Secrets Lambda extension layer"),
+        "{message}"
+    );
+    assert!(took >= Duration::from_secs(5), "gave up early: {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "past the init limit: {took:?}"
+    );
+}
