@@ -736,19 +736,23 @@ def main() -> int:
         passed, failed = passed + ok, failed + (not ok)
         print(("ok   " if ok else "FAIL ") + line)
 
+    def prove(label: str, text: str, check, variants, clean: str) -> None:
+        """`check` passes on the real `text` (a file's contents) and rejects each broken variant of it."""
+        findings = check(text)
+        report(not findings, f"{label}: " + (clean if not findings else "; ".join(findings)))
+        for name, (old, new), expected in variants:
+            if old not in text:
+                report(False, f"broken variant '{name}': the edit no longer applies to {label}")
+                continue
+            findings = check(text.replace(old, new, 1))
+            caught = any(expected in f for f in findings)
+            report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
+
     findings = check_template(SAM)
     report(not findings, f"{SAM.relative_to(ROOT.parent)}: " + ("clean" if not findings else "; ".join(findings)))
 
-    readme = (ROOT / "README.md").read_text()
-    findings = sam_command_findings(readme, SAM.read_text())
-    report(not findings, "infra/README.md sam commands: " + ("build and deploy pass the same Architecture" if not findings else "; ".join(findings)))
-    for name, (old, new), expected in BROKEN_DOCS:
-        if old not in readme:
-            report(False, f"broken variant '{name}': the edit no longer applies to infra/README.md")
-            continue
-        findings = sam_command_findings(readme.replace(old, new, 1), SAM.read_text())
-        caught = any(expected in f for f in findings)
-        report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
+    prove("infra/README.md", (ROOT / "README.md").read_text(), lambda t: sam_command_findings(t, SAM.read_text()),
+          BROKEN_DOCS, "sam build and sam deploy pass the same Architecture")
 
     good = SAM.read_text()
     with tempfile.TemporaryDirectory() as tmp:
@@ -763,16 +767,8 @@ def main() -> int:
             caught = any(expected in f for f in findings)
             report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
 
-    ui = UI.read_text()
-    findings = ui_findings(ui, ARM.read_text())
-    report(not findings, "infra/azure/createUiDefinition.json: " + ("fills azuredeploy.json's parameters" if not findings else "; ".join(findings)))
-    for name, (old, new), expected in BROKEN_UI:
-        if old not in ui:
-            report(False, f"broken variant '{name}': the edit no longer applies to createUiDefinition.json")
-            continue
-        findings = ui_findings(ui.replace(old, new, 1), ARM.read_text())
-        caught = any(expected in f for f in findings)
-        report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
+    prove("infra/azure/createUiDefinition.json", UI.read_text(), lambda t: ui_findings(t, ARM.read_text()),
+          BROKEN_UI, "fills azuredeploy.json's parameters")
 
     findings = check_azure(BICEP, ARM)
     report(not findings, "infra/azure/main.bicep + azuredeploy.json: " + ("clean" if not findings else "; ".join(findings)))
@@ -790,16 +786,8 @@ def main() -> int:
             caught = any(expected in f for f in findings)
             report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
 
-    package = PACKAGE.read_text()
-    findings = package_findings(package)
-    report(not findings, "templates/azure-functions/package.py: " + ("aks-handler stays executable, built on any OS" if not findings else "; ".join(findings)))
-    for name, (old, new), expected in BROKEN_PACKAGE:
-        if old not in package:
-            report(False, f"broken variant '{name}': the edit no longer applies to package.py")
-            continue
-        findings = package_findings(package.replace(old, new, 1))
-        caught = any(expected in f for f in findings)
-        report(caught, f"broken variant '{name}' is rejected" + ("" if caught else f" (findings: {json.dumps(findings)})"))
+    prove("templates/azure-functions/package.py", PACKAGE.read_text(), package_findings, BROKEN_PACKAGE,
+          "aks-handler stays executable, built on any OS")
 
     findings = check_drain(DRAIN, DOCKERFILE)
     report(not findings, "templates/drain (deployment.yaml, Dockerfile): " + ("clean" if not findings else "; ".join(findings)))
