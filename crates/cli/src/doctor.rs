@@ -214,13 +214,19 @@ fn test_record(source: &str) -> kaf_pipeline::OutRecord {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let record = json!({
-        "kaf_doctor": true,
-        "message": "kube-audit-forwarder doctor: synthetic test record, not an audit event",
-        "_zl_timestamp": now,
-        "s247agentuid": "kube-audit-forwarder-doctor",
-        "logstream": source,
-    });
-    let map = record.as_object().cloned().unwrap_or_default();
-    kaf_pipeline::OutRecord::new(format!("doctor-{now}"), &map, &kaf_upload::format::SITE24X7)
+    // The delivery side's own fields by the names its format gives them, as the pipeline writes them.
+    let format = kaf_upload::format::SITE24X7;
+    let mut map = serde_json::Map::new();
+    map.insert("kaf_doctor".into(), Value::Bool(true));
+    map.insert(
+        "message".into(),
+        "kube-audit-forwarder doctor: synthetic test record, not an audit event".into(),
+    );
+    map.insert(format.time_field.into(), now.into());
+    map.insert(
+        format.source_field.into(),
+        "kube-audit-forwarder-doctor".into(),
+    );
+    map.insert(format.stream_field.into(), source.into());
+    kaf_pipeline::OutRecord::new(format!("doctor-{now}"), &map, &format)
 }

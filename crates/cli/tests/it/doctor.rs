@@ -15,6 +15,14 @@ fn config(rx: &Receiver, key: &str) -> String {
     )
 }
 
+/// The environment of a host configured for `rx` with `key`, trusting the CA in `ca_file`.
+fn env_for(rx: &Receiver, key: &str, ca_file: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("logTypeConfig", config(rx, key)),
+        ("SSL_CERT_FILE", ca_file.display().to_string()),
+    ]
+}
+
 async fn doctor(args: &[&str], env: Vec<(&str, String)>) -> (Option<i32>, String) {
     let mut all = vec!["doctor".to_string()];
     all.extend(args.iter().map(|a| a.to_string()));
@@ -32,14 +40,7 @@ async fn doctor(args: &[&str], env: Vec<(&str, String)>) -> (Option<i32>, String
 #[tokio::test]
 async fn a_working_setup_passes_every_check_and_the_test_record_arrives() {
     let rx = Receiver::start(KEY, LOG_TYPE).await;
-    let (code, report) = doctor(
-        &["--send-test"],
-        vec![
-            ("logTypeConfig", config(&rx, KEY)),
-            ("SSL_CERT_FILE", rx.ca_file.display().to_string()),
-        ],
-    )
-    .await;
+    let (code, report) = doctor(&["--send-test"], env_for(&rx, KEY, &rx.ca_file)).await;
     assert_eq!(code, Some(0), "{report}");
     assert!(
         report.contains("ok   logtypeconfig logTypeConfig: log type \"Kubernetes Audit Logs\""),
@@ -74,14 +75,7 @@ async fn a_working_setup_passes_every_check_and_the_test_record_arrives() {
 #[tokio::test]
 async fn a_bad_key_is_the_refusal_named() {
     let rx = Receiver::start(KEY, LOG_TYPE).await;
-    let (code, report) = doctor(
-        &["--send-test"],
-        vec![
-            ("logTypeConfig", config(&rx, "not-the-key")),
-            ("SSL_CERT_FILE", rx.ca_file.display().to_string()),
-        ],
-    )
-    .await;
+    let (code, report) = doctor(&["--send-test"], env_for(&rx, "not-the-key", &rx.ca_file)).await;
     assert_eq!(code, Some(1), "{report}");
     let line = report.lines().find(|l| l.contains("test upload")).unwrap();
     assert!(
@@ -98,14 +92,7 @@ async fn a_quota_refusal_names_the_signal() {
         200,
         vec![("LOG_LICENSE_EXCEEDS".into(), "True".into())],
     )));
-    let (code, report) = doctor(
-        &["--send-test"],
-        vec![
-            ("logTypeConfig", config(&rx, KEY)),
-            ("SSL_CERT_FILE", rx.ca_file.display().to_string()),
-        ],
-    )
-    .await;
+    let (code, report) = doctor(&["--send-test"], env_for(&rx, KEY, &rx.ca_file)).await;
     assert_eq!(code, Some(1), "{report}");
     let line = report.lines().find(|l| l.contains("test upload")).unwrap();
     assert!(
@@ -120,11 +107,8 @@ async fn an_untrusted_certificate_fails_the_handshake_and_nothing_is_sent() {
     let other = Receiver::start(KEY, LOG_TYPE).await;
     let (code, report) = doctor(
         &["--send-test"],
-        vec![
-            ("logTypeConfig", config(&rx, KEY)),
-            // Another CA than the one that signed the server's certificate.
-            ("SSL_CERT_FILE", other.ca_file.display().to_string()),
-        ],
+        // Another CA than the one that signed the server's certificate.
+        env_for(&rx, KEY, &other.ca_file),
     )
     .await;
     assert_eq!(code, Some(1), "{report}");

@@ -10,6 +10,26 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 
+/// The environment for reading the logtypeconfig from secret `arn` through an extension on `port`.
+fn secret_env(
+    runtime: &RuntimeApi,
+    rx: &Receiver,
+    arn: &str,
+    token: &str,
+    port: u16,
+) -> Vec<(String, String)> {
+    let mut env = base_env(runtime, rx);
+    env.extend([
+        ("LOGTYPECONFIG_SECRET_ARN".to_string(), arn.to_string()),
+        ("AWS_SESSION_TOKEN".to_string(), token.to_string()),
+        (
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".to_string(),
+            port.to_string(),
+        ),
+    ]);
+    env
+}
+
 fn bootstrap() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_bootstrap"))
 }
@@ -59,18 +79,7 @@ async fn config_from_a_secret_arn_is_read_once_through_the_extension() {
     let arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:kaf/logtypeconfig-AbCdEf";
     let secret = logtypeconfig(&rx.upload_domain(), json!({}));
     let extension = SecretsExtension::start("session-token-1", &[(arn, &secret)]).await;
-    let mut env = base_env(&runtime, &rx);
-    env.extend([
-        ("LOGTYPECONFIG_SECRET_ARN".to_string(), arn.to_string()),
-        (
-            "AWS_SESSION_TOKEN".to_string(),
-            "session-token-1".to_string(),
-        ),
-        (
-            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".to_string(),
-            extension.addr.port().to_string(),
-        ),
-    ]);
+    let env = secret_env(&runtime, &rx, arn, "session-token-1", extension.addr.port());
     let process = spawn(bootstrap(), &env);
     let events = fixtures::events(&fixtures::audit2rbac_demo());
     let id = runtime.invoke(
@@ -200,15 +209,7 @@ async fn an_extension_that_starts_late_is_waited_for() {
     let arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:kaf/late-AbCdEf";
     let secret = logtypeconfig(&rx.upload_domain(), json!({}));
     let port = kaf_testkit::free_port();
-    let mut env = base_env(&runtime, &rx);
-    env.extend([
-        ("LOGTYPECONFIG_SECRET_ARN".to_string(), arn.to_string()),
-        ("AWS_SESSION_TOKEN".to_string(), "t".to_string()),
-        (
-            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".to_string(),
-            port.to_string(),
-        ),
-    ]);
+    let env = secret_env(&runtime, &rx, arn, "t", port);
     let started = tokio::time::Instant::now();
     let process = spawn(bootstrap(), &env);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -240,17 +241,9 @@ async fn an_extension_that_starts_late_is_waited_for() {
 async fn an_extension_that_never_answers_ends_init_inside_the_limit() {
     let runtime = RuntimeApi::start().await;
     let rx = Receiver::start(KEY, LOG_TYPE).await;
-    let mut env = base_env(&runtime, &rx);
-    env.extend([
-        (
-            "LOGTYPECONFIG_SECRET_ARN".to_string(),
-            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:kaf/none-AbCdEf".to_string(),
-        ),
-        (
-            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".to_string(),
-            kaf_testkit::free_port().to_string(),
-        ),
-    ]);
+    let arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:kaf/none-AbCdEf";
+    // Nothing listens on this port.
+    let env = secret_env(&runtime, &rx, arn, "t", kaf_testkit::free_port());
     let started = std::time::Instant::now();
     let _process = spawn(bootstrap(), &env);
     let error = runtime.init_error(Duration::from_secs(15)).await;
