@@ -2,7 +2,8 @@
 //! a payload whose gzip is ~1 MB, and end-to-end throughput per configuration production sends (Runtime API
 //! event in, records accepted by the local TLS receiver, the process's CPU time counted), against the
 //! in-repo fakes. A bench binary, not a test: it prints numbers for BENCHMARKS.md and asserts nothing about
-//! speed. `BENCH_ONLY=throughput` skips the start-up and RSS parts; `BENCH_BOOTSTRAP=<script>` runs the binary
+//! speed. `BENCH_ONLY=throughput` skips the start-up and RSS parts, `BENCH_ONLY=small` runs only the 1-, 10- and
+//! 100-event invocations; `BENCH_BOOTSTRAP=<script>` runs the binary
 //! through a wrapper (a profiler).
 
 use kaf_testkit::payloads::{AUDIT_STREAM, lambda_event, messages, subscription};
@@ -172,19 +173,23 @@ async fn main() {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_bootstrap").into());
     let bootstrap = bootstrap_path.as_path();
     let pool = production_sized_events();
-    throughput::<20, 1000>(
-        bootstrap,
-        "(a) default profile + dateField/dateFormat",
-        A,
-        &pool,
-    )
-    .await;
-    throughput::<20, 1000>(bootstrap, "(b) 25-entry jsonPath", B, &pool).await;
+    // `BENCH_ONLY=small`: only the small invocations (for a profile of the fixed cost).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only != "small" {
+        throughput::<20, 1000>(
+            bootstrap,
+            "(a) default profile + dateField/dateFormat",
+            A,
+            &pool,
+        )
+        .await;
+        throughput::<20, 1000>(bootstrap, "(b) 25-entry jsonPath", B, &pool).await;
+    }
     // Small invocations (quiet clusters, many streams): the fixed cost per invocation.
     throughput::<400, 1>(bootstrap, "(a), one event per invocation", A, &pool).await;
     throughput::<200, 10>(bootstrap, "(a), ten events per invocation", A, &pool).await;
     throughput::<50, 100>(bootstrap, "(a), 100 events per invocation", A, &pool).await;
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("throughput") {
+    if only == "throughput" || only == "small" {
         return;
     }
     let runs = 30;
