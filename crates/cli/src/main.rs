@@ -4,8 +4,10 @@
 //! decoded subscription payloads) or plain audit JSON lines, runs the same pipeline, and either prints the
 //! records as JSON lines on stdout (no logtypeconfig) or uploads them (with one). A summary goes to stderr.
 //! `policy check` / `policy test` validate an audit policy and run conformance cases against the evaluator.
+//! `detect` reports what the detection rules find in files, and runs their conformance suites.
 //! `doctor` checks a setup end to end: configuration, policy, DNS and TLS to the upload host, a test upload.
 
+mod detect;
 mod doctor;
 mod forwarding;
 mod policy;
@@ -45,6 +47,9 @@ enum Command {
     /// Check this setup: the logtypeconfig(s), the audit policy, DNS and TLS to the upload host, and with
     /// --send-test one synthetic upload.
     Doctor(doctor::Args),
+    /// Run the detection rules over files and report what matched (per rule, top users, sources, objects;
+    /// and the 403 reports), or with --conformance run the rules against the Falco and Panther suites.
+    Detect(detect::Args),
     /// Validate an audit policy, or run audit-policy conformance cases.
     #[command(subcommand)]
     Policy(policy::Command),
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Detect(args) => detect::run(args),
     };
     match result {
         Ok(code) => code,

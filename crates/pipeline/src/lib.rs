@@ -42,6 +42,7 @@
 //! ```
 
 mod compiled;
+pub mod detect;
 mod events;
 mod identity;
 pub mod limits;
@@ -392,6 +393,28 @@ impl Pipeline {
             Ok(()) => Read::Event { doc, salvaged },
             Err(reason) => Read::NotAudit(reason),
         }
+    }
+
+    /// The audit events of `batch` as the pipeline reads them (checked, repeats dropped, old versions
+    /// normalised), before policy, redaction and mapping: what the detections see. Not-audit and unparsable
+    /// events are left out.
+    pub fn audit_events(&self, batch: Batch) -> Vec<Value> {
+        let pointer = batch.source.event_pointer;
+        let mut seen = Seen::default();
+        let mut events = Vec::with_capacity(batch.events.len());
+        for event in batch.events {
+            let Read::Event { mut doc, .. } = self.read_event(event.payload, pointer) else {
+                continue;
+            };
+            let Some(audit) = event_at_mut(&mut doc, pointer) else {
+                continue;
+            };
+            if seen.first_time(audit) {
+                normalize(audit);
+                events.push(std::mem::take(audit));
+            }
+        }
+        events
     }
 
     /// [`Pipeline::process`] over `batch` in chunks of `chunk_events` events, lazily: memory holds one chunk's

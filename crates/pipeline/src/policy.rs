@@ -13,7 +13,7 @@ pub mod cases;
 mod evaluate;
 mod load;
 
-pub use evaluate::attributes;
+pub use evaluate::{attributes, resource_matches};
 pub use load::from_env;
 
 use std::collections::BTreeSet;

@@ -1,6 +1,8 @@
 //! End-to-end tests of the real `kube-audit-forwarder` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// `detect`: rule reports, 403 reports, operator rule files, conformance.
+mod detect;
 /// `doctor` against the fake upload API.
 mod doctor;
 /// Golden files: the default profile on real samples (`BLESS=1` rewrites them).

@@ -96,18 +96,27 @@ fn group_matches(gr: &GroupResources, a: &Attributes) -> bool {
     if gr.resources.is_empty() {
         return true;
     }
-    let combined = if a.subresource.is_empty() {
-        a.resource.clone()
-    } else {
-        format!("{}/{}", a.resource, a.subresource)
-    };
     let name_ok = gr.resource_names.is_empty() || gr.resource_names.contains(&a.name);
     name_ok
-        && gr.resources.iter().any(|r| {
-            *r == combined
-                || r == "*"
-                || (!a.subresource.is_empty()
-                    && r.strip_prefix("*/") == Some(a.subresource.as_str()))
-                || r.strip_suffix("/*") == Some(a.resource.as_str())
-        })
+        && gr
+            .resources
+            .iter()
+            .any(|spec| resource_matches(spec, &a.resource, &a.subresource))
+}
+
+/// A policy's resource spec against a request's resource and subresource: `pods`, `pods/exec`, `*`,
+/// `*/scale` (that subresource of anything), `pods/*` (pods and all their subresources).
+pub fn resource_matches(spec: &str, resource: &str, subresource: &str) -> bool {
+    let combined_matches = if subresource.is_empty() {
+        spec == resource
+    } else {
+        spec.len() == resource.len() + 1 + subresource.len()
+            && spec.starts_with(resource)
+            && spec[resource.len()..].starts_with('/')
+            && spec.ends_with(subresource)
+    };
+    combined_matches
+        || spec == "*"
+        || (!subresource.is_empty() && spec.strip_prefix("*/") == Some(subresource))
+        || spec.strip_suffix("/*") == Some(resource)
 }

@@ -1,0 +1,194 @@
+//! Detections at the edge: which threat rules an audit event matches, computed on the original event (before
+//! redaction and mapping), so rules can look into the request and response objects.
+//!
+//! The rule set is data (`templates/detections/rules.yaml`, built in). A rule is a policy-like selector
+//! (verbs, resources as the audit policy writes them, namespaces, stages, users, groups, response codes, the
+//! authorization decision, user agents), plus predicates on the event by JSON pointer with `*` over arrays, plus
+//! exceptions that operators extend from their own file without editing ours.
+//!
+//! Loading (`load.rs`) refuses a bad rule file naming the rule and the field. Evaluating (`evaluate.rs`)
+//! answers only rule ids and a severity: a detection never carries a value from the event.
+
+pub mod conformance;
+mod evaluate;
+mod load;
+mod pointer;
+
+pub use pointer::Pointer;
+
+use std::fmt;
+
+/// The built-in rule set.
+pub const BUILTIN_RULES: &str = include_str!("../../../templates/detections/rules.yaml");
+
+/// Severities, ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Self::Info,
+        Self::Low,
+        Self::Medium,
+        Self::High,
+        Self::Critical,
+    ];
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a rule file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetectError {
+    #[error("detection rules are not valid YAML or JSON: {0}")]
+    Syntax(String),
+    #[error("detection rules, {rule}: field `{field}`: {reason}")]
+    Invalid {
+        /// `rules[3] (pod-exec)`, or `(file)` for the file's own fields.
+        rule: String,
+        field: String,
+        reason: String,
+    },
+}
+
+/// A name pattern: exact, or a prefix when it ends in `*` (`system:*`, `*` for anything).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob(String);
+
+impl Glob {
+    pub fn new(pattern: &str) -> Self {
+        Self(pattern.to_string())
+    }
+    pub fn matches(&self, s: &str) -> bool {
+        match self.0.strip_suffix('*') {
+            Some(prefix) => s.starts_with(prefix),
+            None => self.0 == s,
+        }
+    }
+}
+
+/// An inclusive range of HTTP status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+/// The selector: every field given must match; an empty list matches anything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Match {
+    pub verbs: Vec<String>,
+    /// As an audit policy writes them: `pods`, `pods/exec`, `*/scale`, `pods/*`, `*`.
+    pub resources: Vec<String>,
+    pub api_groups: Vec<String>,
+    /// `""` selects requests without a namespace (cluster-scoped, or across all namespaces).
+    pub namespaces: Vec<Glob>,
+    /// An event without a `stage` (some exporters strip it) matches any list.
+    pub stages: Vec<String>,
+    pub users: Vec<Glob>,
+    pub groups: Vec<Glob>,
+    pub codes: Vec<CodeRange>,
+    /// `allow` or `forbid` (`authorization.k8s.io/decision`).
+    pub decision: Option<String>,
+    /// Prefixes of the user agent.
+    pub user_agents: Vec<String>,
+    /// `objectRef.name`.
+    pub names: Vec<Glob>,
+}
+
+/// What a predicate tests about each value its pointer reaches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    Equals(serde_json::Value),
+    In(Vec<serde_json::Value>),
+    /// `true`: the pointer reaches a value that is not null; `false`: it reaches none.
+    Exists(bool),
+    /// A string value starts with one of these.
+    Prefix(Vec<String>),
+    /// A string value contains one of these.
+    Contains(Vec<String>),
+    /// An array value shares an element with these (a scalar counts as a one-element array).
+    Intersects(Vec<serde_json::Value>),
+    /// Every IP address in the value (a string or an array of strings) is public, and there is one.
+    PublicIp(bool),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predicate {
+    pub pointer: Pointer,
+    pub test: Test,
+}
+
+/// One allowlist entry: it applies when every field it gives matches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exception {
+    pub users: Vec<Glob>,
+    pub groups: Vec<Glob>,
+    pub namespaces: Vec<Glob>,
+    pub names: Vec<Glob>,
+    /// Container images (with or without tag/digest): applies when **every** image of the pod is listed, so a
+    /// trusted sidecar cannot launder an untrusted container.
+    pub images: Vec<String>,
+    pub user_agents: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub id: String,
+    pub title: String,
+    pub severity: Severity,
+    pub mitre: Option<String>,
+    pub enabled: bool,
+    pub selector: Match,
+    /// All must hold.
+    pub all: Vec<Predicate>,
+    /// When given, at least one must hold.
+    pub any: Vec<Predicate>,
+    /// When given, none may hold.
+    pub none: Vec<Predicate>,
+    pub exceptions: Vec<Exception>,
+}
+
+/// A validated rule set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detector {
+    pub rules: Vec<Rule>,
+}
+
+/// What the rules say about one event: the ids that matched, in rule-file order, and the highest severity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Detections<'a> {
+    pub ids: Vec<&'a str>,
+    pub severity: Option<Severity>,
+}
+
+impl Detections<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;
