@@ -5,7 +5,7 @@
 //! `detect --conformance` runs the rule set against Falco's and Panther's suites and our own cases, and prints
 //! `N passed, M failed` per suite (exit 1 on a failure that is not a documented deviation).
 
-use crate::replay::EXIT_USAGE;
+use crate::replay::{DEFAULT_MAX_DECOMPRESSED, EXIT_USAGE};
 use anyhow::Context as _;
 use kaf_envelope::EnvelopeStats;
 use kaf_envelope::sniff::{FileContext, decode_file};
@@ -71,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             origin: &origin,
             cluster: &args.cluster,
             stream_prefix: kaf_envelope::cloudwatch::AUDIT_STREAM_PREFIX,
-            max_decompressed: 256 * 1024 * 1024,
+            max_decompressed: DEFAULT_MAX_DECOMPRESSED,
         };
         let batches = match decode_file(&bytes, &ctx, &mut EnvelopeStats::default()) {
             Ok(batches) => batches,

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 pub const EXIT_UNDELIVERED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_REFUSED: u8 = 3;
+/// The default bound on what one gzip'd file, or one CloudWatch payload in it, may decompress to.
+pub const DEFAULT_MAX_DECOMPRESSED: usize = 256 * 1024 * 1024;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,7 +35,7 @@ pub struct Args {
     deadline_secs: u64,
     /// Most bytes a gzip'd file, or one CloudWatch payload inside it, may decompress to. A file over it fails
     /// alone, with an error naming it (a gzip bomb cannot exhaust memory).
-    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    #[arg(long, default_value_t = DEFAULT_MAX_DECOMPRESSED)]
     max_decompressed_bytes: usize,
 }
 

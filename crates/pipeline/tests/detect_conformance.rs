@@ -105,3 +105,26 @@ fn ordinary_traffic_raises_nothing() {
     }
     assert_eq!(events, 794);
 }
+
+/// A broken case file is refused naming the case, not a line.
+#[test]
+fn a_bad_case_is_named() {
+    let dir = std::env::temp_dir().join(format!("kaf-cases-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("detections")).unwrap();
+    std::fs::write(
+        dir.join("detections/cases.yaml"),
+        "- {name: mine, rule: no-such-rule, expected: true, sample: x, line: 1}\n",
+    )
+    .unwrap();
+    let sample = fixtures().join("samples/liggitt__audit2rbac/testdata__demo.log");
+    std::fs::create_dir_all(dir.join("samples")).unwrap();
+    std::fs::copy(sample, dir.join("samples/x")).unwrap();
+    let error = conformance::ours(&dir, &Detector::builtin())
+        .unwrap_err()
+        .to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        error.contains("cases.yaml, mine: no rule `no-such-rule`"),
+        "{error}"
+    );
+}

@@ -163,6 +163,13 @@ pub enum ConformanceError {
         line: usize,
         reason: String,
     },
+    #[error("{path}, {case}: {reason}")]
+    Case {
+        path: String,
+        /// `case 3` or the case's name.
+        case: String,
+        reason: String,
+    },
     #[error(transparent)]
     Rules(#[from] super::DetectError),
 }
@@ -179,20 +186,21 @@ fn read(path: &Path) -> Result<String, ConformanceError> {
 pub fn ours(fixtures: &Path, detector: &Detector) -> Result<Suite, ConformanceError> {
     let path = fixtures.join("detections/cases.yaml");
     let text = read(&path)?;
-    let format_error = |line: usize, reason: String| ConformanceError::Format {
+    let case_error = |case: String, reason: String| ConformanceError::Case {
         path: path.display().to_string(),
-        line,
+        case,
         reason,
     };
-    let list: Value = serde_saphyr::from_str(&text).map_err(|e| format_error(0, e.to_string()))?;
+    let list: Value =
+        serde_saphyr::from_str(&text).map_err(|e| case_error("(file)".into(), e.to_string()))?;
     let items = list
         .as_array()
-        .ok_or_else(|| format_error(0, "must be a list of cases".into()))?;
+        .ok_or_else(|| case_error("(file)".into(), "must be a list of cases".into()))?;
     let mut cases = Vec::new();
     for (i, case) in items.iter().enumerate() {
         let field = |name: &str| {
             case.get(name)
-                .ok_or_else(|| format_error(0, format!("case {i}: no `{name}`")))
+                .ok_or_else(|| case_error(format!("case {i}"), format!("no `{name}`")))
         };
         let name = field("name")?.as_str().unwrap_or_default().to_string();
         let rule = field("rule")?.as_str().unwrap_or_default().to_string();
@@ -207,9 +215,9 @@ pub fn ours(fixtures: &Path, detector: &Detector) -> Result<Suite, ConformanceEr
             .nth(line.saturating_sub(1))
             .and_then(|l| serde_json::from_str(l).ok())
             .ok_or_else(|| {
-                format_error(
-                    0,
-                    format!("case `{name}`: line {line} of the sample is not JSON"),
+                case_error(
+                    name.clone(),
+                    format!("line {line} of the sample is not JSON"),
                 )
             })?;
         if let Some(Value::Object(set)) = case.get("set") {
@@ -221,16 +229,13 @@ pub fn ours(fixtures: &Path, detector: &Detector) -> Result<Suite, ConformanceEr
                         map.insert(key, value.clone());
                     }
                     _ => {
-                        return Err(format_error(
-                            0,
-                            format!("case `{name}`: no object at `{parent}`"),
-                        ));
+                        return Err(case_error(name.clone(), format!("no object at `{parent}`")));
                     }
                 }
             }
         }
         if !detector.rules.iter().any(|r| r.id == rule) {
-            return Err(format_error(0, format!("case `{name}`: no rule `{rule}`")));
+            return Err(case_error(name.clone(), format!("no rule `{rule}`")));
         }
         let fired = is_audit_event(&event) && detector.detect(&event).ids.contains(&rule.as_str());
         let outcome = match (fired, expected) {
