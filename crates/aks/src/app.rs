@@ -312,7 +312,7 @@ pub async fn settle(state: &State, split: Split) -> Settled {
     }
     summary.duration_ms = started.elapsed().as_millis() as u64;
 
-    let mut line = match serde_json::to_value(summary) {
+    let mut line = match serde_json::to_value(&summary) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };

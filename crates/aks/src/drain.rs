@@ -162,7 +162,7 @@ impl Default for DrainOptions {
 }
 
 /// Counts of one partition, across restarts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DrainStats {
     pub batches: u64,
     pub checkpoints: u64,
@@ -181,8 +181,18 @@ pub struct DrainStats {
     pub secrets_redacted: u64,
     pub policy_dropped: u64,
     pub delivery_failures: u64,
+    /// Events per detection rule id, and those not forwarded in detections-only mode.
+    pub detections: kaf_pipeline::RuleCounts,
+    pub detections_skipped: u64,
     /// Sequence number of the last event checkpointed.
     pub last_checkpoint: Option<i64>,
+}
+
+/// Partition and rule labels for the per-rule detection counts.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct RuleLabel {
+    pub partition: String,
+    pub rule: String,
 }
 
 /// Partition label for the metrics.
@@ -211,6 +221,8 @@ pub struct DrainMetrics {
     secrets_redacted: PerPartition<Counter>,
     policy_dropped: PerPartition<Counter>,
     delivery_failures: PerPartition<Counter>,
+    detections_skipped: PerPartition<Counter>,
+    detections: prometheus_client::metrics::family::Family<RuleLabel, Counter>,
     last_checkpoint_seconds: PerPartition<Gauge>,
     last_checkpoint_sequence: PerPartition<Gauge>,
     last_enqueued_sequence: PerPartition<Gauge>,
@@ -222,7 +234,7 @@ impl DrainMetrics {
     pub fn new() -> std::sync::Arc<Self> {
         let mut m = Self::default();
         let mut registry = prometheus_client::registry::Registry::with_prefix("kaf_drain");
-        let counters: [(&str, &str, &PerPartition<Counter>); 12] = [
+        let counters: [(&str, &str, &PerPartition<Counter>); 13] = [
             ("batches", "Batches received", &m.batches),
             (
                 "checkpoints",
@@ -275,10 +287,20 @@ impl DrainMetrics {
                 "Upload requests that failed",
                 &m.delivery_failures,
             ),
+            (
+                "detections_skipped",
+                "Events not forwarded in detections-only mode: they raised no detection",
+                &m.detections_skipped,
+            ),
         ];
         for (name, help, family) in counters {
             registry.register(name, help, family.clone());
         }
+        registry.register(
+            "detections",
+            "Records tagged with a detection rule, by partition and rule id",
+            m.detections.clone(),
+        );
         registry.register(
             "last_checkpoint_timestamp_seconds",
             "When the partition was last checkpointed (unix seconds)",
@@ -308,7 +330,7 @@ impl DrainMetrics {
         let label = PartitionLabel {
             partition: partition.to_string(),
         };
-        let pairs: [(&PerPartition<Counter>, u64, u64); 12] = [
+        let pairs: [(&PerPartition<Counter>, u64, u64); 13] = [
             (&self.batches, before.batches, after.batches),
             (&self.checkpoints, before.checkpoints, after.checkpoints),
             (&self.retries, before.retries, after.retries),
@@ -345,9 +367,25 @@ impl DrainMetrics {
                 before.delivery_failures,
                 after.delivery_failures,
             ),
+            (
+                &self.detections_skipped,
+                before.detections_skipped,
+                after.detections_skipped,
+            ),
         ];
         for (family, was, is) in pairs {
             family.get_or_create(&label).inc_by(is.saturating_sub(was));
+        }
+        for (rule, is) in after.detections.iter() {
+            let was = before.detections.get(rule);
+            if is > was {
+                self.detections
+                    .get_or_create(&RuleLabel {
+                        partition: partition.to_string(),
+                        rule: rule.to_string(),
+                    })
+                    .inc_by(is - was);
+            }
         }
         if after.checkpoints > before.checkpoints {
             let now = std::time::SystemTime::now()
@@ -493,7 +531,7 @@ pub async fn supervise<S: PartitionSource, F: FailoverSink>(
             _ = Backoff::wait(delay, None) => {}
             () = shutdown.wait() => return Ok(stats),
         }
-        let before = stats;
+        let before = stats.clone();
         stats.restarts += 1;
         report.publish(&before, &stats);
         if let Err(e) = source.reopen().await {
@@ -515,7 +553,7 @@ pub async fn drain_partition<S: PartitionSource, F: FailoverSink>(
 ) -> anyhow::Result<()> {
     let partition = source.partition_id();
     loop {
-        let before = *stats;
+        let before = stats.clone();
         let result = drain_batch(state, source, sink, options, shutdown, stats, &partition).await;
         report.publish(&before, stats);
         match result? {
@@ -616,6 +654,10 @@ async fn drain_batch<S: PartitionSource, F: FailoverSink>(
             stats.events += counts.pipeline.events_in;
             stats.secrets_redacted += counts.pipeline.redacted;
             stats.policy_dropped += counts.pipeline.policy_dropped;
+            stats.detections_skipped += counts.pipeline.detections_skipped;
+            for (rule, n) in counts.pipeline.detections.iter() {
+                stats.detections.add(rule, n);
+            }
         }
         stats.records_delivered += counts.upload.records_delivered;
         stats.delivery_failures += counts.upload.failed_requests;

@@ -42,17 +42,8 @@ pub struct Args {
 
 /// The rules an operator asked for: the built-in set, amended or replaced by `file`.
 pub fn load_detector(file: Option<&PathBuf>) -> anyhow::Result<Detector> {
-    let detector = Detector::builtin();
-    match file {
-        None => Ok(detector),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            detector
-                .with_file(&text)
-                .with_context(|| format!("in {}", path.display()))
-        }
-    }
+    kaf_pipeline::load_detector(file.map(PathBuf::as_path))
+        .map_err(|e| anyhow::anyhow!("detection rules {e}"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

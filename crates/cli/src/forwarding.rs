@@ -28,6 +28,17 @@ pub struct ForwardArgs {
     /// Forward Secret values, tokens and credential-like ConfigMap values in clear (redaction is on by default).
     #[arg(long)]
     pub no_redact: bool,
+    /// Do not tag records with detections (they are on by default); also env `DETECTIONS=off`.
+    #[arg(long)]
+    pub no_detections: bool,
+    /// Detection rules: a file that replaces the built-in set, or extends it (`extends: builtin`); also env
+    /// `DETECTIONS_FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub detections: Option<PathBuf>,
+    /// Forward only events that raise a detection (a cost mode: security signals without the full audit
+    /// trail); also env `DETECTIONS_ONLY=true`. The summary counts what was skipped.
+    #[arg(long, conflicts_with = "no_detections")]
+    pub detections_only: bool,
     /// How records are printed without a logtypeconfig: `json` lines (what would be uploaded), or `pretty`
     /// blocks for reading on a terminal.
     #[arg(long, value_enum, default_value_t = Style::Json)]
@@ -55,8 +66,17 @@ impl ForwardArgs {
                 tracing::warn!(%warning, "logtypeconfig");
             }
         }
-        let mut options = kaf_pipeline::Options::from_env(|k| std::env::var(k).ok())
-            .map_err(anyhow::Error::msg)?;
+        // Flags win over the environment.
+        let options = kaf_pipeline::Options::from_env(|k| {
+            let flag = match k {
+                "DETECTIONS" if self.no_detections => Some("off".to_string()),
+                "DETECTIONS_ONLY" if self.detections_only => Some("true".to_string()),
+                "DETECTIONS_FILE" => self.detections.as_ref().map(|p| p.display().to_string()),
+                _ => None,
+            };
+            flag.or_else(|| std::env::var(k).ok())
+        });
+        let mut options = options.map_err(anyhow::Error::msg)?;
         if self.no_redact {
             options.redact_secrets = false;
         }
@@ -123,10 +143,11 @@ impl Output {
                 };
                 let printed = kaf_pipeline::drive(pipeline, batch, now_ms(), &sink).await;
                 log_rejects(&printed.rejects);
+                let undelivered = printed.undelivered();
                 Delivered {
                     pipeline: printed.pipeline,
                     upload: UploadStats::default(),
-                    undelivered: printed.undelivered(),
+                    undelivered,
                     error: printed.failed.into_iter().next().map(|f| f.error),
                     output_error: sink.error.into_inner().ok().flatten(),
                 }
@@ -138,10 +159,11 @@ impl Output {
                     let first = failed.event_ids.first().map_or("", String::as_str);
                     tracing::warn!(records = failed.event_ids.len(), first, error = %failed.error, "not delivered");
                 }
+                let undelivered = forwarded.undelivered();
                 Delivered {
                     pipeline: forwarded.pipeline,
                     upload: forwarded.sink,
-                    undelivered: forwarded.undelivered(),
+                    undelivered,
                     error: kaf_upload::worst_error(&forwarded.failed).cloned(),
                     output_error: None,
                 }

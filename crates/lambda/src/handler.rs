@@ -88,18 +88,19 @@ pub async fn handle(forwarder: &Forwarder, invocation: &Invocation) -> Result<Su
     for reject in &forwarded.rejects {
         tracing::warn!(event_id = %reject.event_id, reason = %reject.reason, "event not forwarded");
     }
+    let undelivered = forwarded.undelivered();
     summary.pipeline = forwarded.pipeline;
     summary.upload = forwarded.sink;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     // Metrics first, so a failed invocation is counted too.
     println!(
         "{}",
-        crate::metrics::emf_line(&summary, &forwarder.function_name, &cluster, now_ms())
+        crate::metrics::emf_lines(&summary, &forwarder.function_name, &cluster, now_ms())
     );
     if let Some(cause) = kaf_upload::worst_error(&forwarded.failed) {
         tracing::error!(summary = %summary.to_json(), "delivery failed");
         return Err(ForwardError {
-            undelivered: forwarded.undelivered(),
+            undelivered,
             records: summary.pipeline.forwarded as usize,
             cause: cause.clone(),
         }

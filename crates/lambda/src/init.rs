@@ -101,6 +101,8 @@ impl Forwarder {
             config_source = if var("LOGTYPECONFIG_SECRET_ARN").is_some() { "LOGTYPECONFIG_SECRET_ARN" } else { "logTypeConfig" },
             audit_policy_rules = options.policy.as_ref().map_or(0, |p| p.rules.len()),
             redact_secrets = options.redact_secrets,
+            detection_rules = options.detection_rules(),
+            detections_only = options.detections_only,
             "configuration checked"
         );
         Ok(Self {

@@ -1,6 +1,7 @@
 //! One CloudWatch Embedded Metric Format line per invocation: CloudWatch turns it into metrics (namespace
 //! `KubeAuditForwarder`, dimension `FunctionName`) with no API call and no extra permission. The numbers are
-//! the invocation's [`Summary`]; the cluster rides along as a property for Logs Insights.
+//! the invocation's [`Summary`]; the cluster rides along as a property for Logs Insights. Detections add one
+//! line per rule id that fired, as metric `Detections` with dimensions `FunctionName` and `Rule`.
 
 use kaf_upload::Summary;
 use serde_json::{Map, Value, json};
@@ -23,7 +24,7 @@ fn metric(key: &str) -> (String, &'static str) {
     (name, unit)
 }
 
-pub fn emf_line(
+pub fn emf_lines(
     summary: &Summary,
     function_name: &str,
     cluster: &str,
@@ -34,7 +35,8 @@ pub fn emf_line(
     };
     let mut line = Map::new();
     let mut definitions = Vec::with_capacity(numbers.len());
-    for (key, value) in numbers {
+    // Numbers only: the per-rule counts are lines of their own (below).
+    for (key, value) in numbers.into_iter().filter(|(_, v)| v.is_number()) {
         let (name, unit) = metric(&key);
         definitions.push(json!({"Name": name, "Unit": unit}));
         line.insert(name, value);
@@ -46,7 +48,18 @@ pub fn emf_line(
         json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
             "Namespace": NAMESPACE, "Dimensions": [["FunctionName"]], "Metrics": definitions}]}),
     );
-    Value::Object(line).to_string()
+    let mut lines = Value::Object(line).to_string();
+    for (rule, count) in summary.pipeline.detections.iter() {
+        let per_rule = json!({
+            "Detections": count, "FunctionName": function_name, "Rule": rule, "Cluster": cluster,
+            "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE, "Dimensions": [["FunctionName", "Rule"]],
+                "Metrics": [{"Name": "Detections", "Unit": "Count"}]}]},
+        });
+        lines.push('\n');
+        lines.push_str(&per_rule.to_string());
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -61,7 +74,7 @@ mod tests {
         s.upload.bytes_compressed = 99;
         s.duration_ms = 12;
         let line: Value =
-            serde_json::from_str(&emf_line(&s, "fn", "prod", 1_700_000_000_000)).unwrap();
+            serde_json::from_str(&emf_lines(&s, "fn", "prod", 1_700_000_000_000)).unwrap();
         let directive = &line["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], json!(NAMESPACE));
         assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
@@ -89,5 +102,41 @@ mod tests {
             (json!(7), json!("fn"), json!("prod"))
         );
         assert_eq!(line["_aws"]["Timestamp"], json!(1_700_000_000_000_i64));
+    }
+
+    #[test]
+    fn each_rule_that_fired_is_a_line_with_a_rule_dimension() {
+        let mut s = Summary::default();
+        s.pipeline.detected = 3;
+        s.pipeline.detections.add("pod-exec", 2);
+        s.pipeline.detections.add("privileged-pod", 1);
+        let text = emf_lines(&s, "fn", "prod", 1_700_000_000_000);
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        // The invocation's line declares numbers only.
+        assert_eq!(lines[0]["Detected"], json!(3));
+        assert!(lines[0].get("Detections").is_none());
+        for (line, (rule, count)) in lines[1..]
+            .iter()
+            .zip([("pod-exec", 2), ("privileged-pod", 1)])
+        {
+            let directive = &line["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(directive["Dimensions"], json!([["FunctionName", "Rule"]]));
+            assert_eq!(
+                directive["Metrics"],
+                json!([{"Name": "Detections", "Unit": "Count"}])
+            );
+            assert_eq!(
+                (
+                    line["Rule"].clone(),
+                    line["Detections"].clone(),
+                    line["FunctionName"].clone()
+                ),
+                (json!(rule), json!(count), json!("fn"))
+            );
+        }
     }
 }

@@ -14,9 +14,10 @@
 //! Entries with a `pattern`, filters, masks, hashes, derived fields, `ignoredFields` and audit policies are
 //! not compiled (yet): such pipelines run the generic path. The differential tests count the declines.
 
+use crate::detect::{Detections, Detector, Head, ObjectRef};
 use crate::lookup::looks_like_json;
 use crate::render::{Str, Writer};
-use crate::{Profile, RecordFormat, Seen, redact};
+use crate::{DETECTION_SEVERITY_FIELD, DETECTIONS_FIELD, Profile, RecordFormat, Seen, redact};
 use kaf_config::{DateFormat, ValueType};
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -42,6 +43,9 @@ pub(crate) struct Plan {
     /// The delivery side's fields, added to every record after the profile's (so they win over a profile
     /// field of the same name), and its limit.
     format: RecordFormat,
+    /// The profile has a field named like a detection field: a tagged event is the generic path's, which
+    /// overwrites it.
+    detection_fields_taken: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +62,8 @@ enum Slot {
     Timestamp,
     Agent,
     Stream,
+    Detections,
+    DetectionSeverity,
 }
 
 /// What the caller adds to every record, and the limits.
@@ -67,16 +73,29 @@ pub(crate) struct Context<'a> {
     pub redact_secrets: bool,
     pub now_ms: i64,
     pub envelope_time_ms: Option<i64>,
+    pub detector: Option<&'a Detector>,
+    pub detections_only: bool,
+}
+
+/// What the compiled path made of one event.
+pub(crate) enum Compiled<'d> {
+    Record(Mapped<'d>),
+    /// Detections-only mode, and the event raised none: not forwarded.
+    NotDetected {
+        identity: Option<u128>,
+    },
 }
 
 /// A record made by the compiled path.
-pub(crate) struct Mapped {
+pub(crate) struct Mapped<'d> {
     /// The key of [`crate::event_identity`] in the batch's [`Seen`], for deduplication.
     pub identity: Option<u128>,
     pub json: String,
     pub billed_bytes: u64,
     /// The event time was unreadable: the envelope or ingest time was used.
     pub timestamp_fallback: bool,
+    /// The detection rule ids the event raised.
+    pub detections: Vec<&'d str>,
 }
 
 impl Plan {
@@ -116,11 +135,20 @@ impl Plan {
             .enumerate()
             .map(|(i, f)| (f.name.as_str(), Slot::Field(i)))
             .collect();
+        let detection_fields_taken = named
+            .iter()
+            .any(|(name, _)| [DETECTIONS_FIELD, DETECTION_SEVERITY_FIELD].contains(name));
         named.extend([
             (format.time_field, Slot::Timestamp),
             (format.source_field, Slot::Agent),
             (format.stream_field, Slot::Stream),
         ]);
+        if !detection_fields_taken {
+            named.extend([
+                (DETECTIONS_FIELD, Slot::Detections),
+                (DETECTION_SEVERITY_FIELD, Slot::DetectionSeverity),
+            ]);
+        }
         // Byte order of the names: the order of the generic path's map, so both write the same bytes.
         named.sort_by(|a, b| a.0.cmp(b.0));
         Some(Self {
@@ -131,24 +159,25 @@ impl Plan {
             date_format: profile.date_format.clone(),
             format,
             rooted,
+            detection_fields_taken,
         })
     }
 
     /// Map one document's text (`pointer`: where the audit event sits in it, as JSON text), or `None` to
     /// leave it to the generic path.
-    pub(crate) fn map_event(
+    pub(crate) fn map_event<'d>(
         &self,
         text: &str,
         pointer: Option<&str>,
-        ctx: &Context<'_>,
+        ctx: &Context<'d>,
         seen: &Seen,
-    ) -> Option<Mapped> {
+    ) -> Option<Compiled<'d>> {
         // Outlives the document: the AKS event's own text, unescaped from the record.
         let inner = std::cell::OnceCell::new();
         let mut doc = Doc::default();
         let document = doc.root(text)?;
-        let audit = match pointer {
-            None => document,
+        let (audit, audit_text) = match pointer {
+            None => (document, text),
             Some(pointer) => {
                 // AKS: the event is JSON text at `pointer` (ending in `\n`); the generic path parses it in
                 // place, so lookups from the record see the parsed event where its text was.
@@ -160,7 +189,7 @@ impl Plan {
                 });
                 let event = doc.root(event_text)?;
                 doc.substitute = Some((key_of(at), event));
-                event
+                (event, event_text)
             }
         };
         let root = if pointer.is_some() && !self.rooted {
@@ -168,18 +197,28 @@ impl Plan {
         } else {
             audit
         };
-        self.map_document(&mut doc, root, audit, text.len(), ctx, seen)
+        let event = Event {
+            root,
+            audit,
+            audit_text,
+            text_len: text.len(),
+        };
+        self.map_document(&mut doc, event, ctx, seen)
     }
 
-    fn map_document<'a>(
+    fn map_document<'a, 'd>(
         &self,
         doc: &mut Doc<'a>,
-        root: NodeId,
-        audit: NodeId,
-        text_len: usize,
-        ctx: &Context<'_>,
+        event: Event<'a>,
+        ctx: &Context<'d>,
         seen: &Seen,
-    ) -> Option<Mapped> {
+    ) -> Option<Compiled<'d>> {
+        let Event {
+            root,
+            audit,
+            audit_text,
+            text_len,
+        } = event;
         if !is_audit_event(doc, audit)? {
             return None;
         }
@@ -187,6 +226,16 @@ impl Plan {
         let identity = seen.key(parts.as_ref().map(|p| [&*p[0], &*p[1], &*p[2], &*p[3]]));
         normalise(doc, audit)?;
         if ctx.redact_secrets && may_need_redaction(doc, audit)? {
+            return None;
+        }
+        let detections = match ctx.detector {
+            Some(detector) => detect(detector, doc, audit, audit_text)?,
+            None => Detections::default(),
+        };
+        if detections.is_empty() && ctx.detections_only {
+            return Some(Compiled::NotDetected { identity });
+        }
+        if !detections.is_empty() && self.detection_fields_taken {
             return None;
         }
 
@@ -226,6 +275,15 @@ impl Plan {
                 Slot::Timestamp => out.number(format.time_field, time_ms),
                 Slot::Agent => out.text_always(format.source_field, ctx.cluster),
                 Slot::Stream => out.text_always(format.stream_field, ctx.stream),
+                Slot::Detections if !detections.is_empty() => {
+                    out.text_list(DETECTIONS_FIELD, &detections.ids);
+                }
+                Slot::DetectionSeverity => {
+                    if let Some(severity) = detections.severity {
+                        out.text_always(DETECTION_SEVERITY_FIELD, severity.as_str());
+                    }
+                }
+                Slot::Detections => {}
                 Slot::Field(i) => {
                     if let Some(value) = &values[i] {
                         value.write(&mut out, &self.fields[i].name)?;
@@ -237,13 +295,112 @@ impl Plan {
         if json.len() > format.max_record_bytes {
             return None;
         }
-        Some(Mapped {
+        Some(Compiled::Record(Mapped {
             identity,
             json,
             billed_bytes,
             timestamp_fallback,
-        })
+            detections: detections.ids,
+        }))
     }
+}
+
+/// Where the audit event sits in the document being mapped.
+struct Event<'a> {
+    /// What the profile's keys are relative to.
+    root: NodeId,
+    audit: NodeId,
+    /// The audit event's own text.
+    audit_text: &'a str,
+    /// The whole document's length.
+    text_len: usize,
+}
+
+/// What `detector` raises for the event: its head is read from the document, and only when some rule's
+/// selector takes it is the event built (most events: reads and controllers' updates, are taken by none).
+/// `None` declines.
+fn detect<'d>(
+    detector: &'d Detector,
+    doc: &mut Doc<'_>,
+    audit: NodeId,
+    audit_text: &str,
+) -> Option<Detections<'d>> {
+    if !detector.selects(&head(doc, audit)?) {
+        return Some(Detections::default());
+    }
+    let mut event: Value = serde_json::from_str(audit_text).ok()?;
+    crate::events::normalize(&mut event);
+    Some(detector.detect(&event))
+}
+
+/// [`Head::of`], read from the document.
+fn head<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<Head<'a>> {
+    let text = |doc: &Doc<'a>, id: NodeId, key: &str| doc.text(id, key).unwrap_or_default();
+    let (user, groups) = match doc.get(event, "user") {
+        Some(raw) if raw.get().starts_with('{') => {
+            let id = doc.object(raw)?;
+            (text(doc, id, "username"), strings(doc, id, "groups")?)
+        }
+        _ => Default::default(),
+    };
+    let impersonated = match doc.get(event, "impersonatedUser") {
+        Some(raw) if raw.get().starts_with('{') => {
+            let id = doc.object(raw)?;
+            Some((text(doc, id, "username"), strings(doc, id, "groups")?))
+        }
+        _ => None,
+    };
+    let code = match doc.get(event, "responseStatus") {
+        Some(raw) if raw.get().starts_with('{') => {
+            let id = doc.object(raw)?;
+            doc.get(id, "code")
+                .and_then(|c| c.get().parse::<u64>().ok())
+        }
+        _ => None,
+    };
+    let decision = match doc.get(event, "annotations") {
+        Some(raw) if raw.get().starts_with('{') => {
+            let id = doc.object(raw)?;
+            doc.text(id, "authorization.k8s.io/decision")
+        }
+        _ => None,
+    };
+    let object = match doc.get(event, "objectRef") {
+        Some(raw) if raw.get().starts_with('{') => {
+            let id = doc.object(raw)?;
+            Some(ObjectRef {
+                api_group: text(doc, id, "apiGroup"),
+                resource: text(doc, id, "resource"),
+                subresource: text(doc, id, "subresource"),
+                namespace: text(doc, id, "namespace"),
+                name: text(doc, id, "name"),
+            })
+        }
+        _ => None,
+    };
+    Some(Head {
+        verb: text(doc, event, "verb"),
+        stage: doc.text(event, "stage"),
+        user,
+        groups,
+        impersonated,
+        user_agent: text(doc, event, "userAgent"),
+        code,
+        decision,
+        object,
+    })
+}
+
+/// The strings of the array `key` in the object `id` (other elements skipped, as `Value::as_str` does).
+fn strings<'a>(doc: &mut Doc<'a>, id: NodeId, key: &str) -> Option<Vec<Cow<'a, str>>> {
+    let Some(raw) = doc.get(id, key).filter(|r| r.get().starts_with('[')) else {
+        return Some(Vec::new());
+    };
+    let node = doc.node(raw)?;
+    Some(match &doc.nodes[node.0].1 {
+        Node::Array(items) => items.iter().filter_map(|item| string_of(item)).collect(),
+        Node::Object(..) => Vec::new(),
+    })
 }
 
 /// A field's value as the generic path's [`crate::field_value`] makes it.

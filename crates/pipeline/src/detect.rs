@@ -14,6 +14,7 @@ mod evaluate;
 mod load;
 mod pointer;
 
+pub(crate) use evaluate::{Head, ObjectRef};
 pub use pointer::Pointer;
 
 use std::fmt;

@@ -59,9 +59,9 @@ mod salvage;
 pub mod sink;
 
 pub use identity::event_identity;
-pub use options::Options;
+pub use options::{Options, flag, load_detector};
 pub use profile::{DEFAULT_PROFILE_JSON, Profile};
-pub use record::{OutRecord, PipelineStats, Processed, Record, RecordFormat, Reject};
+pub use record::{OutRecord, PipelineStats, Processed, Record, RecordFormat, Reject, RuleCounts};
 pub use sink::{Delivery, Driven, Sink, Undelivered, drive};
 
 use events::{Read, check_event, event_at, event_at_mut, normalize, payload_len};
@@ -70,6 +70,7 @@ use kaf_config::{ConfigError, DeriveRule, FieldFilter, HashRule, LogTypeConfig, 
 use kaf_envelope::{Batch, Payload, Source};
 use mapping::{event_time, fallback_time, map};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// A compiled pipeline: profile plus the config's rules.
 #[derive(Debug, Clone)]
@@ -90,7 +91,16 @@ pub struct Pipeline {
     /// (AKS); `None` when the config has what the compiled path does not do yet.
     plan: Option<compiled::Plan>,
     enveloped_plan: Option<compiled::Plan>,
+    /// The detection rules records are tagged with; `None` when detections are off.
+    detector: Option<Arc<detect::Detector>>,
+    /// Forward only events that raised a detection (and unparsed records, which no rule can read).
+    detections_only: bool,
 }
+
+/// The record field listing the detection rule ids an event raised (absent when it raised none).
+pub const DETECTIONS_FIELD: &str = "detections";
+/// The record field with the highest severity of those rules.
+pub const DETECTION_SEVERITY_FIELD: &str = "detection_severity";
 
 impl Pipeline {
     /// Records in `format` (the delivery side's fields and limit). Without a config: the default profile and
@@ -110,6 +120,8 @@ impl Pipeline {
                 aks_profile: None,
                 plan: None,
                 enveloped_plan: None,
+                detector: None,
+                detections_only: false,
             },
             Some(c) => Self {
                 profile: Profile::from_config(c)?,
@@ -124,6 +136,8 @@ impl Pipeline {
                 aks_profile: None,
                 plan: None,
                 enveloped_plan: None,
+                detector: None,
+                detections_only: false,
             },
         };
         if config.is_none_or(|c| c.json_path.is_none()) {
@@ -157,6 +171,14 @@ impl Pipeline {
     /// Evaluate every event against an audit policy before anything else looks at it.
     pub fn with_policy(mut self, policy: Option<policy::Policy>) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Tag records with what `detector`'s rules raise (`None`: no detections); `only`: forward only the events
+    /// that raised one.
+    pub fn with_detections(mut self, detector: Option<Arc<detect::Detector>>, only: bool) -> Self {
+        self.detections_only = only && detector.is_some();
+        self.detector = detector;
         self
     }
 
@@ -201,20 +223,34 @@ impl Pipeline {
                     redact_secrets: self.redact_secrets,
                     now_ms,
                     envelope_time_ms: event.envelope_time_ms,
+                    detector: self.detector.as_deref(),
+                    detections_only: self.detections_only,
                 };
-                if let Some(mapped) = plan.map_event(text, pointer, &ctx, seen) {
-                    if !seen.first_time_key(mapped.identity) {
-                        out.stats.deduplicated += 1;
+                match plan.map_event(text, pointer, &ctx, seen) {
+                    Some(compiled::Compiled::Record(mapped)) => {
+                        if !seen.first_time_key(mapped.identity) {
+                            out.stats.deduplicated += 1;
+                            continue;
+                        }
+                        out.stats.timestamp_fallbacks += u64::from(mapped.timestamp_fallback);
+                        out.stats.forwarded += 1;
+                        count_detections(&mut out.stats, &mapped.detections);
+                        out.records.push(OutRecord {
+                            event_id: event.id,
+                            json: mapped.json,
+                            billed_bytes: mapped.billed_bytes,
+                        });
                         continue;
                     }
-                    out.stats.timestamp_fallbacks += u64::from(mapped.timestamp_fallback);
-                    out.stats.forwarded += 1;
-                    out.records.push(OutRecord {
-                        event_id: event.id,
-                        json: mapped.json,
-                        billed_bytes: mapped.billed_bytes,
-                    });
-                    continue;
+                    Some(compiled::Compiled::NotDetected { identity }) => {
+                        if seen.first_time_key(identity) {
+                            out.stats.detections_skipped += 1;
+                        } else {
+                            out.stats.deduplicated += 1;
+                        }
+                        continue;
+                    }
+                    None => {}
                 }
             }
             let (mut doc, salvaged) = match self.read_event(event.payload, pointer) {
@@ -256,6 +292,15 @@ impl Pipeline {
                 continue;
             }
             normalize(audit);
+            // On the original event: before the policy reduces it and redaction replaces values.
+            let detections = match &self.detector {
+                Some(detector) => detector.detect(audit),
+                None => detect::Detections::default(),
+            };
+            if self.detections_only && detections.is_empty() {
+                out.stats.detections_skipped += 1;
+                continue;
+            }
             if let Some(policy) = &self.policy {
                 match policy.apply(audit) {
                     policy::Applied::Dropped => {
@@ -300,21 +345,30 @@ impl Pipeline {
             if !salvaged.is_empty() {
                 record.insert("kaf_unparsed".into(), Value::String(salvaged.join(", ")));
             }
-            self.finish_record(
+            if let Some(severity) = detections.severity {
+                record.insert(
+                    DETECTIONS_FIELD.into(),
+                    Value::from(detections.ids.as_slice()),
+                );
+                record.insert(DETECTION_SEVERITY_FIELD.into(), severity.as_str().into());
+            }
+            if self.finish_record(
                 &mut out,
                 event.id,
                 &mut record,
                 time_ms,
                 &batch.source,
                 !salvaged.is_empty(),
-            );
+            ) {
+                count_detections(&mut out.stats, &detections.ids);
+            }
         }
         out.source = batch.source;
         out
     }
 
-    /// The agent fields, the size limit, and the record out; `unparsed` also lists the event in
-    /// [`Processed::unparsed`].
+    /// The agent fields, the size limit, and the record out (`false`: too large even shrunk, dropped);
+    /// `unparsed` also lists the event in [`Processed::unparsed`].
     fn finish_record(
         &self,
         out: &mut Processed,
@@ -323,7 +377,7 @@ impl Pipeline {
         time_ms: i64,
         source: &Source,
         unparsed: bool,
-    ) {
+    ) -> bool {
         let format = &self.format;
         record.insert(format.time_field.into(), Value::from(time_ms));
         record.insert(
@@ -339,7 +393,7 @@ impl Pipeline {
             Ok(false) => {}
             Err(()) => {
                 out.stats.oversize_dropped += 1;
-                return;
+                return false;
             }
         }
         if unparsed {
@@ -348,6 +402,7 @@ impl Pipeline {
         out.stats.forwarded += 1;
         out.records
             .push(OutRecord::new(event_id, record, &self.format));
+        true
     }
 
     /// The document of one event, with the audit event checked (and, for enveloped events, its JSON-string
@@ -428,6 +483,16 @@ impl Pipeline {
             events: batch.events.into_iter(),
             chunk_events: chunk_events.max(1),
             now_ms,
+        }
+    }
+}
+
+/// One forwarded record's detections, counted.
+fn count_detections(stats: &mut PipelineStats, ids: &[&str]) {
+    if !ids.is_empty() {
+        stats.detected += 1;
+        for id in ids {
+            stats.detections.add(id, 1);
         }
     }
 }

@@ -39,7 +39,7 @@ impl RecordFormat {
 }
 
 /// Counters of one run of the pipeline.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineStats {
     pub events_in: u64,
@@ -68,6 +68,38 @@ pub struct PipelineStats {
     pub policy_dropped: u64,
     /// Events the audit policy reduced (objects removed for a lower level, managedFields stripped).
     pub policy_reduced: u64,
+    /// Records tagged with at least one detection.
+    pub detected: u64,
+    /// Events that raised no detection, not forwarded in detections-only mode.
+    pub detections_skipped: u64,
+    /// Events per detection rule id (an event that raises two rules counts in both).
+    #[serde(skip_serializing_if = "RuleCounts::is_empty")]
+    pub detections: RuleCounts,
+}
+
+/// Counts by detection rule id, in id order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct RuleCounts(std::collections::BTreeMap<String, u64>);
+
+impl RuleCounts {
+    pub fn add(&mut self, id: &str, n: u64) {
+        match self.0.get_mut(id) {
+            Some(count) => *count += n,
+            None => {
+                self.0.insert(id.to_string(), n);
+            }
+        }
+    }
+    pub fn get(&self, id: &str) -> u64 {
+        self.0.get(id).copied().unwrap_or(0)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(id, n)| (id.as_str(), *n))
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl std::ops::AddAssign for PipelineStats {
@@ -86,6 +118,11 @@ impl std::ops::AddAssign for PipelineStats {
         self.bytes_in += o.bytes_in;
         self.policy_dropped += o.policy_dropped;
         self.policy_reduced += o.policy_reduced;
+        self.detected += o.detected;
+        self.detections_skipped += o.detections_skipped;
+        for (id, n) in o.detections.iter() {
+            self.detections.add(id, n);
+        }
     }
 }
 

@@ -42,12 +42,7 @@ static URI_SECRET: LazyLock<Regex> = LazyLock::new(|| {
 /// The `REDACT_SECRETS` setting: on unless it says `false`, `0`, `no` or `off`; anything else unknown is an
 /// error (a typo must not silently turn redaction off — or on).
 pub fn enabled_from_env(value: Option<&str>) -> Result<bool, String> {
-    match value.map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(true),
-        Some(v) if v.is_empty() || ["true", "1", "yes", "on"].contains(&v.as_str()) => Ok(true),
-        Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => Ok(false),
-        Some(_) => Err("REDACT_SECRETS must be true or false".into()),
-    }
+    crate::options::flag("REDACT_SECRETS", value, true)
 }
 
 /// The replacement for `text`.

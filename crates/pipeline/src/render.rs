@@ -104,6 +104,21 @@ impl Writer {
         self.count(name, value.len());
     }
 
+    /// A list of strings, counted as its JSON text (as the generic path bills an array).
+    pub(crate) fn text_list(&mut self, name: &str, values: &[&str]) {
+        self.key(name);
+        let start = self.buf.len();
+        self.buf.push(b'[');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            self.string(v);
+        }
+        self.buf.push(b']');
+        self.count(name, self.buf.len() - start);
+    }
+
     pub(crate) fn number(&mut self, name: &str, value: i64) {
         self.key(name);
         let _ = write!(self.buf, "{value}");

@@ -19,6 +19,13 @@ pub(crate) const FORMAT: RecordFormat = RecordFormat {
 /// 2026-12-03T00:00:00Z: the tests' ingest time.
 const NOW: i64 = 1_796_256_000_000;
 
+/// The built-in rule set, parsed once for all tests.
+pub(crate) fn builtin_detector() -> Arc<detect::Detector> {
+    static DETECTOR: std::sync::LazyLock<Arc<detect::Detector>> =
+        std::sync::LazyLock::new(|| Arc::new(detect::Detector::builtin()));
+    DETECTOR.clone()
+}
+
 fn config(extra: Value) -> LogTypeConfig {
     let mut v = json!({"apiKey": "k", "logType": "t", "uploadDomain": "d"});
     v.as_object_mut()
@@ -401,7 +408,7 @@ fn repeated_audit_id_and_stage_pairs_are_dropped_across_chunks_and_counted() {
     let chunks: Vec<Processed> = p.chunks(batch(events), 2, NOW).collect();
     assert_eq!(chunks.len(), 4);
     let mut total = PipelineStats::default();
-    chunks.iter().for_each(|c| total += c.stats);
+    chunks.iter().for_each(|c| total += c.stats.clone());
     assert_eq!(
         (total.events_in, total.deduplicated, total.forwarded),
         (7, 2, 5)
@@ -621,4 +628,165 @@ fn json_text_parsed(mut record: crate::Record) -> crate::Record {
         }
     }
     record
+}
+
+/// A Falco trace file (one event per line), as a batch.
+fn falco_trace(name: &str) -> Batch {
+    let path = format!(
+        "{}/../../tests/fixtures/samples/falcosecurity__falco/test__trace_files__k8s_audit__{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    batch(
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| (None, Payload::Text(l.to_string())))
+            .collect(),
+    )
+}
+
+fn tagging(p: Pipeline) -> Pipeline {
+    p.with_detections(Some(builtin_detector()), false)
+}
+
+#[test]
+fn matching_records_carry_rule_ids_and_the_highest_severity_and_others_are_unchanged() {
+    for generic in [false, true] {
+        let build = |detections: bool| {
+            let p = Pipeline::new(None, FORMAT).unwrap();
+            let p = if detections { tagging(p) } else { p };
+            if generic { p.generic_only() } else { p }
+        };
+        let tagged = build(true).process(falco_trace("create_nginx_pod_privileged"), NOW);
+        let record = tagged.records[0].record();
+        assert_eq!(
+            record["detections"],
+            json!(["privileged-pod"]),
+            "generic: {generic}"
+        );
+        assert_eq!(record["detection_severity"], "high");
+        assert_eq!(tagged.stats.detected, 1);
+        assert_eq!(tagged.stats.detections.get("privileged-pod"), 1);
+        // The tag is billed like any field.
+        let plain = build(false).process(falco_trace("create_nginx_pod_privileged"), NOW);
+        assert_eq!(
+            tagged.records[0].billed_bytes,
+            plain.records[0].billed_bytes
+                + r#"["privileged-pod"]"#.len() as u64
+                + "high".len() as u64
+        );
+
+        // An event no rule takes: byte for byte the record of today.
+        let quiet = falco_trace("create_nginx_pod_unprivileged");
+        let tagged = build(true).process(quiet.clone(), NOW);
+        let plain = build(false).process(quiet, NOW);
+        assert_eq!(tagged.records, plain.records);
+        assert!(!tagged.records[0].json.contains("detection"));
+        assert_eq!(
+            (tagged.stats.detected, tagged.stats.detections.is_empty()),
+            (0, true)
+        );
+    }
+}
+
+#[test]
+fn detections_see_the_original_event_and_carry_no_secret() {
+    // ConfigMap credentials are redacted in the record, but the rule saw them first.
+    let out = tagging(Pipeline::new(None, FORMAT).unwrap())
+        .process(falco_trace("create_configmap_sensitive_values"), NOW);
+    let record = &out.records[0];
+    assert_eq!(
+        record.record()["detections"],
+        json!(["configmap-credentials"])
+    );
+    assert!(out.stats.redacted > 0);
+    assert!(!record.json.contains("MY-KEY"), "{}", record.json);
+
+    // A Metadata-level policy removes the request object before mapping; the rule still saw the pod spec.
+    let policy = policy::Policy::parse(
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n",
+    )
+    .unwrap();
+    let out = tagging(
+        Pipeline::new(None, FORMAT)
+            .unwrap()
+            .with_policy(Some(policy)),
+    )
+    .process(falco_trace("create_nginx_pod_privileged"), NOW);
+    let record = out.records[0].record();
+    assert_eq!(record["detections"], json!(["privileged-pod"]));
+    assert!(!out.records[0].json.contains("securityContext"));
+}
+
+#[test]
+fn detections_only_forwards_what_raised_one_and_counts_the_rest() {
+    let mut events = Vec::new();
+    for name in [
+        "create_nginx_pod_privileged",
+        "create_nginx_pod_unprivileged",
+        "exec_pod",
+        "create_configmap",
+    ] {
+        events.extend(
+            falco_trace(name)
+                .events
+                .into_iter()
+                .map(|e| (None, e.payload)),
+        );
+    }
+    // A repeat of the exec, and a line that is not JSON (kept: no rule can read it, and it is anomalous).
+    let exec = events[2].1.clone();
+    events.push((None, exec));
+    events.push((None, Payload::Text("{not json".into())));
+    for generic in [false, true] {
+        let p = Pipeline::new(None, FORMAT)
+            .unwrap()
+            .with_detections(Some(builtin_detector()), true);
+        let p = if generic { p.generic_only() } else { p };
+        let out = p.process(batch(events.clone()), NOW);
+        let ids: Vec<Value> = out
+            .records
+            .iter()
+            .map(|r| r.record().get("detections").cloned().unwrap_or(Value::Null))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![json!(["privileged-pod"]), json!(["pod-exec"]), Value::Null],
+            "generic: {generic}"
+        );
+        assert_eq!(out.stats.detections_skipped, 2, "generic: {generic}");
+        assert_eq!(out.stats.deduplicated, 1);
+        assert_eq!(out.stats.malformed, 1);
+        assert_eq!(out.stats.forwarded, 3);
+        assert_eq!(out.stats.detected, 2);
+    }
+}
+
+#[test]
+fn detections_off_is_the_default() {
+    let out = Pipeline::new(None, FORMAT)
+        .unwrap()
+        .process(falco_trace("create_nginx_pod_privileged"), NOW);
+    assert!(!out.records[0].json.contains("detection"));
+    // `only` without a rule set is not a mode: nothing is skipped.
+    let out = Pipeline::new(None, FORMAT)
+        .unwrap()
+        .with_detections(None, true)
+        .process(falco_trace("create_nginx_pod_unprivileged"), NOW);
+    assert_eq!((out.stats.forwarded, out.stats.detections_skipped), (1, 0));
+}
+
+#[test]
+fn a_profile_field_named_detections_is_overwritten_on_tagged_events_only() {
+    let c = config(json!({"jsonPath": [
+        {"name": "detections", "key": "verb"}, {"name": "username", "key": "user.username"}
+    ]}));
+    for generic in [false, true] {
+        let p = tagging(Pipeline::new(Some(&c), FORMAT).unwrap());
+        let p = if generic { p.generic_only() } else { p };
+        let tagged = p.process(falco_trace("exec_pod"), NOW).records[0].record();
+        assert_eq!(tagged["detections"], json!(["pod-exec"]));
+        let quiet = p.process(falco_trace("create_configmap"), NOW).records[0].record();
+        assert_eq!(quiet["detections"], "create");
+    }
 }

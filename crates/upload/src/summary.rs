@@ -6,7 +6,7 @@ use kaf_envelope::EnvelopeStats;
 use kaf_pipeline::PipelineStats;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     #[serde(flatten)]

@@ -262,3 +262,61 @@ fn an_unresolved_key_vault_reference_stops_start_up_saying_what_to_do() {
         "{stderr}"
     );
 }
+
+/// Detections read the audit event inside the AKS record (`properties.log`), on by default; a bad rule file
+/// stops start-up naming the rule and the field.
+#[tokio::test]
+async fn aks_records_are_tagged_with_detections_and_counted() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let handler = start(&rx.ca_file, &[("logTypeConfig", config(&rx, LOG_TYPE))]).await;
+    let records: Vec<Value> = fixtures::falco_events()
+        .iter()
+        .map(|e| aks_record("kube-audit", "prod-aks", e))
+        .collect();
+    let answer = handler
+        .invoke(&functions_invocation(&[event_hub_body(&records)], "1", 100))
+        .await;
+    let s = answer.summary();
+    let delivered = rx.records();
+    let tagged: Vec<&Value> = delivered
+        .iter()
+        .filter(|r| r.get("detections").is_some())
+        .collect();
+    assert!(tagged.len() >= 20, "{}", tagged.len());
+    assert_eq!(s["detected"].as_u64(), Some(tagged.len() as u64));
+    assert!(s["detections"]["pod-exec"].as_u64() >= Some(1), "{s}");
+    assert!(tagged.iter().all(|r| r["detection_severity"].is_string()));
+    assert!(
+        delivered
+            .iter()
+            .filter(|r| r.get("detections").is_none())
+            .all(|r| r.get("detection_severity").is_none())
+    );
+}
+
+#[test]
+fn a_bad_detection_rule_file_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n- id: exec\n  title: exec\n  severity: high\n  match: {verbs: [create]}\n  where: [{pointer: requestObject, equals: 1}]\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_aks-handler"))
+        .env_clear()
+        .env(
+            "FUNCTIONS_CUSTOMHANDLER_PORT",
+            kaf_testkit::free_port().to_string(),
+        )
+        .env("logTypeConfig", "e30=")
+        .env("DETECTIONS_FILE", &rules)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("DETECTIONS_FILE") && stderr.contains("rules[0] (exec)"),
+        "{stderr}"
+    );
+}

@@ -16,6 +16,11 @@ pub struct ClassLabel {
     pub class: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: String,
+}
+
 #[derive(Default)]
 pub struct Metrics {
     pub requests: Family<CodeLabel, Counter>,
@@ -25,6 +30,8 @@ pub struct Metrics {
     pub events_rejected: Counter,
     pub secrets_redacted: Counter,
     pub policy_dropped: Counter,
+    pub detections: Family<RuleLabel, Counter>,
+    pub detections_skipped: Counter,
     pub delivery_failures: Family<ClassLabel, Counter>,
     pub spool_bytes: Gauge,
     pub spool_events: Gauge,
@@ -76,6 +83,16 @@ impl Metrics {
             m.policy_dropped.clone(),
         );
         registry.register(
+            "detections",
+            "Delivered records tagged with a detection rule, by rule id",
+            m.detections.clone(),
+        );
+        registry.register(
+            "detections_skipped",
+            "Events not forwarded in detections-only mode: they raised no detection",
+            m.detections_skipped.clone(),
+        );
+        registry.register(
             "delivery_failures",
             "Delivery attempts of a spool group that failed, by class",
             m.delivery_failures.clone(),
@@ -117,6 +134,22 @@ impl Metrics {
         );
         m.registry = registry;
         m
+    }
+
+    /// One delivered group's pipeline counters.
+    pub fn count_delivered(&self, p: &kaf_pipeline::PipelineStats) {
+        self.events_rejected.inc_by(p.non_audit);
+        self.events_unparsed.inc_by(p.malformed + p.salvaged);
+        self.secrets_redacted.inc_by(p.redacted);
+        self.policy_dropped.inc_by(p.policy_dropped);
+        self.detections_skipped.inc_by(p.detections_skipped);
+        for (rule, n) in p.detections.iter() {
+            self.detections
+                .get_or_create(&RuleLabel {
+                    rule: rule.to_string(),
+                })
+                .inc_by(n);
+        }
     }
 
     pub fn render(&self) -> String {

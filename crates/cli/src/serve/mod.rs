@@ -337,11 +337,7 @@ impl Delivery {
                 Backoff::wait(delay, None).await;
                 continue;
             }
-            let p = delivered.pipeline;
-            metrics.events_rejected.inc_by(p.non_audit);
-            metrics.events_unparsed.inc_by(p.malformed + p.salvaged);
-            metrics.secrets_redacted.inc_by(p.redacted);
-            metrics.policy_dropped.inc_by(p.policy_dropped);
+            metrics.count_delivered(&delivered.pipeline);
             backoff.reset();
             let spool = self.state.spool.clone();
             match tokio::task::spawn_blocking(move || spool.complete(&group)).await {

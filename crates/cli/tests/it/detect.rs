@@ -186,3 +186,129 @@ fn conformance_prints_each_suite_and_passes() {
     }
     assert!(!stdout.contains("FAILED"), "{stdout}");
 }
+
+/// Per rule, how many records `replay` tagged with it.
+fn tagged_counts(records: &[Value]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for r in records {
+        for id in r["detections"].as_array().into_iter().flatten() {
+            *counts.entry(id.as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// What `replay` forwards is tagged as `detect` reports it (the forwarders' compiled path against the
+/// report's generic one), and the summary counts it per rule.
+#[test]
+fn replay_tags_the_records_detect_reports() {
+    let files = falco_traces();
+    let mut args = vec!["detect", "--json"];
+    args.extend(files.iter().map(String::as_str));
+    let reported = rule_counts(&report(&args, &[]));
+    let mut args = vec!["replay"];
+    args.extend(files.iter().map(String::as_str));
+    let out = cli(&args, &[]);
+    assert!(out.status.success());
+    let records = crate::harness::stdout_records(&out);
+    let tagged = tagged_counts(&records);
+    assert_eq!(tagged, reported);
+    let s = crate::harness::summary(&out);
+    let summary: BTreeMap<String, u64> = serde_json::from_value(s["detections"].clone()).unwrap();
+    assert_eq!(summary, tagged);
+    let with_tags = records
+        .iter()
+        .filter(|r| r.get("detections").is_some())
+        .count();
+    assert_eq!(s["detected"].as_u64(), Some(with_tags as u64));
+    for r in &records {
+        assert_eq!(
+            r.get("detections").is_some(),
+            r.get("detection_severity").is_some(),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn detections_only_no_detections_and_an_operator_file_on_replay() {
+    let files = falco_traces();
+    let run = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["replay"];
+        args.extend_from_slice(extra);
+        args.extend(files.iter().map(String::as_str));
+        let out = cli(&args, env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            crate::harness::stdout_records(&out),
+            crate::harness::summary(&out),
+        )
+    };
+    let (all, s_all) = run(&[], &[]);
+    let tagged = all.iter().filter(|r| r.get("detections").is_some()).count();
+
+    for (flags, env) in [
+        (&["--detections-only"][..], &[][..]),
+        (&[][..], &[("DETECTIONS_ONLY", "true")][..]),
+    ] {
+        let (only, s) = run(flags, env);
+        assert_eq!(only.len(), tagged);
+        assert!(only.iter().all(|r| r.get("detections").is_some()));
+        assert_eq!(
+            s["detectionsSkipped"].as_u64().unwrap(),
+            s_all["forwarded"].as_u64().unwrap() - tagged as u64
+        );
+    }
+    for (flags, env) in [
+        (&["--no-detections"][..], &[][..]),
+        (&[][..], &[("DETECTIONS", "off")][..]),
+    ] {
+        let (off, s) = run(flags, env);
+        assert_eq!(off.len(), all.len());
+        assert!(off.iter().all(|r| r.get("detections").is_none()));
+        assert_eq!(s["detected"].as_u64(), Some(0));
+    }
+
+    // An operator's file amends the built-in set: no pod-exec, an nginx exception to privileged-pod.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "extends: builtin\ndisable: [pod-exec]\nexceptions:\n  privileged-pod: [{images: [nginx]}]\n",
+    )
+    .unwrap();
+    let path = rules.to_str().unwrap();
+    for (flags, env) in [
+        (&["--detections", path][..], &[][..]),
+        (&[][..], &[("DETECTIONS_FILE", path)][..]),
+    ] {
+        let (amended, _) = run(flags, env);
+        let counts = tagged_counts(&amended);
+        let before = tagged_counts(&all);
+        assert_eq!(counts.get("pod-exec"), None);
+        assert!(
+            counts.get("privileged-pod") < before.get("privileged-pod"),
+            "{counts:?}"
+        );
+        assert_eq!(counts.get("pod-attach"), before.get("pod-attach"));
+    }
+
+    // A bad file stops the run before any record, naming the rule and the field.
+    std::fs::write(
+        &rules,
+        "extends: builtin\nrules:\n- id: mine\n  title: t\n  severity: high\n  match: {verbz: [get]}\n",
+    )
+    .unwrap();
+    let out = cli(&["replay", "--detections", path, DEMO], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rules[0] (mine): field `match.verbz`"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

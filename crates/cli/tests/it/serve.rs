@@ -788,3 +788,39 @@ async fn a_body_that_never_finishes_gets_408() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+/// Records that arrive through the webhook are tagged, and `/metrics` counts them per rule.
+#[tokio::test]
+async fn webhook_events_are_tagged_and_counted_per_rule_in_metrics() {
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let serve = Serve::start(&rx, &[]).await;
+    let events = fixtures::falco_events();
+    assert!(serve.client().send_batch(&events).await.acknowledged);
+    let expected = fixtures::distinct(&events);
+    wait_for(Duration::from_secs(20), "every event delivered", || {
+        (rx.records().len() >= expected).then_some(())
+    })
+    .await;
+    let records = rx.records();
+    let mut per_rule: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &records {
+        for id in r["detections"].as_array().into_iter().flatten() {
+            *per_rule
+                .entry(id.as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert!(per_rule.len() >= 10, "{per_rule:?}");
+    // Counted once the group is delivered, which may be just after the receiver has it.
+    let metric = "kaf_detections_total{rule=\"pod-exec\"} ";
+    for _ in 0..100 {
+        if serve.metric(metric).await > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (rule, n) in &per_rule {
+        let metric = format!("kaf_detections_total{{rule=\"{rule}\"}} ");
+        assert_eq!(serve.metric(&metric).await, *n as f64, "{metric}");
+    }
+}

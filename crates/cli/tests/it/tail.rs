@@ -304,3 +304,37 @@ fn once_prints_the_summary_line() {
         (Some(7), Some(7))
     );
 }
+
+/// `tail` tags what it forwards, and takes the same detection flags as replay.
+#[test]
+fn tail_tags_records_and_takes_detections_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("audit.log");
+    let events = fixtures::falco_events();
+    std::fs::write(&live, lines(&events).join("\n") + "\n").unwrap();
+    let run = |extra: &[&str]| {
+        // `--from-start` ignores the checkpoint the run before wrote.
+        let mut args = vec!["tail", live.to_str().unwrap(), "--once", "--from-start"];
+        args.extend_from_slice(extra);
+        let out = cli(&args, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout_records(&out)
+    };
+    let all = run(&[]);
+    let tagged: Vec<&Value> = all
+        .iter()
+        .filter(|r| r.get("detections").is_some())
+        .collect();
+    assert!(tagged.len() >= 20, "{}", tagged.len());
+    let exec = all
+        .iter()
+        .find(|r| r["objectref_subresource"] == "exec")
+        .unwrap();
+    assert_eq!(exec["detections"], serde_json::json!(["pod-exec"]));
+    let only = run(&["--detections-only"]);
+    assert_eq!(only.len(), tagged.len());
+}

@@ -186,7 +186,11 @@ async fn malformed_and_non_audit_messages_never_fail_the_batch() {
     assert!(!unparsed[0].to_string().contains("eyJhbGciOiJSUzI1NiJ9"));
     let log = lambda.process.output();
     assert!(log.contains("event not forwarded"), "{log}");
-    let emf = crate::harness::emf_lines(&log);
+    // The invocation's line (the others are per detection rule).
+    let emf: Vec<Value> = crate::harness::emf_lines(&log)
+        .into_iter()
+        .filter(|m| m["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == json!([["FunctionName"]]))
+        .collect();
     assert_eq!(emf.len(), 1, "{log}");
     let m = &emf[0];
     assert_eq!(
@@ -323,4 +327,90 @@ async fn sequential_invocations_reuse_one_upload_connection() {
         1,
         "one connection for 100 invocations"
     );
+}
+
+/// Detections are on by default: tagged records carry the rule ids and the highest severity, untagged ones
+/// neither field; the summary and one EMF line per rule count them.
+#[tokio::test]
+async fn records_are_tagged_with_detections_and_counted_per_rule() {
+    let lambda = start(json!({}), &[]).await;
+    let events = fixtures::falco_events();
+    let s = lambda
+        .summary(
+            lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events))),
+            Duration::from_secs(20),
+        )
+        .await;
+    let records = lambda.rx.records();
+    let mut per_rule: BTreeMap<String, u64> = BTreeMap::new();
+    let mut tagged = 0;
+    for r in &records {
+        match (r.get("detections"), r.get("detection_severity")) {
+            (Some(ids), Some(severity)) => {
+                tagged += 1;
+                assert!(
+                    ["info", "low", "medium", "high", "critical"]
+                        .contains(&severity.as_str().unwrap())
+                );
+                for id in ids.as_array().unwrap() {
+                    *per_rule
+                        .entry(id.as_str().unwrap().to_string())
+                        .or_default() += 1;
+                }
+            }
+            (None, None) => {}
+            other => panic!("one detection field without the other: {other:?} in {r}"),
+        }
+    }
+    assert!(tagged >= 20, "{tagged} of {}", records.len());
+    assert!(tagged < records.len());
+    assert_eq!(s["detected"].as_u64(), Some(tagged as u64));
+    let summary_counts: BTreeMap<String, u64> =
+        serde_json::from_value(s["detections"].clone()).unwrap();
+    assert_eq!(summary_counts, per_rule);
+    // The exec into nginx is one of them.
+    let exec = records
+        .iter()
+        .find(|r| r["objectref_subresource"] == json!("exec"))
+        .unwrap();
+    assert_eq!(exec["detections"], json!(["pod-exec"]));
+
+    let log = lambda.process.output();
+    let rule_lines: BTreeMap<String, u64> = crate::harness::emf_lines(&log)
+        .into_iter()
+        .filter(|m| {
+            m["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == json!([["FunctionName", "Rule"]])
+        })
+        .map(|m| {
+            (
+                m["Rule"].as_str().unwrap().to_string(),
+                m["Detections"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rule_lines, per_rule);
+}
+
+/// `DETECTIONS_ONLY=true` forwards the tagged events only and counts the rest; `DETECTIONS=off` tags nothing.
+#[tokio::test]
+async fn detections_only_and_off_are_read_from_the_environment() {
+    let events = fixtures::falco_events();
+    let event = || lambda_event(&subscription("demo", AUDIT_STREAM, &messages(&events)));
+    let only = start(json!({}), &[("DETECTIONS_ONLY", "true")]).await;
+    let s = only.summary(event(), Duration::from_secs(20)).await;
+    let records = only.rx.records();
+    assert!(!records.is_empty());
+    assert!(records.iter().all(|r| r.get("detections").is_some()));
+    assert_eq!(s["forwarded"].as_u64(), Some(records.len() as u64));
+    assert_eq!(
+        s["detectionsSkipped"].as_u64().unwrap() + records.len() as u64,
+        fixtures::distinct(&events) as u64
+    );
+
+    let off = start(json!({}), &[("DETECTIONS", "off")]).await;
+    let s = off.summary(event(), Duration::from_secs(20)).await;
+    let records = off.rx.records();
+    assert_eq!(records.len(), fixtures::distinct(&events));
+    assert!(records.iter().all(|r| r.get("detections").is_none()));
+    assert_eq!(s["detected"].as_u64(), Some(0));
 }

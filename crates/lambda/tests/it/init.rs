@@ -200,6 +200,39 @@ async fn an_audit_policy_from_the_environment_is_applied_and_an_invalid_one_stop
     );
 }
 
+#[tokio::test]
+async fn a_bad_detection_rule_file_stops_init_naming_the_rule_and_the_field() {
+    let runtime = RuntimeApi::start().await;
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "extends: builtin\nrules:\n- id: my-exec\n  title: exec\n  severity: urgent\n  match: {verbs: [create]}\n",
+    )
+    .unwrap();
+    let mut env = base_env(&runtime, &rx);
+    env.push((
+        "logTypeConfig".into(),
+        logtypeconfig(&rx.upload_domain(), json!({})),
+    ));
+    env.push(("DETECTIONS_FILE".into(), rules.display().to_string()));
+    let mut process = spawn(bootstrap(), &env);
+    let error = runtime.init_error(Duration::from_secs(10)).await;
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(message.contains("DETECTIONS_FILE"), "{message}");
+    assert!(
+        message.contains("rules[0] (my-exec): field `severity`"),
+        "{message}"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), process.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success());
+    assert_eq!(runtime.next_calls(), 0);
+}
+
 /// The extension starts alongside the function and may not answer at first: init keeps asking, and the
 /// first invocation is delivered. How long init waited is printed (the extension came up after 1 s).
 #[tokio::test]

@@ -170,8 +170,64 @@ fn batch(payloads: Vec<Payload>) -> Batch {
     }
 }
 
+/// An event of the kinds the detection rules select (exec, pods and workloads with risky specs, bindings,
+/// services, secrets), with identities that need escapes, impersonation, refusals: where the compiled path
+/// reads the head from the text and the generic path from the built event.
+fn detection_shaped() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![
+            Just(("pods", "", "")),
+            Just(("pods", "exec", "")),
+            Just(("pods", "attach", "")),
+            Just(("deployments", "", "apps")),
+            Just(("clusterrolebindings", "", "rbac.authorization.k8s.io")),
+            Just(("services", "", "")),
+            Just(("secrets", "", "")),
+            Just(("serviceaccounts", "token", "")),
+        ],
+        prop_oneof![Just("create"), Just("list"), Just("patch"), Just("get")],
+        prop_oneof![Just(""), Just("kube-system"), Just("default")],
+        (text(), proptest::collection::vec(text(), 0..3), proptest::option::of(text())),
+        (prop_oneof![Just(200u16), Just(201), Just(403)], any::<bool>(), any::<u8>()),
+    )
+        .prop_map(|((resource, sub, group), verb, ns, (user, groups, imp), (code, allow, bits))| {
+            let bit = |i: u8| bits & (1 << i) != 0;
+            let container = json!({"name": "c", "image": if bit(0) { "nginx:1.25" } else { "quay.io/x/y@sha256:ab" },
+                "securityContext": {"privileged": bit(1), "capabilities": {"add": if bit(2) { json!(["SYS_ADMIN"]) } else { json!([]) }}}});
+            let spec = json!({"hostNetwork": bit(3), "hostPID": bit(4), "containers": [container],
+                "volumes": if bit(5) { json!([{"name": "v", "hostPath": {"path": "/etc"}}]) } else { json!([]) }});
+            let object = match resource {
+                "deployments" => json!({"kind": "Deployment", "spec": {"template": {"spec": spec}}}),
+                "clusterrolebindings" => json!({"kind": "ClusterRoleBinding", "roleRef": {"name": if bit(6) { "cluster-admin" } else { "view" }}}),
+                "services" => json!({"kind": "Service", "spec": {"type": if bit(6) { "NodePort" } else { "ClusterIP" }}}),
+                _ => json!({"kind": "Pod", "spec": spec}),
+            };
+            let mut e = json!({
+                "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
+                "auditID": format!("d-{bits}-{code}"), "stage": "ResponseComplete", "verb": verb,
+                "requestURI": "/x", "user": {"username": user, "groups": groups},
+                "objectRef": {"resource": resource, "subresource": sub, "apiGroup": group, "namespace": ns, "name": "n"},
+                "responseStatus": {"code": code},
+                "annotations": {"authorization.k8s.io/decision": if allow { "allow" } else { "forbid" }},
+                "sourceIPs": [if bit(7) { "203.0.113.9" } else { "10.0.0.9" }],
+                "requestReceivedTimestamp": "2026-04-20T16:32:59.930178Z", "stageTimestamp": "2026-04-20T16:32:59.940000Z",
+                "requestObject": object,
+            });
+            if let Some(imp) = imp {
+                e["impersonatedUser"] = json!({"username": imp, "groups": ["system:masters"]});
+            }
+            e.to_string()
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Detections too: the compiled path tags what the generic path tags.
+    #[test]
+    fn both_paths_tag_detection_shaped_events_alike(text in detection_shaped(), redact in any::<bool>()) {
+        agree(None, &text, None, redact, "detection-shaped");
+    }
 
     /// Whenever the compiled path takes an event, it writes what the generic path (the oracle) writes.
     #[test]
@@ -209,19 +265,23 @@ proptest! {
         ),
         repeat in any::<bool>(),
         compiled in any::<bool>(),
+        detections_only in any::<bool>(),
     ) {
         let mut payloads: Vec<Payload> = items.iter().cloned().map(Payload::Text).collect();
         if repeat {
             payloads.extend(items.iter().cloned().map(Payload::Text));
         }
         let n = payloads.len() as u64;
-        let pipeline = Pipeline::new(None, crate::tests::FORMAT).unwrap();
+        let pipeline = Pipeline::new(None, crate::tests::FORMAT)
+            .unwrap()
+            .with_detections(Some(crate::tests::builtin_detector()), detections_only);
         let pipeline = if compiled { pipeline } else { pipeline.generic_only() };
         let out = pipeline.process(batch(payloads), NOW);
         let s = out.stats;
         prop_assert_eq!(s.events_in, n);
         prop_assert_eq!(
-            s.forwarded + s.deduplicated + s.non_audit + s.policy_dropped + s.filtered + s.oversize_dropped,
+            s.forwarded + s.deduplicated + s.non_audit + s.policy_dropped + s.filtered + s.oversize_dropped
+                + s.detections_skipped,
             n,
             "{:?}", s
         );

@@ -124,13 +124,17 @@ pub(super) fn agree(
     redact: bool,
     origin: &str,
 ) -> bool {
+    // Detections on, as in production.
+    let detector = Some(crate::tests::builtin_detector());
     let oracle = Pipeline::new(config, crate::tests::FORMAT)
         .unwrap()
         .with_secret_redaction(redact)
+        .with_detections(detector.clone(), false)
         .generic_only();
     let compiled = Pipeline::new(config, crate::tests::FORMAT)
         .unwrap()
-        .with_secret_redaction(redact);
+        .with_secret_redaction(redact)
+        .with_detections(detector.clone(), false);
     let want = oracle.process(one(text, pointer), NOW);
     let got = compiled.process(one(text, pointer), NOW);
     assert_eq!(got.stats, want.stats, "{origin}: counters");
@@ -148,6 +152,8 @@ pub(super) fn agree(
         redact_secrets: redact,
         now_ms: NOW,
         envelope_time_ms: Some(1_796_255_000_000),
+        detector: detector.as_deref(),
+        detections_only: false,
     };
     plan.and_then(|p| p.map_event(text, pointer, &ctx, &crate::Seen::default()))
         .is_some()
@@ -640,5 +646,45 @@ fn both_paths_share_one_identity_for_deduplication() {
             .unwrap()
             .process(batch, NOW);
         assert_eq!((out.stats.forwarded, out.stats.deduplicated), (1, 1));
+    }
+}
+
+/// Tagged events are mapped by the compiled path too (the differential tests above check that it tags them
+/// as the generic path does), unless secret redaction or the profile send them to the generic path.
+#[test]
+fn tagged_events_are_compiled_not_declined() {
+    let detector = crate::tests::builtin_detector();
+    for (name, config) in production_configs() {
+        let pipeline = Pipeline::new(config.as_ref(), crate::tests::FORMAT)
+            .unwrap()
+            .with_detections(Some(detector.clone()), false);
+        let ctx = Context {
+            cluster: "c1",
+            stream: "kube-apiserver-audit-x",
+            redact_secrets: true,
+            now_ms: NOW,
+            envelope_time_ms: None,
+            detector: Some(&detector),
+            detections_only: false,
+        };
+        let (mut tagged, mut compiled) = (0, 0);
+        for (_, text) in sample_texts() {
+            let out = pipeline.process(one(&text, None), NOW);
+            if out.stats.detected == 0 {
+                continue;
+            }
+            tagged += 1;
+            let plan = pipeline.plan.as_ref().unwrap();
+            if let Some(Compiled::Record(m)) = plan.map_event(&text, None, &ctx, &Seen::default()) {
+                assert!(!m.detections.is_empty());
+                compiled += 1;
+            }
+        }
+        eprintln!("{name}: {compiled} of {tagged} tagged samples compiled");
+        assert!(tagged > 30, "{name}: {tagged}");
+        assert!(
+            compiled * 10 >= tagged * 7,
+            "{name}: {compiled} of {tagged}"
+        );
     }
 }

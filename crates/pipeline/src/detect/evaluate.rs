@@ -3,50 +3,66 @@
 use super::{CodeRange, Detections, Detector, Exception, Glob, Match, Predicate, Rule, Test};
 use crate::policy::resource_matches;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-/// The parts of an event the selectors and exceptions read, borrowed.
+/// The parts of an event the selectors and exceptions read, borrowed: what the compiled path reads from an
+/// event's text without building it, to learn whether any rule could take the event at all.
+#[derive(Debug, Default)]
+pub(crate) struct Head<'e> {
+    pub verb: Cow<'e, str>,
+    pub stage: Option<Cow<'e, str>>,
+    pub user: Cow<'e, str>,
+    pub groups: Vec<Cow<'e, str>>,
+    /// Who the request acted as (`impersonatedUser`), when it impersonated.
+    pub impersonated: Option<(Cow<'e, str>, Vec<Cow<'e, str>>)>,
+    pub user_agent: Cow<'e, str>,
+    pub code: Option<u64>,
+    pub decision: Option<Cow<'e, str>>,
+    /// `None` for a non-resource request (`/healthz`).
+    pub object: Option<ObjectRef<'e>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ObjectRef<'e> {
+    pub api_group: Cow<'e, str>,
+    pub resource: Cow<'e, str>,
+    pub subresource: Cow<'e, str>,
+    pub namespace: Cow<'e, str>,
+    pub name: Cow<'e, str>,
+}
+
+/// An event and its head.
 struct View<'e> {
     event: &'e Value,
-    verb: &'e str,
-    stage: Option<&'e str>,
-    user: &'e str,
-    groups: Vec<&'e str>,
-    /// Who the request acted as (`impersonatedUser`), when it impersonated.
-    impersonated: Option<(&'e str, Vec<&'e str>)>,
-    user_agent: &'e str,
-    code: Option<u64>,
-    decision: Option<&'e str>,
-    /// `None` for a non-resource request (`/healthz`).
-    object: Option<ObjectRef<'e>>,
+    head: Head<'e>,
 }
 
-struct ObjectRef<'e> {
-    api_group: &'e str,
-    resource: &'e str,
-    subresource: &'e str,
-    namespace: &'e str,
-    name: &'e str,
+fn text<'e>(v: &'e Value, key: &str) -> Cow<'e, str> {
+    Cow::Borrowed(v.get(key).and_then(Value::as_str).unwrap_or(""))
 }
 
-fn text<'e>(v: &'e Value, key: &str) -> &'e str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn groups(user: &Value) -> Vec<&str> {
+fn groups(user: &Value) -> Vec<Cow<'_, str>> {
     user.get("groups")
         .and_then(Value::as_array)
-        .map(|g| g.iter().filter_map(Value::as_str).collect())
+        .map(|g| {
+            g.iter()
+                .filter_map(Value::as_str)
+                .map(Cow::Borrowed)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-impl<'e> View<'e> {
-    fn of(event: &'e Value) -> Self {
+impl<'e> Head<'e> {
+    pub(crate) fn of(event: &'e Value) -> Self {
         let user = event.get("user").unwrap_or(&Value::Null);
         Self {
-            event,
             verb: text(event, "verb"),
-            stage: event.get("stage").and_then(Value::as_str),
+            stage: event
+                .get("stage")
+                .and_then(Value::as_str)
+                .map(Cow::Borrowed),
             user: text(user, "username"),
             groups: groups(user),
             impersonated: event
@@ -61,7 +77,8 @@ impl<'e> View<'e> {
             decision: event
                 .get("annotations")
                 .and_then(|a| a.get("authorization.k8s.io/decision"))
-                .and_then(Value::as_str),
+                .and_then(Value::as_str)
+                .map(Cow::Borrowed),
             object: event
                 .get("objectRef")
                 .filter(|o| o.is_object())
@@ -75,16 +92,16 @@ impl<'e> View<'e> {
         }
     }
 
-    fn namespace(&self) -> &'e str {
-        self.object.as_ref().map_or("", |o| o.namespace)
+    fn namespace(&self) -> &str {
+        self.object.as_ref().map_or("", |o| &o.namespace)
     }
 
     /// The identities behind the request: the authenticated user, and the impersonated one if any.
-    fn identities(&self) -> impl Iterator<Item = (&'e str, &[&'e str])> {
-        std::iter::once((self.user, self.groups.as_slice())).chain(
+    fn identities(&self) -> impl Iterator<Item = (&str, &[Cow<'e, str>])> {
+        std::iter::once((&*self.user, self.groups.as_slice())).chain(
             self.impersonated
                 .as_ref()
-                .map(|(name, groups)| (*name, groups.as_slice())),
+                .map(|(name, groups)| (&**name, groups.as_slice())),
         )
     }
 }
@@ -92,7 +109,10 @@ impl<'e> View<'e> {
 impl Detector {
     /// Which enabled rules `event` matches.
     pub fn detect(&self, event: &Value) -> Detections<'_> {
-        let view = View::of(event);
+        let view = View {
+            event,
+            head: Head::of(event),
+        };
         let mut found = Detections::default();
         for rule in self.rules.iter().filter(|r| r.enabled) {
             if rule_matches(rule, &view) {
@@ -108,17 +128,25 @@ impl Detector {
     /// The enabled rules whose selector (verbs, resources, …) takes `event`, whatever their predicates and
     /// exceptions then say: a case where such a rule stays quiet tests those.
     pub fn selecting(&self, event: &Value) -> Vec<&str> {
-        let view = View::of(event);
+        let head = Head::of(event);
         self.rules
             .iter()
-            .filter(|r| r.enabled && selector_matches(&r.selector, &view))
+            .filter(|r| r.enabled && selector_matches(&r.selector, &head))
             .map(|r| r.id.as_str())
             .collect()
+    }
+
+    /// Whether any enabled rule's selector takes an event with this head: when none does, the event raises
+    /// nothing, and need not be built.
+    pub(crate) fn selects(&self, head: &Head<'_>) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.enabled && selector_matches(&r.selector, head))
     }
 }
 
 fn rule_matches(rule: &Rule, view: &View<'_>) -> bool {
-    selector_matches(&rule.selector, view)
+    selector_matches(&rule.selector, &view.head)
         && rule.all.iter().all(|p| holds(p, view.event))
         && (rule.any.is_empty() || rule.any.iter().any(|p| holds(p, view.event)))
         && !rule.none.iter().any(|p| holds(p, view.event))
@@ -133,29 +161,29 @@ fn listed(list: &[String], s: &str) -> bool {
     list.iter().any(|x| x == s)
 }
 
-fn selector_matches(m: &Match, v: &View<'_>) -> bool {
+fn selector_matches(m: &Match, v: &Head<'_>) -> bool {
     let object_needed = !m.resources.is_empty() || !m.api_groups.is_empty() || !m.names.is_empty();
     if object_needed && v.object.is_none() {
         return false;
     }
     let object = v.object.as_ref();
-    (m.verbs.is_empty() || listed(&m.verbs, v.verb))
+    (m.verbs.is_empty() || listed(&m.verbs, &v.verb))
         && (m.resources.is_empty()
             || object.is_some_and(|o| {
                 m.resources
                     .iter()
-                    .any(|spec| resource_matches(spec, o.resource, o.subresource))
+                    .any(|spec| resource_matches(spec, &o.resource, &o.subresource))
             }))
-        && (m.api_groups.is_empty() || object.is_some_and(|o| listed(&m.api_groups, o.api_group)))
-        && (m.names.is_empty() || object.is_some_and(|o| any_glob(&m.names, o.name)))
+        && (m.api_groups.is_empty() || object.is_some_and(|o| listed(&m.api_groups, &o.api_group)))
+        && (m.names.is_empty() || object.is_some_and(|o| any_glob(&m.names, &o.name)))
         && (m.namespaces.is_empty() || any_glob(&m.namespaces, v.namespace()))
-        && (m.stages.is_empty() || v.stage.is_none_or(|s| listed(&m.stages, s)))
+        && (m.stages.is_empty() || v.stage.as_deref().is_none_or(|s| listed(&m.stages, s)))
         // A selector takes the request if either identity matches it...
         && (m.users.is_empty() || v.identities().any(|(user, _)| any_glob(&m.users, user)))
         && (m.groups.is_empty()
             || v.identities().any(|(_, groups)| groups.iter().any(|g| any_glob(&m.groups, g))))
         && (m.codes.is_empty() || v.code.is_some_and(|c| m.codes.iter().any(|r| in_range(*r, c))))
-        && m.decision.as_deref().is_none_or(|d| v.decision == Some(d))
+        && m.decision.as_deref().is_none_or(|d| v.decision.as_deref() == Some(d))
         && (m.user_agents.is_empty() || m.user_agents.iter().any(|p| v.user_agent.starts_with(p.as_str())))
 }
 
@@ -243,7 +271,8 @@ fn repository(image: &str) -> &str {
 
 /// ...but an exception on users or groups must cover every identity, so impersonating a system account
 /// does not launder a request.
-fn exception_applies(e: &Exception, v: &View<'_>) -> bool {
+fn exception_applies(e: &Exception, view: &View<'_>) -> bool {
+    let v = &view.head;
     (e.users.is_empty() || v.identities().all(|(user, _)| any_glob(&e.users, user)))
         && (e.groups.is_empty()
             || v.identities()
@@ -252,13 +281,13 @@ fn exception_applies(e: &Exception, v: &View<'_>) -> bool {
         && (e.names.is_empty()
             || v.object
                 .as_ref()
-                .is_some_and(|o| any_glob(&e.names, o.name)))
+                .is_some_and(|o| any_glob(&e.names, &o.name)))
         && (e.user_agents.is_empty()
             || e.user_agents
                 .iter()
                 .any(|p| v.user_agent.starts_with(p.as_str())))
         && (e.images.is_empty() || {
-            let images = images(v.event);
+            let images = images(view.event);
             !images.is_empty()
                 && images.iter().all(|image| {
                     e.images

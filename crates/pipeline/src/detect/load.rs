@@ -126,6 +126,27 @@ fn known_fields(map: &Map<String, Value>, at: &At, known: &[&str]) -> Result<(),
     }
 }
 
+/// [`known_fields`] of a mapping inside the field `parent`, which the error names (`match.verbz`).
+fn known_fields_under(
+    map: &Map<String, Value>,
+    at: &At,
+    parent: &str,
+    known: &[&str],
+) -> Result<(), DetectError> {
+    known_fields(map, at, known).map_err(|e| match e {
+        DetectError::Invalid {
+            rule,
+            field,
+            reason,
+        } => DetectError::Invalid {
+            rule,
+            field: format!("{parent}.{field}"),
+            reason,
+        },
+        other => other,
+    })
+}
+
 fn rules(value: Option<&Value>, at: &At) -> Result<Vec<Rule>, DetectError> {
     let list = value
         .and_then(Value::as_array)
@@ -244,9 +265,10 @@ fn selector(value: Option<&Value>, at: &At) -> Result<Match, DetectError> {
         Some(Value::Object(map)) => map,
         Some(_) => return Err(at.err("match", "must be a mapping")),
     };
-    known_fields(
+    known_fields_under(
         map,
         at,
+        "match",
         &[
             "verbs",
             "resources",
@@ -356,18 +378,7 @@ fn predicate(value: &Value, at: &At, field: &str) -> Result<Predicate, DetectErr
         .ok_or_else(|| at.err(field, "must be a mapping with `pointer` and one test"))?;
     let mut known = vec!["pointer"];
     known.extend(TESTS);
-    known_fields(map, at, &known).map_err(|e| match e {
-        DetectError::Invalid {
-            rule,
-            field: f,
-            reason,
-        } => DetectError::Invalid {
-            rule,
-            field: format!("{field}.{f}"),
-            reason,
-        },
-        other => other,
-    })?;
+    known_fields_under(map, at, field, &known)?;
     let pointer_text = map
         .get("pointer")
         .and_then(Value::as_str)
@@ -435,9 +446,10 @@ fn exception_list(
                 .as_object()
                 .filter(|m| !m.is_empty())
                 .ok_or_else(|| at.err(&f, "must be a mapping with at least one field"))?;
-            known_fields(
+            known_fields_under(
                 map,
                 at,
+                &f,
                 &[
                     "users",
                     "groups",

@@ -52,7 +52,7 @@ fn bad_rules_are_refused_naming_the_rule_and_field() {
         ),
         (
             "rules: [{id: x, title: t, severity: low, match: {verb: [get]}}]",
-            "field `verb`: unknown field",
+            "field `match.verb`: unknown field",
         ),
         (
             "rules: [{id: x, title: t, severity: low, match: {stages: [Done]}}]",
@@ -241,7 +241,7 @@ rules:
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("exceptions.pod-exec") && error.contains("`user`"),
+        error.contains("exceptions.pod-exec") && error.contains("`[0].user`"),
         "{error}"
     );
 }
