@@ -246,7 +246,7 @@ impl Report {
         detector: &'d Detector,
     ) -> Vec<(&'d kaf_pipeline::detect::Rule, &RuleTally)> {
         detector
-            .rules
+            .rules()
             .iter()
             .filter_map(|rule| self.rules.get(&rule.id).map(|t| (rule, t)))
             .collect()

@@ -90,9 +90,14 @@ async fn throughput<const INVOCATIONS: usize, const EVENTS: usize>(
     name: &str,
     file: &str,
     pool: &[Value],
+    detections: Detections,
 ) {
     let runtime = RuntimeApi::start().await;
-    let (rx, env) = setup(&runtime, file).await;
+    let (rx, mut env) = setup(&runtime, file).await;
+    if detections == Detections::Off {
+        env.push(("DETECTIONS".into(), "off".into()));
+    }
+    let name = format!("{name}, detections {detections:?}");
     let process = spawn(bootstrap, &env);
     let pid = process.child.id().unwrap_or_default();
     wait_for(Duration::from_secs(10), "first /next", || {
@@ -144,14 +149,19 @@ async fn throughput<const INVOCATIONS: usize, const EVENTS: usize>(
         );
     }
     let (ticks, wall) = (cpu_ticks(pid) - ticks_before, started.elapsed());
-    let records = rx.records().len();
+    let received = rx.records();
+    let records = received.len();
+    let tagged = received
+        .iter()
+        .filter(|r| r.get("detections").is_some())
+        .count();
     let cpu_s = per_invocation.iter().sum::<u64>() as f64 / 1e9;
     per_invocation.sort_unstable();
     let quantile = |p: f64| {
         per_invocation[((per_invocation.len() - 1) as f64 * p).round() as usize] as f64 / 1e3
     };
     println!(
-        "end to end, {name}: {INVOCATIONS} × {EVENTS} events, {:.1} KB/event, {records} records accepted; \
+        "end to end, {name}: {INVOCATIONS} × {EVENTS} events, {:.1} KB/event, {records} records accepted ({tagged} tagged); \
          bootstrap CPU {cpu_s:.3} s (ticks: {:.2} s): per invocation mean {:.0} µs, median {:.0} µs, p90 {:.0} µs; \
          {:.1} µs/event, {:.0} MB/s of audit JSON per CPU second; wall {wall:?}",
         audit_bytes as f64 / (INVOCATIONS * EVENTS) as f64 / 1000.0,
@@ -165,6 +175,13 @@ async fn throughput<const INVOCATIONS: usize, const EVENTS: usize>(
     drop(process);
 }
 
+/// Detections on (the default) or off (`DETECTIONS=off`), measured in the same run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detections {
+    On,
+    Off,
+}
+
 #[tokio::main]
 async fn main() {
     // `BENCH_BOOTSTRAP=<wrapper>`: run the binary through a profiler (a script that execs it).
@@ -176,19 +193,21 @@ async fn main() {
     // `BENCH_ONLY=small`: only the small invocations (for a profile of the fixed cost).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only != "small" {
-        throughput::<20, 1000>(
-            bootstrap,
-            "(a) default profile + dateField/dateFormat",
-            A,
-            &pool,
-        )
-        .await;
-        throughput::<20, 1000>(bootstrap, "(b) 25-entry jsonPath", B, &pool).await;
+        // On and off alternately, twice, so drift on a shared machine shows up as a spread, not as a cost.
+        for _ in 0..2 {
+            for detections in [Detections::On, Detections::Off] {
+                let a = "(a) default profile + dateField/dateFormat";
+                throughput::<20, 1000>(bootstrap, a, A, &pool, detections).await;
+                let b = "(b) 25-entry jsonPath";
+                throughput::<20, 1000>(bootstrap, b, B, &pool, detections).await;
+            }
+        }
     }
     // Small invocations (quiet clusters, many streams): the fixed cost per invocation.
-    throughput::<400, 1>(bootstrap, "(a), one event per invocation", A, &pool).await;
-    throughput::<200, 10>(bootstrap, "(a), ten events per invocation", A, &pool).await;
-    throughput::<50, 100>(bootstrap, "(a), 100 events per invocation", A, &pool).await;
+    let on = Detections::On;
+    throughput::<400, 1>(bootstrap, "(a), one event per invocation", A, &pool, on).await;
+    throughput::<200, 10>(bootstrap, "(a), ten events per invocation", A, &pool, on).await;
+    throughput::<50, 100>(bootstrap, "(a), 100 events per invocation", A, &pool, on).await;
     if only == "throughput" || only == "small" {
         return;
     }

@@ -14,7 +14,10 @@
 //! Entries with a `pattern`, filters, masks, hashes, derived fields, `ignoredFields` and audit policies are
 //! not compiled (yet): such pipelines run the generic path. The differential tests count the declines.
 
-use crate::detect::{Detections, Detector, Head, ObjectRef};
+use crate::detect::{
+    CONTAINER_PATHS, Detections, Detector, Head, ObjectRef, POD_SPEC_PATHS, Pointer, Root, Token,
+    Values,
+};
 use crate::lookup::looks_like_json;
 use crate::render::{Str, Writer};
 use crate::{DETECTION_SEVERITY_FIELD, DETECTIONS_FIELD, Profile, RecordFormat, Seen, redact};
@@ -176,8 +179,8 @@ impl Plan {
         let inner = std::cell::OnceCell::new();
         let mut doc = Doc::default();
         let document = doc.root(text)?;
-        let (audit, audit_text) = match pointer {
-            None => (document, text),
+        let audit = match pointer {
+            None => document,
             Some(pointer) => {
                 // AKS: the event is JSON text at `pointer` (ending in `\n`); the generic path parses it in
                 // place, so lookups from the record see the parsed event where its text was.
@@ -189,7 +192,7 @@ impl Plan {
                 });
                 let event = doc.root(event_text)?;
                 doc.substitute = Some((key_of(at), event));
-                (event, event_text)
+                event
             }
         };
         let root = if pointer.is_some() && !self.rooted {
@@ -200,7 +203,6 @@ impl Plan {
         let event = Event {
             root,
             audit,
-            audit_text,
             text_len: text.len(),
         };
         self.map_document(&mut doc, event, ctx, seen)
@@ -209,14 +211,13 @@ impl Plan {
     fn map_document<'a, 'd>(
         &self,
         doc: &mut Doc<'a>,
-        event: Event<'a>,
+        event: Event,
         ctx: &Context<'d>,
         seen: &Seen,
     ) -> Option<Compiled<'d>> {
         let Event {
             root,
             audit,
-            audit_text,
             text_len,
         } = event;
         if !is_audit_event(doc, audit)? {
@@ -228,15 +229,9 @@ impl Plan {
         if ctx.redact_secrets && may_need_redaction(doc, audit)? {
             return None;
         }
-        let detections = match ctx.detector {
-            Some(detector) => detect(detector, doc, audit, audit_text)?,
-            None => Detections::default(),
-        };
+        let detections = self.detections(ctx, doc, audit)?;
         if detections.is_empty() && ctx.detections_only {
             return Some(Compiled::NotDetected { identity });
-        }
-        if !detections.is_empty() && self.detection_fields_taken {
-            return None;
         }
 
         let mut values: Vec<Option<FieldValue<'a>>> = Vec::with_capacity(self.fields.len());
@@ -305,48 +300,296 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// What the context's detector raises for the event; `None` declines (a tagged event whose detection
+    /// fields the profile has taken is the generic path's).
+    fn detections<'d>(
+        &self,
+        ctx: &Context<'d>,
+        doc: &mut Doc<'_>,
+        audit: NodeId,
+    ) -> Option<Detections<'d>> {
+        let detections = match ctx.detector {
+            Some(detector) => detect(detector, doc, audit)?,
+            None => Detections::default(),
+        };
+        if !detections.is_empty() && self.detection_fields_taken {
+            return None;
+        }
+        Some(detections)
+    }
+}
+
 /// Where the audit event sits in the document being mapped.
-struct Event<'a> {
+struct Event {
     /// What the profile's keys are relative to.
     root: NodeId,
     audit: NodeId,
-    /// The audit event's own text.
-    audit_text: &'a str,
     /// The whole document's length.
     text_len: usize,
 }
 
-/// What `detector` raises for the event: its head is read from the document, and only when some rule's
-/// selector takes it is the event built (most events: reads and controllers' updates, are taken by none).
-/// `None` declines.
-fn detect<'d>(
-    detector: &'d Detector,
-    doc: &mut Doc<'_>,
-    audit: NodeId,
-    audit_text: &str,
-) -> Option<Detections<'d>> {
-    if !detector.selects(&head(doc, audit)?) {
-        return Some(Detections::default());
+/// What `detector` raises for the event: its head is read from the document, and a selected rule's
+/// predicates parse only the parts their pointers reach (most events are selected by no rule, and read
+/// nothing more). `None` declines.
+fn detect<'d>(detector: &'d Detector, doc: &mut Doc<'_>, audit: NodeId) -> Option<Detections<'d>> {
+    let head = head(doc, audit)?;
+    detector.detect_in(&head, &mut DocValues::new(doc, audit))
+}
+
+/// The event's document as a source of values for predicates: a pointer's path is followed through the lazy
+/// nodes, and only the values it reaches are built. The pod specs and containers, where most rules look, are
+/// found once per event.
+struct DocValues<'x, 'a> {
+    doc: &'x mut Doc<'a>,
+    event: NodeId,
+    pods: Option<Vec<&'a RawValue>>,
+    containers: Option<Vec<&'a RawValue>>,
+    /// What each pointer slot reached, once read.
+    reached: Vec<(usize, Vec<&'a RawValue>)>,
+}
+
+impl<'x, 'a> DocValues<'x, 'a> {
+    fn new(doc: &'x mut Doc<'a>, event: NodeId) -> Self {
+        Self {
+            doc,
+            event,
+            pods: None,
+            containers: None,
+            reached: Vec::new(),
+        }
     }
-    let mut event: Value = serde_json::from_str(audit_text).ok()?;
-    crate::events::normalize(&mut event);
-    Some(detector.detect(&event))
+
+    /// The raw values, `null` included, that `pointer` reaches.
+    fn raw(&mut self, pointer: &Pointer) -> Option<Vec<&'a RawValue>> {
+        let Some(slot) = pointer.slot else {
+            return self.resolve(pointer);
+        };
+        if let Some((_, values)) = self.reached.iter().find(|(s, _)| *s == slot) {
+            return Some(values.clone());
+        }
+        let values = self.resolve(pointer)?;
+        self.reached.push((slot, values.clone()));
+        Some(values)
+    }
+
+    fn resolve(&mut self, pointer: &Pointer) -> Option<Vec<&'a RawValue>> {
+        let mut out = Vec::new();
+        match pointer.root() {
+            Root::Event => walk(self.doc, self.event, pointer.tail(), &mut out)?,
+            root => {
+                let starts = self.starts(root)?;
+                let walked = starts
+                    .iter()
+                    .try_for_each(|start| below(self.doc, start, pointer.tail(), &mut out));
+                // Back in the cache, walked or not.
+                match root {
+                    Root::Pods => self.pods = Some(starts),
+                    _ => self.containers = Some(starts),
+                }
+                walked?;
+            }
+        }
+        Some(out)
+    }
+
+    /// The pod specs, or the containers, of the event, taken out of the cache (the caller puts them back).
+    fn starts(&mut self, root: Root) -> Option<Vec<&'a RawValue>> {
+        if self.pods.is_none() {
+            let mut pods = Vec::new();
+            for path in POD_SPEC_PATHS.iter() {
+                walk(self.doc, self.event, path, &mut pods)?;
+            }
+            self.pods = Some(pods);
+        }
+        if root == Root::Pods {
+            return self.pods.take();
+        }
+        if self.containers.is_none() {
+            let pods = self.pods.as_deref().unwrap_or_default().to_vec();
+            let mut containers = Vec::new();
+            for pod in pods {
+                for path in CONTAINER_PATHS.iter() {
+                    below(self.doc, pod, path, &mut containers)?;
+                }
+            }
+            self.containers = Some(containers);
+        }
+        self.containers.take()
+    }
+}
+
+impl Values for DocValues<'_, '_> {
+    fn reach(&mut self, pointer: &Pointer) -> Option<Vec<Cow<'_, Value>>> {
+        self.raw(pointer)?
+            .into_iter()
+            .filter(|raw| raw.get() != "null")
+            .map(|raw| serde_json::from_str(raw.get()).ok().map(Cow::Owned))
+            .collect()
+    }
+
+    fn exists(&mut self, pointer: &Pointer) -> Option<bool> {
+        Some(self.raw(pointer)?.iter().any(|raw| raw.get() != "null"))
+    }
+
+    fn any_equals(&mut self, pointer: &Pointer, wanted: &[Value], spread: bool) -> Option<bool> {
+        for raw in self.raw(pointer)? {
+            if spread && raw.get().starts_with('[') {
+                let node = self.doc.node(raw)?;
+                let Node::Array(items) = &self.doc.nodes[node.0].1 else {
+                    continue;
+                };
+                for item in items {
+                    if equals_any(item, wanted)? {
+                        return Some(true);
+                    }
+                }
+            } else if raw.get() != "null" && equals_any(raw, wanted)? {
+                return Some(true);
+            }
+        }
+        Some(false)
+    }
+
+    fn strings(&mut self, pointer: &Pointer, spread: bool) -> Option<Vec<Cow<'_, str>>> {
+        let mut out = Vec::new();
+        for raw in self.raw(pointer)? {
+            if raw.get().starts_with('"') {
+                out.push(string_of(raw)?);
+            } else if spread && raw.get().starts_with('[') {
+                let node = self.doc.node(raw)?;
+                if let Node::Array(items) = &self.doc.nodes[node.0].1 {
+                    out.extend(items.iter().filter_map(|item| string_of(item)));
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn groups(&mut self, impersonated: bool) -> Option<Vec<Cow<'_, str>>> {
+        let user = match impersonated {
+            true => "impersonatedUser",
+            false => "user",
+        };
+        match self.doc.get(self.event, user) {
+            Some(raw) if raw.get().starts_with('{') => {
+                let id = self.doc.object(raw)?;
+                strings(self.doc, id, "groups")
+            }
+            _ => Some(Vec::new()),
+        }
+    }
+
+    fn decision(&mut self) -> Option<Option<Cow<'_, str>>> {
+        Some(match self.doc.get(self.event, "annotations") {
+            Some(raw) if raw.get().starts_with('{') => {
+                let id = self.doc.object(raw)?;
+                self.doc.text(id, "authorization.k8s.io/decision")
+            }
+            _ => None,
+        })
+    }
+}
+
+/// Whether `raw` equals one of `wanted` as built values compare (the usual scalars without building one).
+fn equals_any(raw: &RawValue, wanted: &[Value]) -> Option<bool> {
+    let text = raw.get();
+    let mut built = None;
+    for want in wanted {
+        let equal = match want {
+            Value::Bool(true) => text == "true",
+            Value::Bool(false) => text == "false",
+            Value::Null => text == "null",
+            Value::String(s) => text.starts_with('"') && string_of(raw)? == s.as_str(),
+            other => {
+                if built.is_none() {
+                    built = Some(serde_json::from_str::<Value>(text).ok()?);
+                }
+                built.as_ref() == Some(other)
+            }
+        };
+        if equal {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// [`Pointer::resolve`] on the document from the value `start`: itself when `tokens` is empty.
+fn below<'a>(
+    doc: &mut Doc<'a>,
+    start: &'a RawValue,
+    tokens: &[Token],
+    out: &mut Vec<&'a RawValue>,
+) -> Option<()> {
+    if tokens.is_empty() {
+        out.push(start);
+    } else if matches!(start.get().as_bytes().first(), Some(b'{' | b'[')) {
+        let node = doc.node(start)?;
+        walk(doc, node, tokens, out)?;
+    }
+    Some(())
+}
+
+/// What `tokens` (at least one) reach from the object or array `node`.
+fn walk<'a>(
+    doc: &mut Doc<'a>,
+    node: NodeId,
+    tokens: &[Token],
+    out: &mut Vec<&'a RawValue>,
+) -> Option<()> {
+    let (first, rest) = tokens.split_first()?;
+    match first {
+        Token::Key(key) => {
+            let found = match &doc.nodes[node.0].1 {
+                Node::Object(..) => doc.get(node, key),
+                Node::Array(items) => key
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| items.get(i).copied()),
+            };
+            if let Some(value) = found {
+                below(doc, value, rest, out)?;
+            }
+        }
+        Token::Each => {
+            let children: Vec<&'a RawValue> = match &doc.nodes[node.0].1 {
+                Node::Array(items) => items.clone(),
+                // A built object keeps the last of duplicate keys.
+                Node::Object(members, _) => {
+                    let mut seen = std::collections::HashSet::with_capacity(members.len());
+                    let mut last: Vec<&'a RawValue> = members
+                        .iter()
+                        .rev()
+                        .filter(|(key, _)| seen.insert(&**key))
+                        .map(|(_, value)| *value)
+                        .collect();
+                    last.reverse();
+                    last
+                }
+            };
+            for value in children {
+                below(doc, value, rest, out)?;
+            }
+        }
+    }
+    Some(())
 }
 
 /// [`Head::of`], read from the document.
 fn head<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<Head<'a>> {
     let text = |doc: &Doc<'a>, id: NodeId, key: &str| doc.text(id, key).unwrap_or_default();
-    let (user, groups) = match doc.get(event, "user") {
+    let user = match doc.get(event, "user") {
         Some(raw) if raw.get().starts_with('{') => {
             let id = doc.object(raw)?;
-            (text(doc, id, "username"), strings(doc, id, "groups")?)
+            text(doc, id, "username")
         }
         _ => Default::default(),
     };
     let impersonated = match doc.get(event, "impersonatedUser") {
         Some(raw) if raw.get().starts_with('{') => {
             let id = doc.object(raw)?;
-            Some((text(doc, id, "username"), strings(doc, id, "groups")?))
+            Some(text(doc, id, "username"))
         }
         _ => None,
     };
@@ -355,13 +598,6 @@ fn head<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<Head<'a>> {
             let id = doc.object(raw)?;
             doc.get(id, "code")
                 .and_then(|c| c.get().parse::<u64>().ok())
-        }
-        _ => None,
-    };
-    let decision = match doc.get(event, "annotations") {
-        Some(raw) if raw.get().starts_with('{') => {
-            let id = doc.object(raw)?;
-            doc.text(id, "authorization.k8s.io/decision")
         }
         _ => None,
     };
@@ -382,11 +618,9 @@ fn head<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<Head<'a>> {
         verb: text(doc, event, "verb"),
         stage: doc.text(event, "stage"),
         user,
-        groups,
         impersonated,
         user_agent: text(doc, event, "userAgent"),
         code,
-        decision,
         object,
     })
 }

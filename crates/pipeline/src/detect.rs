@@ -14,8 +14,9 @@ mod evaluate;
 mod load;
 mod pointer;
 
-pub(crate) use evaluate::{Head, ObjectRef};
+pub(crate) use evaluate::{Head, ObjectRef, Values};
 pub use pointer::Pointer;
+pub(crate) use pointer::{CONTAINER_PATHS, POD_SPEC_PATHS, Root, Token};
 
 use std::fmt;
 
@@ -175,7 +176,76 @@ pub struct Rule {
 /// A validated rule set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detector {
-    pub rules: Vec<Rule>,
+    rules: Vec<Rule>,
+    /// Which enabled rules can take a request with each verb some rule names, in rule-file order: most
+    /// events are reads, which only a handful of rules select. Built with the set; `rules` is private so the
+    /// two cannot drift.
+    by_verb: Vec<(String, Vec<usize>)>,
+    /// The enabled rules that take any verb.
+    any_verb: Vec<usize>,
+}
+
+impl Detector {
+    fn new(mut rules: Vec<Rule>) -> Self {
+        let mut texts: Vec<String> = Vec::new();
+        for rule in &mut rules {
+            for predicate in rule
+                .all
+                .iter_mut()
+                .chain(&mut rule.any)
+                .chain(&mut rule.none)
+            {
+                let text = predicate.pointer.as_str();
+                let slot = match texts.iter().position(|t| t == text) {
+                    Some(slot) => slot,
+                    None => {
+                        texts.push(text.to_string());
+                        texts.len() - 1
+                    }
+                };
+                predicate.pointer.slot = Some(slot);
+            }
+        }
+        let enabled = || rules.iter().enumerate().filter(|(_, r)| r.enabled);
+        let any_verb: Vec<usize> = enabled()
+            .filter(|(_, r)| r.selector.verbs.is_empty())
+            .map(|(i, _)| i)
+            .collect();
+        // A handful of verbs: a list scans faster than a map hashes.
+        let mut verbs: Vec<&String> = enabled().flat_map(|(_, r)| &r.selector.verbs).collect();
+        verbs.sort();
+        verbs.dedup();
+        let by_verb = verbs
+            .into_iter()
+            .map(|verb| {
+                let rules = enabled()
+                    .filter(|(_, r)| r.selector.verbs.is_empty() || r.selector.verbs.contains(verb))
+                    .map(|(i, _)| i)
+                    .collect();
+                (verb.clone(), rules)
+            })
+            .collect();
+        Self {
+            rules,
+            by_verb,
+            any_verb,
+        }
+    }
+
+    /// The rules, in file order (disabled ones included).
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The enabled rules that can take a request with `verb`, in file order.
+    fn candidates(&self, verb: &str) -> impl Iterator<Item = &Rule> {
+        self.by_verb
+            .iter()
+            .find(|(v, _)| v == verb)
+            .map_or(&self.any_verb, |(_, rules)| rules)
+            .iter()
+            .map(|&i| &self.rules[i])
+    }
 }
 
 /// What the rules say about one event: the ids that matched, in rule-file order, and the highest severity.

@@ -49,7 +49,7 @@ impl Options {
     pub fn detection_rules(&self) -> usize {
         self.detector
             .as_ref()
-            .map_or(0, |d| d.rules.iter().filter(|r| r.enabled).count())
+            .map_or(0, |d| d.rules().iter().filter(|r| r.enabled).count())
     }
 
     /// What a start-up log should say about these settings.

@@ -77,7 +77,7 @@ fn every_rule_has_a_positive_and_a_negative_case() {
         }
     }
     let missing: Vec<String> = detector
-        .rules
+        .rules()
         .iter()
         .filter_map(|rule| {
             let (pos, neg) = coverage.get(&rule.id).copied().unwrap_or_default();

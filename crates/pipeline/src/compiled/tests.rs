@@ -688,3 +688,73 @@ fn tagged_events_are_compiled_not_declined() {
         );
     }
 }
+
+/// The compiled path reads the rules' values from the text, not from a built event: where text and built
+/// value differ (duplicate keys, where the last one counts; escaped strings; numbers; workloads' nested pod
+/// specs; an impersonated identity whose groups an exception reads), it must tag exactly as the built event.
+#[test]
+fn detections_read_from_text_agree_with_the_built_event() {
+    let detector = crate::tests::builtin_detector();
+    let ctx = Context {
+        cluster: "c1",
+        stream: "kube-apiserver-audit-x",
+        redact_secrets: false,
+        now_ms: NOW,
+        envelope_time_ms: None,
+        detector: Some(&detector),
+        detections_only: false,
+    };
+    let head = r#""kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"a1","stage":"ResponseComplete","requestURI":"/x","sourceIPs":["10.0.0.1"],"user":{"username":"alice","groups":["dev"]},"responseStatus":{"code":201},"requestReceivedTimestamp":"2026-01-01T00:00:00.000000Z","stageTimestamp":"2026-01-01T00:00:00.100000Z""#;
+    let pod = |spec: &str| {
+        format!(
+            r#"{{{head},"verb":"create","objectRef":{{"resource":"pods","namespace":"default","name":"p","apiVersion":"v1"}},"requestObject":{{"kind":"Pod","spec":{spec}}}}}"#
+        )
+    };
+    let cases = [
+        // The last of duplicate keys is the one a built object keeps: privileged, then not.
+        pod(
+            r#"{"containers":[{"name":"a","image":"nginx","securityContext":{"privileged":true,"privileged":false}}]}"#,
+        ),
+        pod(
+            r#"{"containers":[{"name":"a","image":"nginx","securityContext":{"privileged":false,"privileged":true}}]}"#,
+        ),
+        // Escapes in keys and values.
+        pod(r#"{"host\u004eetwork":true,"containers":[{"name":"a","image":"ngin\u0078"}]}"#),
+        pod(
+            r#"{"volumes":[{"name":"v","hostPath":{"path":"\/etc"}}],"containers":[{"name":"a","image":"nginx"}]}"#,
+        ),
+        // A capability list with a duplicate, and a number where a string is expected.
+        pod(
+            r#"{"containers":[{"name":"a","image":"nginx","securityContext":{"capabilities":{"add":["NET_ADMIN","SYS_ADMIN","SYS_ADMIN"]}}},{"name":"b","image":7}]}"#,
+        ),
+        // A workload's pod spec, and a CronJob's, under several container lists.
+        format!(
+            r#"{{{head},"verb":"create","objectRef":{{"resource":"cronjobs","namespace":"default","name":"j","apiGroup":"batch"}},"requestObject":{{"spec":{{"jobTemplate":{{"spec":{{"template":{{"spec":{{"hostPID":true,"initContainers":[{{"name":"i","image":"busybox"}}],"containers":[{{"name":"c","image":"nginx","securityContext":{{"privileged":true}}}}]}}}}}}}}}}}}}}"#
+        ),
+        // ConfigMap data: `*` over an object whose keys repeat.
+        format!(
+            r#"{{{head},"verb":"create","objectRef":{{"resource":"configmaps","namespace":"default","name":"c","apiVersion":"v1"}},"requestObject":{{"data":{{"password":"x","password":"hunter2","aws_secret_access_key":"k"}}}}}}"#
+        ),
+        // An impersonated identity: exceptions on groups must cover both.
+        format!(
+            r#"{{{head},"verb":"create","impersonatedUser":{{"username":"system:node:n1","groups":["system:nodes"]}},"objectRef":{{"resource":"certificatesigningrequests","name":"csr","apiGroup":"certificates.k8s.io"}},"requestObject":{{"spec":{{"signerName":"kubernetes.io/kube-apiserver-client","usages":["client auth"]}}}}}}"#
+        ),
+    ];
+    let plan = Pipeline::new(None, crate::tests::FORMAT)
+        .unwrap()
+        .plan
+        .unwrap();
+    let mut tagged = 0;
+    for text in &cases {
+        let mut event: Value = serde_json::from_str(text).unwrap();
+        crate::events::normalize(&mut event);
+        let want = detector.detect(&event).ids;
+        tagged += usize::from(!want.is_empty());
+        match plan.map_event(text, None, &ctx, &Seen::default()) {
+            Some(Compiled::Record(m)) => assert_eq!(m.detections, want, "{text}"),
+            other => panic!("declined or skipped ({}): {text}", other.is_some()),
+        }
+    }
+    // Most cases raise something: they test the values, not only the selectors.
+    assert!(tagged >= 6, "{tagged} of {} tagged", cases.len());
+}

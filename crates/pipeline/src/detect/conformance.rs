@@ -234,7 +234,7 @@ pub fn ours(fixtures: &Path, detector: &Detector) -> Result<Suite, ConformanceEr
                 }
             }
         }
-        if !detector.rules.iter().any(|r| r.id == rule) {
+        if !detector.rules().iter().any(|r| r.id == rule) {
             return Err(case_error(name.clone(), format!("no rule `{rule}`")));
         }
         let fired = is_audit_event(&event) && detector.detect(&event).ids.contains(&rule.as_str());

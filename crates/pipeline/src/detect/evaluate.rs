@@ -1,6 +1,8 @@
 //! Evaluating the rules on one event: selector, then predicates, then exceptions.
 
-use super::{CodeRange, Detections, Detector, Exception, Glob, Match, Predicate, Rule, Test};
+use super::{
+    CodeRange, Detections, Detector, Exception, Glob, Match, Pointer, Predicate, Rule, Test,
+};
 use crate::policy::resource_matches;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -13,12 +15,10 @@ pub(crate) struct Head<'e> {
     pub verb: Cow<'e, str>,
     pub stage: Option<Cow<'e, str>>,
     pub user: Cow<'e, str>,
-    pub groups: Vec<Cow<'e, str>>,
     /// Who the request acted as (`impersonatedUser`), when it impersonated.
-    pub impersonated: Option<(Cow<'e, str>, Vec<Cow<'e, str>>)>,
+    pub impersonated: Option<Cow<'e, str>>,
     pub user_agent: Cow<'e, str>,
     pub code: Option<u64>,
-    pub decision: Option<Cow<'e, str>>,
     /// `None` for a non-resource request (`/healthz`).
     pub object: Option<ObjectRef<'e>>,
 }
@@ -32,26 +32,103 @@ pub(crate) struct ObjectRef<'e> {
     pub name: Cow<'e, str>,
 }
 
-/// An event and its head.
-struct View<'e> {
-    event: &'e Value,
-    head: Head<'e>,
+/// Where predicates read an event's values: the built event, or (on the compiled path) its text, parsed only
+/// along the pointers' paths, so a rule that looks into a pod spec does not build the whole event.
+pub(crate) trait Values {
+    /// The values `pointer` reaches that are not null. `None`: this source cannot tell (the compiled path
+    /// then declines the event, and the generic path decides).
+    fn reach(&mut self, pointer: &Pointer) -> Option<Vec<Cow<'_, Value>>>;
+
+    /// Whether `pointer` reaches a value that is not null (without building it, where the source can).
+    fn exists(&mut self, pointer: &Pointer) -> Option<bool> {
+        Some(!self.reach(pointer)?.is_empty())
+    }
+
+    /// Whether a value `pointer` reaches equals one of `wanted`; with `spread`, an array it reaches counts by
+    /// its elements.
+    fn any_equals(&mut self, pointer: &Pointer, wanted: &[Value], spread: bool) -> Option<bool> {
+        Some(self.reach(pointer)?.iter().any(|v| match &**v {
+            Value::Array(items) if spread => items.iter().any(|i| wanted.contains(i)),
+            value => wanted.contains(value),
+        }))
+    }
+
+    /// The strings `pointer` reaches, and with `spread` the strings in the arrays it reaches (without
+    /// building values, where the source can).
+    fn strings(&mut self, pointer: &Pointer, spread: bool) -> Option<Vec<Cow<'_, str>>>;
+
+    /// The groups of the user, or with `impersonated` of the impersonated user (few rules read them).
+    fn groups(&mut self, impersonated: bool) -> Option<Vec<Cow<'_, str>>>;
+
+    /// The `authorization.k8s.io/decision` annotation (few rules read it).
+    fn decision(&mut self) -> Option<Option<Cow<'_, str>>>;
+}
+
+/// A built event as a [`Values`] source.
+struct Built<'e>(&'e Value);
+
+impl Values for Built<'_> {
+    fn reach(&mut self, pointer: &Pointer) -> Option<Vec<Cow<'_, Value>>> {
+        let mut reached = Vec::new();
+        pointer.resolve(self.0, &mut reached);
+        Some(
+            reached
+                .into_iter()
+                .filter(|v| !v.is_null())
+                .map(Cow::Borrowed)
+                .collect(),
+        )
+    }
+
+    fn strings(&mut self, pointer: &Pointer, spread: bool) -> Option<Vec<Cow<'_, str>>> {
+        let mut reached = Vec::new();
+        pointer.resolve(self.0, &mut reached);
+        let mut out = Vec::new();
+        for value in reached {
+            match value {
+                Value::String(s) => out.push(Cow::Borrowed(s.as_str())),
+                Value::Array(items) if spread => {
+                    out.extend(items.iter().filter_map(Value::as_str).map(Cow::Borrowed))
+                }
+                _ => {}
+            }
+        }
+        Some(out)
+    }
+
+    fn groups(&mut self, impersonated: bool) -> Option<Vec<Cow<'_, str>>> {
+        let user = match impersonated {
+            true => "impersonatedUser",
+            false => "user",
+        };
+        Some(
+            self.0
+                .get(user)
+                .and_then(|u| u.get("groups"))
+                .and_then(Value::as_array)
+                .map(|g| {
+                    g.iter()
+                        .filter_map(Value::as_str)
+                        .map(Cow::Borrowed)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
+    fn decision(&mut self) -> Option<Option<Cow<'_, str>>> {
+        Some(
+            self.0
+                .get("annotations")
+                .and_then(|a| a.get("authorization.k8s.io/decision"))
+                .and_then(Value::as_str)
+                .map(Cow::Borrowed),
+        )
+    }
 }
 
 fn text<'e>(v: &'e Value, key: &str) -> Cow<'e, str> {
     Cow::Borrowed(v.get(key).and_then(Value::as_str).unwrap_or(""))
-}
-
-fn groups(user: &Value) -> Vec<Cow<'_, str>> {
-    user.get("groups")
-        .and_then(Value::as_array)
-        .map(|g| {
-            g.iter()
-                .filter_map(Value::as_str)
-                .map(Cow::Borrowed)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 impl<'e> Head<'e> {
@@ -64,21 +141,15 @@ impl<'e> Head<'e> {
                 .and_then(Value::as_str)
                 .map(Cow::Borrowed),
             user: text(user, "username"),
-            groups: groups(user),
             impersonated: event
                 .get("impersonatedUser")
                 .filter(|u| u.is_object())
-                .map(|u| (text(u, "username"), groups(u))),
+                .map(|u| text(u, "username")),
             user_agent: text(event, "userAgent"),
             code: event
                 .get("responseStatus")
                 .and_then(|s| s.get("code"))
                 .and_then(Value::as_u64),
-            decision: event
-                .get("annotations")
-                .and_then(|a| a.get("authorization.k8s.io/decision"))
-                .and_then(Value::as_str)
-                .map(Cow::Borrowed),
             object: event
                 .get("objectRef")
                 .filter(|o| o.is_object())
@@ -97,30 +168,46 @@ impl<'e> Head<'e> {
     }
 
     /// The identities behind the request: the authenticated user, and the impersonated one if any.
-    fn identities(&self) -> impl Iterator<Item = (&str, &[Cow<'e, str>])> {
-        std::iter::once((&*self.user, self.groups.as_slice())).chain(
-            self.impersonated
-                .as_ref()
-                .map(|(name, groups)| (&**name, groups.as_slice())),
-        )
+    fn identities(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&*self.user).chain(self.impersonated.as_deref())
+    }
+
+    /// The groups of each identity, read only when a rule asks.
+    fn groups(&self, values: &mut impl Values) -> Option<Vec<Vec<String>>> {
+        let mut all = Vec::new();
+        for impersonated in [false, true] {
+            if impersonated && self.impersonated.is_none() {
+                break;
+            }
+            let groups = values.groups(impersonated)?;
+            all.push(groups.iter().map(|g| g.to_string()).collect());
+        }
+        Some(all)
     }
 }
 
 impl Detector {
     /// Which enabled rules `event` matches.
     pub fn detect(&self, event: &Value) -> Detections<'_> {
-        let view = View {
-            event,
-            head: Head::of(event),
-        };
+        self.detect_in(&Head::of(event), &mut Built(event))
+            .unwrap_or_default()
+    }
+
+    /// Which enabled rules match the event with this head, its values read from `values`. Selectors are
+    /// tried first: most events (reads, controllers' updates) are taken by none, and read no value at all.
+    pub(crate) fn detect_in(
+        &self,
+        head: &Head<'_>,
+        values: &mut impl Values,
+    ) -> Option<Detections<'_>> {
         let mut found = Detections::default();
-        for rule in self.rules.iter().filter(|r| r.enabled) {
-            if rule_matches(rule, &view) {
+        for rule in self.candidates(&head.verb) {
+            if selector_matches(&rule.selector, head, values)? && rule_holds(rule, head, values)? {
                 found.ids.push(rule.id.as_str());
                 found.severity = found.severity.max(Some(rule.severity));
             }
         }
-        found
+        Some(found)
     }
 }
 
@@ -131,26 +218,44 @@ impl Detector {
         let head = Head::of(event);
         self.rules
             .iter()
-            .filter(|r| r.enabled && selector_matches(&r.selector, &head))
+            .filter(|r| {
+                r.enabled && selector_matches(&r.selector, &head, &mut Built(event)) == Some(true)
+            })
             .map(|r| r.id.as_str())
             .collect()
     }
-
-    /// Whether any enabled rule's selector takes an event with this head: when none does, the event raises
-    /// nothing, and need not be built.
-    pub(crate) fn selects(&self, head: &Head<'_>) -> bool {
-        self.rules
-            .iter()
-            .any(|r| r.enabled && selector_matches(&r.selector, head))
-    }
 }
 
-fn rule_matches(rule: &Rule, view: &View<'_>) -> bool {
-    selector_matches(&rule.selector, &view.head)
-        && rule.all.iter().all(|p| holds(p, view.event))
-        && (rule.any.is_empty() || rule.any.iter().any(|p| holds(p, view.event)))
-        && !rule.none.iter().any(|p| holds(p, view.event))
-        && !rule.exceptions.iter().any(|e| exception_applies(e, view))
+/// A selected rule's predicates and exceptions, in that order, each read only when the ones before it pass.
+fn rule_holds(rule: &Rule, head: &Head<'_>, values: &mut impl Values) -> Option<bool> {
+    for p in &rule.all {
+        if !holds(p, values)? {
+            return Some(false);
+        }
+    }
+    if !rule.any.is_empty() {
+        let mut any = false;
+        for p in &rule.any {
+            if holds(p, values)? {
+                any = true;
+                break;
+            }
+        }
+        if !any {
+            return Some(false);
+        }
+    }
+    for p in &rule.none {
+        if holds(p, values)? {
+            return Some(false);
+        }
+    }
+    for e in &rule.exceptions {
+        if exception_applies(e, head, values)? {
+            return Some(false);
+        }
+    }
+    Some(true)
 }
 
 fn any_glob(globs: &[Glob], s: &str) -> bool {
@@ -161,13 +266,14 @@ fn listed(list: &[String], s: &str) -> bool {
     list.iter().any(|x| x == s)
 }
 
-fn selector_matches(m: &Match, v: &Head<'_>) -> bool {
+/// The head's fields first; the groups and the decision, which only a few rules read, only after those match.
+fn selector_matches(m: &Match, v: &Head<'_>, values: &mut impl Values) -> Option<bool> {
     let object_needed = !m.resources.is_empty() || !m.api_groups.is_empty() || !m.names.is_empty();
     if object_needed && v.object.is_none() {
-        return false;
+        return Some(false);
     }
     let object = v.object.as_ref();
-    (m.verbs.is_empty() || listed(&m.verbs, &v.verb))
+    let head_matches = (m.verbs.is_empty() || listed(&m.verbs, &v.verb))
         && (m.resources.is_empty()
             || object.is_some_and(|o| {
                 m.resources
@@ -179,49 +285,55 @@ fn selector_matches(m: &Match, v: &Head<'_>) -> bool {
         && (m.namespaces.is_empty() || any_glob(&m.namespaces, v.namespace()))
         && (m.stages.is_empty() || v.stage.as_deref().is_none_or(|s| listed(&m.stages, s)))
         // A selector takes the request if either identity matches it...
-        && (m.users.is_empty() || v.identities().any(|(user, _)| any_glob(&m.users, user)))
-        && (m.groups.is_empty()
-            || v.identities().any(|(_, groups)| groups.iter().any(|g| any_glob(&m.groups, g))))
+        && (m.users.is_empty() || v.identities().any(|user| any_glob(&m.users, user)))
         && (m.codes.is_empty() || v.code.is_some_and(|c| m.codes.iter().any(|r| in_range(*r, c))))
-        && m.decision.as_deref().is_none_or(|d| v.decision.as_deref() == Some(d))
-        && (m.user_agents.is_empty() || m.user_agents.iter().any(|p| v.user_agent.starts_with(p.as_str())))
+        && (m.user_agents.is_empty() || m.user_agents.iter().any(|p| v.user_agent.starts_with(p.as_str())));
+    if !head_matches {
+        return Some(false);
+    }
+    if !m.groups.is_empty()
+        && !v
+            .groups(values)?
+            .iter()
+            .any(|groups| groups.iter().any(|g| any_glob(&m.groups, g)))
+    {
+        return Some(false);
+    }
+    match m.decision.as_deref() {
+        Some(want) => Some(values.decision()?.as_deref() == Some(want)),
+        None => Some(true),
+    }
 }
 
 fn in_range(range: CodeRange, code: u64) -> bool {
     (u64::from(range.min)..=u64::from(range.max)).contains(&code)
 }
 
-fn holds(p: &Predicate, event: &Value) -> bool {
-    let mut reached = Vec::new();
-    p.pointer.resolve(event, &mut reached);
-    reached.retain(|v| !v.is_null());
-    match &p.test {
-        Test::Exists(want) => reached.is_empty() != *want,
-        Test::Equals(x) => reached.contains(&x),
-        Test::In(xs) => reached.iter().any(|v| xs.contains(v)),
-        Test::Prefix(ps) => strs(&reached).any(|s| ps.iter().any(|p| s.starts_with(p.as_str()))),
-        Test::Contains(ps) => strs(&reached).any(|s| ps.iter().any(|p| s.contains(p.as_str()))),
-        Test::Intersects(xs) => reached.iter().any(|v| match v {
-            Value::Array(items) => items.iter().any(|i| xs.contains(i)),
-            scalar => xs.contains(scalar),
-        }),
-        Test::PublicIp(want) => {
-            let ips: Vec<IpAddr> = reached
+fn holds(p: &Predicate, values: &mut impl Values) -> Option<bool> {
+    let any_string = |values: &mut _, ps: &[String], test: fn(&str, &str) -> bool| {
+        Some(
+            Values::strings(values, &p.pointer, false)?
                 .iter()
-                .flat_map(|v| match v {
-                    Value::Array(items) => items.iter().collect::<Vec<_>>(),
-                    one => vec![*one],
-                })
-                .filter_map(|v| v.as_str()?.trim().parse().ok())
+                .any(|s| ps.iter().any(|p| test(s, p))),
+        )
+    };
+    match &p.test {
+        Test::Exists(want) => Some(values.exists(&p.pointer)? == *want),
+        Test::Prefix(ps) => any_string(values, ps, |s, p| s.starts_with(p)),
+        Test::Contains(ps) => any_string(values, ps, |s, p| s.contains(p)),
+        Test::PublicIp(want) => {
+            let ips: Vec<IpAddr> = values
+                .strings(&p.pointer, true)?
+                .iter()
+                .filter_map(|s| s.trim().parse().ok())
                 .collect();
             let public = !ips.is_empty() && ips.iter().all(|ip| is_public(*ip));
-            public == *want
+            Some(public == *want)
         }
+        Test::Equals(x) => values.any_equals(&p.pointer, std::slice::from_ref(x), false),
+        Test::In(xs) => values.any_equals(&p.pointer, xs, false),
+        Test::Intersects(xs) => values.any_equals(&p.pointer, xs, true),
     }
-}
-
-fn strs<'v>(values: &'v [&'v Value]) -> impl Iterator<Item = &'v str> {
-    values.iter().filter_map(|v| v.as_str())
 }
 
 /// Globally routable as far as a cluster is concerned: not private, loopback, link-local, CGNAT
@@ -251,13 +363,12 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
-fn images(event: &Value) -> Vec<&str> {
-    static IMAGES: std::sync::LazyLock<super::Pointer> = std::sync::LazyLock::new(|| {
-        super::Pointer::parse("{containers}/image").expect("a valid pointer")
-    });
-    let mut reached = Vec::new();
-    IMAGES.resolve(event, &mut reached);
-    reached.iter().filter_map(|v| v.as_str()).collect()
+/// The pod's (or workload's) container images.
+fn images(values: &mut impl Values) -> Option<Vec<String>> {
+    static IMAGES: std::sync::LazyLock<Pointer> =
+        std::sync::LazyLock::new(|| Pointer::parse("{containers}/image").expect("a valid pointer"));
+    let images = values.strings(&IMAGES, false)?;
+    Some(images.iter().map(|s| s.to_string()).collect())
 }
 
 /// `registry:5000/team/app:1.2@sha256:…` → `registry:5000/team/app`.
@@ -271,12 +382,8 @@ fn repository(image: &str) -> &str {
 
 /// ...but an exception on users or groups must cover every identity, so impersonating a system account
 /// does not launder a request.
-fn exception_applies(e: &Exception, view: &View<'_>) -> bool {
-    let v = &view.head;
-    (e.users.is_empty() || v.identities().all(|(user, _)| any_glob(&e.users, user)))
-        && (e.groups.is_empty()
-            || v.identities()
-                .all(|(_, groups)| groups.iter().any(|g| any_glob(&e.groups, g))))
+fn exception_applies(e: &Exception, v: &Head<'_>, values: &mut impl Values) -> Option<bool> {
+    let applies = (e.users.is_empty() || v.identities().all(|user| any_glob(&e.users, user)))
         && (e.namespaces.is_empty() || any_glob(&e.namespaces, v.namespace()))
         && (e.names.is_empty()
             || v.object
@@ -285,16 +392,30 @@ fn exception_applies(e: &Exception, view: &View<'_>) -> bool {
         && (e.user_agents.is_empty()
             || e.user_agents
                 .iter()
-                .any(|p| v.user_agent.starts_with(p.as_str())))
-        && (e.images.is_empty() || {
-            let images = images(view.event);
-            !images.is_empty()
-                && images.iter().all(|image| {
-                    e.images
-                        .iter()
-                        .any(|allowed| allowed == image || allowed == repository(image))
-                })
-        })
+                .any(|p| v.user_agent.starts_with(p.as_str())));
+    if !applies {
+        return Some(false);
+    }
+    if !e.groups.is_empty()
+        && !v
+            .groups(values)?
+            .iter()
+            .all(|groups| groups.iter().any(|g| any_glob(&e.groups, g)))
+    {
+        return Some(false);
+    }
+    if e.images.is_empty() {
+        return Some(true);
+    }
+    let images = images(values)?;
+    Some(
+        !images.is_empty()
+            && images.iter().all(|image| {
+                e.images
+                    .iter()
+                    .any(|allowed| allowed == image || allowed == repository(image))
+            }),
+    )
 }
 
 #[cfg(test)]

@@ -31,6 +31,13 @@ impl At {
     }
 }
 
+fn rule_mut<'r>(rules: &'r mut [Rule], id: &str, at: &At) -> Result<&'r mut Rule, DetectError> {
+    rules
+        .iter_mut()
+        .find(|r| r.id == id)
+        .ok_or_else(|| at.err("id", format!("no rule `{id}`")))
+}
+
 fn parse_text(text: &str) -> Result<Map<String, Value>, DetectError> {
     let value: Value =
         serde_saphyr::from_str(text).map_err(|e| DetectError::Syntax(e.to_string()))?;
@@ -52,13 +59,14 @@ impl Detector {
         let at = At("(file)".into());
         known_fields(&file, &at, &["rules"])?;
         let rules = rules(file.get("rules"), &at)?;
-        let detector = Self { rules };
+        let detector = Self::new(rules);
         detector.check_unique()?;
         Ok(detector)
     }
 
     /// An operator's file: with `extends: builtin` it amends `self`; without, it replaces it.
-    pub fn with_file(mut self, text: &str) -> Result<Self, DetectError> {
+    pub fn with_file(self, text: &str) -> Result<Self, DetectError> {
+        let mut set = self.rules;
         let file = parse_text(text)?;
         let at = At("(file)".into());
         match file.get("extends") {
@@ -73,9 +81,9 @@ impl Detector {
         )?;
         if file.get("rules").is_some_and(|r| !r.is_null()) {
             for rule in rules(file.get("rules"), &at)? {
-                match self.rules.iter_mut().find(|r| r.id == rule.id) {
+                match set.iter_mut().find(|r| r.id == rule.id) {
                     Some(existing) => *existing = rule,
-                    None => self.rules.push(rule),
+                    None => set.push(rule),
                 }
             }
         }
@@ -86,23 +94,17 @@ impl Detector {
             for (id, entries) in map {
                 let at = At(format!("exceptions.{id}"));
                 let parsed = exception_list(Some(entries), &at, "")?;
-                self.rule_mut(id, &at)?.exceptions.extend(parsed);
+                rule_mut(&mut set, id, &at)?.exceptions.extend(parsed);
             }
         }
         for (field, enabled) in [("enable", true), ("disable", false)] {
             for id in strings(file.get(field), &at, field)? {
-                self.rule_mut(&id, &at)?.enabled = enabled;
+                rule_mut(&mut set, &id, &at)?.enabled = enabled;
             }
         }
-        self.check_unique()?;
-        Ok(self)
-    }
-
-    fn rule_mut(&mut self, id: &str, at: &At) -> Result<&mut Rule, DetectError> {
-        self.rules
-            .iter_mut()
-            .find(|r| r.id == id)
-            .ok_or_else(|| at.err("id", format!("no rule `{id}`")))
+        let detector = Self::new(set);
+        detector.check_unique()?;
+        Ok(detector)
     }
 
     fn check_unique(&self) -> Result<(), DetectError> {

@@ -5,12 +5,26 @@
 //!   container, init container and ephemeral container of those, so one rule covers pods and workloads.
 
 use serde_json::Value;
+use std::sync::LazyLock;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pointer {
     text: String,
-    /// Alternatives: the value set is the union of what each reaches.
-    paths: Vec<Vec<Token>>,
+    root: Root,
+    /// The path from each of the root's values.
+    tail: Vec<Token>,
+    /// The same number for every pointer of one rule set with this text: what a reader may remember the
+    /// pointer's values by, within one event (rules share pointers: `/sourceIPs`, `{containers}/image`).
+    pub(crate) slot: Option<usize>,
+}
+
+/// Where a pointer starts: the event, or each pod spec, or each container of those (the same few objects for
+/// every rule that looks into a pod, so a reader may find them once per event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Root {
+    Event,
+    Pods,
+    Containers,
 }
 
 const POD_SPECS: [&str; 3] = [
@@ -20,8 +34,9 @@ const POD_SPECS: [&str; 3] = [
 ];
 const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
+/// One step of a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
+pub(crate) enum Token {
     Key(String),
     Each,
 }
@@ -29,41 +44,26 @@ enum Token {
 impl Pointer {
     /// `/requestObject/spec/containers/*/securityContext/privileged`; `~1` is `/`, `~0` is `~`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (roots, rest): (Vec<String>, &str) = if let Some(rest) = text.strip_prefix("{pod}") {
-            (POD_SPECS.iter().map(|s| s.to_string()).collect(), rest)
+        let (root, rest) = if let Some(rest) = text.strip_prefix("{pod}") {
+            (Root::Pods, rest)
         } else if let Some(rest) = text.strip_prefix("{containers}") {
-            let roots = POD_SPECS
-                .iter()
-                .flat_map(|spec| {
-                    CONTAINER_LISTS
-                        .iter()
-                        .map(move |list| format!("{spec}/{list}/*"))
-                })
-                .collect();
-            (roots, rest)
+            (Root::Containers, rest)
         } else {
-            (vec![String::new()], text)
+            (Root::Event, text)
         };
         if !rest.is_empty() && !rest.starts_with('/') {
             return Err(format!(
                 "`{text}` must start with `/`, `{{pod}}/` or `{{containers}}/`"
             ));
         }
-        if roots.len() == 1 && rest.is_empty() {
+        if root == Root::Event && rest.is_empty() {
             return Err(format!("`{text}` must start with `/`"));
         }
-        let tail = tokens(text, rest)?;
-        let paths = roots
-            .iter()
-            .map(|root| {
-                let mut path = tokens(text, root)?;
-                path.extend(tail.iter().cloned());
-                Ok(path)
-            })
-            .collect::<Result<_, String>>()?;
         Ok(Self {
             text: text.to_string(),
-            paths,
+            root,
+            tail: tokens(text, rest)?,
+            slot: None,
         })
     }
 
@@ -71,11 +71,54 @@ impl Pointer {
         &self.text
     }
 
+    pub(crate) fn root(&self) -> Root {
+        self.root
+    }
+
+    /// The path from each of the root's values.
+    pub(crate) fn tail(&self) -> &[Token] {
+        &self.tail
+    }
+
     /// Every value the pointer reaches in `root` (none when a step is missing or has the wrong type).
-    pub fn resolve<'v>(&self, root: &'v Value, out: &mut Vec<&'v Value>) {
-        for path in &self.paths {
-            walk(root, path, out);
+    pub fn resolve<'v>(&self, event: &'v Value, out: &mut Vec<&'v Value>) {
+        for start in starts(self.root, event) {
+            walk(start, &self.tail, out);
         }
+    }
+}
+
+/// The paths from the event to each pod spec it may carry.
+pub(crate) static POD_SPEC_PATHS: LazyLock<Vec<Vec<Token>>> = LazyLock::new(|| {
+    POD_SPECS
+        .iter()
+        .map(|path| tokens(path, path).expect("valid built-in paths"))
+        .collect()
+});
+
+/// The paths from a pod spec to each of its containers.
+pub(crate) static CONTAINER_PATHS: LazyLock<Vec<Vec<Token>>> = LazyLock::new(|| {
+    CONTAINER_LISTS
+        .iter()
+        .map(|list| vec![Token::Key(list.to_string()), Token::Each])
+        .collect()
+});
+
+/// The values a pointer with this root starts from.
+fn starts(root: Root, event: &Value) -> Vec<&Value> {
+    fn below<'v>(from: Vec<&'v Value>, paths: &[Vec<Token>]) -> Vec<&'v Value> {
+        let mut out = Vec::new();
+        for value in from {
+            for path in paths {
+                walk(value, path, &mut out);
+            }
+        }
+        out
+    }
+    match root {
+        Root::Event => vec![event],
+        Root::Pods => below(vec![event], &POD_SPEC_PATHS),
+        Root::Containers => below(below(vec![event], &POD_SPEC_PATHS), &CONTAINER_PATHS),
     }
 }
 

@@ -29,7 +29,7 @@ fn builtin_set_loads_with_the_ids_other_tooling_keys_on() {
         "nodeport-service",
     ] {
         assert!(
-            detector.rules.iter().any(|r| r.id == id && r.enabled),
+            detector.rules().iter().any(|r| r.id == id && r.enabled),
             "{id} missing"
         );
     }
@@ -215,7 +215,7 @@ rules:
 "#,
         )
         .unwrap();
-    let rule = |id: &str| extended.rules.iter().find(|r| r.id == id).unwrap();
+    let rule = |id: &str| extended.rules().iter().find(|r| r.id == id).unwrap();
     assert!(!rule("pod-exec").enabled);
     assert!(rule("disallowed-user").enabled);
     assert!(rule("my-rule").enabled);
@@ -229,7 +229,7 @@ rules:
     let replaced = Detector::builtin()
         .with_file("rules: [{id: only, title: t, severity: low}]")
         .unwrap();
-    assert_eq!(replaced.rules.len(), 1);
+    assert_eq!(replaced.rules().len(), 1);
 
     let error = Detector::builtin()
         .with_file("extends: builtin\ndisable: [no-such-rule]")
@@ -378,13 +378,13 @@ mod properties {
         fn any_event_gives_consistent_detections(event in audit_like()) {
             let detector = Detector::builtin();
             let found = detector.detect(&event);
-            let enabled: Vec<&str> = detector.rules.iter().filter(|r| r.enabled).map(|r| r.id.as_str()).collect();
+            let enabled: Vec<&str> = detector.rules().iter().filter(|r| r.enabled).map(|r| r.id.as_str()).collect();
             let positions: Vec<usize> = found.ids.iter()
                 .map(|id| enabled.iter().position(|e| e == id).expect("an enabled rule"))
                 .collect();
             prop_assert!(positions.windows(2).all(|w| w[0] < w[1]));
             let highest = found.ids.iter()
-                .map(|id| detector.rules.iter().find(|r| r.id == *id).map(|r| r.severity))
+                .map(|id| detector.rules().iter().find(|r| r.id == *id).map(|r| r.severity))
                 .max()
                 .flatten();
             prop_assert_eq!(found.severity, highest);
@@ -402,4 +402,15 @@ mod properties {
             }
         }
     }
+}
+
+/// `templates/site24x7/queries.md` gives a query for every built-in rule, by id, and the seed query.
+#[test]
+fn every_rule_has_a_site24x7_query() {
+    let queries = include_str!("../../../../templates/site24x7/queries.md");
+    for rule in Detector::builtin().rules() {
+        let query = format!("detections CONTAINS \"{}\"", rule.id);
+        assert!(queries.contains(&query), "no query for {}", rule.id);
+    }
+    assert!(queries.contains("responsestatus_code=403 and verb=\"list\" groupby username"));
 }

@@ -1,0 +1,112 @@
+//! What detections cost: decode and map 10k events with the built-in rule set on and off, in the same run, on
+//! the compiled path, for both configurations production sends (tests/fixtures/bench) and three pools of real
+//! sample events: ordinary traffic (audit2rbac's demo, which raises nothing), the mix the throughput bench
+//! uses (v1beta1 stage pairs and Falco's traces), and the production-sized RequestResponse events, three in
+//! four of them tagged (a worst case). Numbers and machine: BENCHMARKS.md.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kaf_envelope::EnvelopeStats;
+use kaf_envelope::cloudwatch::{AUDIT_STREAM_PREFIX, Decoded};
+use kaf_pipeline::Pipeline;
+use kaf_pipeline::detect::Detector;
+use kaf_testkit::fixtures;
+use kaf_testkit::payloads::{AUDIT_STREAM, lambda_event, messages, subscription};
+use serde_json::Value;
+use std::hint::black_box;
+use std::sync::Arc;
+
+// The allocator the shipped binaries use (see their main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const EVENTS: usize = 10_000;
+
+/// `EVENTS` events cycled from `pool`, each with its own auditID (repeats would be deduplicated).
+fn cycled(pool: &[Value]) -> Vec<Value> {
+    (0..EVENTS)
+        .map(|i| {
+            let mut e = pool[i % pool.len()].clone();
+            e["auditID"] = Value::String(format!("{i:08}-0000-4000-8000-000000000000"));
+            e
+        })
+        .collect()
+}
+
+fn pools() -> Vec<(&'static str, Vec<Value>)> {
+    let ordinary = fixtures::events(&fixtures::audit2rbac_demo());
+    let mut mix = fixtures::events(&fixtures::audit2rbac_v1beta1());
+    mix.extend(fixtures::falco_events());
+    let mut sized = fixtures::falco_events();
+    sized.extend(fixtures::events(&fixtures::audit2rbac_demo()));
+    sized.retain(|e| {
+        (e.get("requestObject").is_some() || e.get("responseObject").is_some())
+            && e.to_string().len() >= 1500
+    });
+    vec![
+        ("ordinary", cycled(&ordinary)),
+        ("mix", cycled(&mix)),
+        ("tag_heavy", cycled(&sized)),
+    ]
+}
+
+/// Decode and map; the records' bytes and how many carry detections.
+fn map_only(data: &str, pipeline: &Pipeline) -> (usize, usize) {
+    let payload = Decoded::from_awslogs_data(data, kaf_envelope::gunzip::DEFAULT_PAYLOAD_LIMIT)
+        .expect("valid payload");
+    let mut stats = EnvelopeStats::default();
+    let batch = payload.into_batch(AUDIT_STREAM_PREFIX, &mut stats);
+    let processed = pipeline.process(batch, now_ms());
+    assert_eq!(processed.records.len(), EVENTS);
+    let bytes = processed.records.iter().map(|r| r.json.len()).sum();
+    (bytes, processed.stats.detected as usize)
+}
+
+fn bench(c: &mut Criterion) {
+    let detector = Arc::new(Detector::builtin());
+    let mut group = c.benchmark_group("detections_10k_events");
+    group.sample_size(20);
+    for (pool_name, events) in pools() {
+        let audit_json_bytes: usize = messages(&events).iter().map(String::len).sum();
+        let event = lambda_event(&subscription("bench", AUDIT_STREAM, &messages(&events)));
+        let data = event["awslogs"]["data"].as_str().expect("data").to_string();
+        group.throughput(Throughput::Bytes(audit_json_bytes as u64));
+        for (config_name, file) in [
+            (
+                "a_default_profile_datefield",
+                "logtypeconfig-a-default-profile.json",
+            ),
+            ("b_jsonpath_25", "logtypeconfig-b-jsonpath-25.json"),
+        ] {
+            let text = std::fs::read_to_string(fixtures::dir().join("bench").join(file))
+                .expect("bench config")
+                .replace("PORT", "8443");
+            let config = kaf_config::LogTypeConfig::from_json(&text).expect("bench config parses");
+            let off = Pipeline::new(Some(&config), kaf_upload::format::SITE24X7).expect("config");
+            let on = Pipeline::new(Some(&config), kaf_upload::format::SITE24X7)
+                .expect("config")
+                .with_detections(Some(detector.clone()), false);
+            let (_, tagged) = map_only(&data, &on);
+            eprintln!(
+                "{pool_name}: {EVENTS} events, {:.1} KB/event, {tagged} tagged",
+                audit_json_bytes as f64 / EVENTS as f64 / 1000.0
+            );
+            // Off and on back to back, per configuration, so the pair shares the machine's state.
+            for (state, pipeline) in [("off", &off), ("on", &on)] {
+                group.bench_function(format!("{pool_name}/{config_name}/{state}"), |b| {
+                    b.iter(|| black_box(map_only(black_box(&data), pipeline)))
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
+
+/// The ingest time, as the binaries pass it.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
