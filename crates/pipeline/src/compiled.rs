@@ -16,7 +16,7 @@
 
 use crate::detect::{
     CONTAINER_PATHS, Detections, Detector, Head, ObjectRef, POD_SPEC_PATHS, Pointer, Root, Token,
-    Values,
+    Values, all_public,
 };
 use crate::lookup::looks_like_json;
 use crate::render::{Str, Writer};
@@ -347,6 +347,8 @@ struct DocValues<'x, 'a> {
     containers: Option<Vec<&'a RawValue>>,
     /// What each pointer slot reached, once read.
     reached: Vec<(usize, Vec<&'a RawValue>)>,
+    /// Each slot's address test, once made (two rules test `sourceIPs`).
+    public: Vec<(usize, bool)>,
 }
 
 impl<'x, 'a> DocValues<'x, 'a> {
@@ -357,6 +359,7 @@ impl<'x, 'a> DocValues<'x, 'a> {
             pods: None,
             containers: None,
             reached: Vec::new(),
+            public: Vec::new(),
         }
     }
 
@@ -464,6 +467,36 @@ impl Values for DocValues<'_, '_> {
             }
         }
         Some(out)
+    }
+
+    fn all_public(&mut self, pointer: &Pointer) -> Option<bool> {
+        if let Some((_, public)) = self.public.iter().find(|(s, _)| Some(*s) == pointer.slot) {
+            return Some(*public);
+        }
+        // `sourceIPs` is an array of plain strings: read as borrowed strs, no node or copies. Anything else
+        // (escapes, other elements) takes the general route.
+        let mut plain = Some(Vec::new());
+        for raw in self.raw(pointer)? {
+            match (raw.get().as_bytes().first(), plain.as_mut()) {
+                (Some(b'['), Some(out)) => match serde_json::from_str::<Vec<&str>>(raw.get()) {
+                    Ok(items) => out.extend(items),
+                    Err(_) => plain = None,
+                },
+                (Some(b'"'), Some(out)) => match serde_json::from_str::<&str>(raw.get()) {
+                    Ok(item) => out.push(item),
+                    Err(_) => plain = None,
+                },
+                _ => {}
+            }
+        }
+        let public = match plain {
+            Some(strings) => all_public(strings.into_iter()),
+            None => all_public(self.strings(pointer, true)?.iter().map(|s| &**s)),
+        };
+        if let Some(slot) = pointer.slot {
+            self.public.push((slot, public));
+        }
+        Some(public)
     }
 
     fn groups(&mut self, impersonated: bool) -> Option<Vec<Cow<'_, str>>> {

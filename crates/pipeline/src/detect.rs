@@ -14,7 +14,7 @@ mod evaluate;
 mod load;
 mod pointer;
 
-pub(crate) use evaluate::{Head, ObjectRef, Values};
+pub(crate) use evaluate::{Head, ObjectRef, Values, all_public};
 pub use pointer::Pointer;
 pub(crate) use pointer::{CONTAINER_PATHS, POD_SPEC_PATHS, Root, Token};
 

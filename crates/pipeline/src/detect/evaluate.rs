@@ -1,7 +1,7 @@
-//! Evaluating the rules on one event: selector, then predicates, then exceptions.
+//! Evaluating the rules on one event: selector, then predicates and exceptions, cheapest first.
 
 use super::{
-    CodeRange, Detections, Detector, Exception, Glob, Match, Pointer, Predicate, Rule, Test,
+    CodeRange, Detections, Detector, Exception, Glob, Match, Pointer, Predicate, Root, Rule, Test,
 };
 use crate::policy::resource_matches;
 use serde_json::Value;
@@ -56,6 +56,14 @@ pub(crate) trait Values {
     /// The strings `pointer` reaches, and with `spread` the strings in the arrays it reaches (without
     /// building values, where the source can).
     fn strings(&mut self, pointer: &Pointer, spread: bool) -> Option<Vec<Cow<'_, str>>>;
+
+    /// Whether the strings `pointer` reaches (arrays spread) include an IP address and every address among
+    /// them is public (strings that are not addresses are skipped).
+    fn all_public(&mut self, pointer: &Pointer) -> Option<bool> {
+        Some(all_public(
+            self.strings(pointer, true)?.iter().map(|s| &**s),
+        ))
+    }
 
     /// The groups of the user, or with `impersonated` of the impersonated user (few rules read them).
     fn groups(&mut self, impersonated: bool) -> Option<Vec<Cow<'_, str>>>;
@@ -227,35 +235,62 @@ impl Detector {
 }
 
 /// A selected rule's predicates and exceptions, in that order, each read only when the ones before it pass.
+/// The checks most events fail cheaply come first: exceptions the head answers, then predicates on the
+/// event itself, and only then public-address tests, pod specs and groups. The order changes what is read,
+/// never the answer (a conjunction).
 fn rule_holds(rule: &Rule, head: &Head<'_>, values: &mut impl Values) -> Option<bool> {
-    for p in &rule.all {
+    let head_only = |e: &&Exception| e.groups.is_empty() && e.images.is_empty();
+    for e in rule.exceptions.iter().filter(head_only) {
+        if exception_applies(e, head, values)? {
+            return Some(false);
+        }
+    }
+    let any_first = rule.any.iter().all(cheap);
+    for p in rule.all.iter().filter(|p| cheap(p)) {
         if !holds(p, values)? {
             return Some(false);
         }
     }
-    if !rule.any.is_empty() {
-        let mut any = false;
-        for p in &rule.any {
-            if holds(p, values)? {
-                any = true;
-                break;
-            }
-        }
-        if !any {
+    if any_first && !any_holds(&rule.any, values)? {
+        return Some(false);
+    }
+    for p in rule.all.iter().filter(|p| !cheap(p)) {
+        if !holds(p, values)? {
             return Some(false);
         }
+    }
+    if !any_first && !any_holds(&rule.any, values)? {
+        return Some(false);
     }
     for p in &rule.none {
         if holds(p, values)? {
             return Some(false);
         }
     }
-    for e in &rule.exceptions {
+    for e in rule.exceptions.iter().filter(|e| !head_only(e)) {
         if exception_applies(e, head, values)? {
             return Some(false);
         }
     }
     Some(true)
+}
+
+/// A predicate on the event's own fields that compares values; not an address test or a walk of pod specs.
+fn cheap(p: &Predicate) -> bool {
+    !matches!(p.test, Test::PublicIp(_)) && p.pointer.root() == Root::Event
+}
+
+/// An empty list holds; otherwise one of its predicates must.
+fn any_holds(any: &[Predicate], values: &mut impl Values) -> Option<bool> {
+    if any.is_empty() {
+        return Some(true);
+    }
+    for p in any {
+        if holds(p, values)? {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 fn any_glob(globs: &[Glob], s: &str) -> bool {
@@ -321,19 +356,25 @@ fn holds(p: &Predicate, values: &mut impl Values) -> Option<bool> {
         Test::Exists(want) => Some(values.exists(&p.pointer)? == *want),
         Test::Prefix(ps) => any_string(values, ps, |s, p| s.starts_with(p)),
         Test::Contains(ps) => any_string(values, ps, |s, p| s.contains(p)),
-        Test::PublicIp(want) => {
-            let ips: Vec<IpAddr> = values
-                .strings(&p.pointer, true)?
-                .iter()
-                .filter_map(|s| s.trim().parse().ok())
-                .collect();
-            let public = !ips.is_empty() && ips.iter().all(|ip| is_public(*ip));
-            Some(public == *want)
-        }
+        Test::PublicIp(want) => Some(values.all_public(&p.pointer)? == *want),
         Test::Equals(x) => values.any_equals(&p.pointer, std::slice::from_ref(x), false),
         Test::In(xs) => values.any_equals(&p.pointer, xs, false),
         Test::Intersects(xs) => values.any_equals(&p.pointer, xs, true),
     }
+}
+
+/// There is an address among `strings`, and every address is public.
+pub(crate) fn all_public<'s>(strings: impl Iterator<Item = &'s str>) -> bool {
+    let mut any = false;
+    for s in strings {
+        if let Ok(ip) = s.trim().parse::<IpAddr>() {
+            if !is_public(ip) {
+                return false;
+            }
+            any = true;
+        }
+    }
+    any
 }
 
 /// Globally routable as far as a cluster is concerned: not private, loopback, link-local, CGNAT
