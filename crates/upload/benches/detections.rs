@@ -110,7 +110,12 @@ fn cases() -> Vec<Case> {
 }
 
 fn bench(c: &mut Criterion) {
-    let cases = cases();
+    // Criterion's filter (`cargo bench … -- ordinary/a`) also picks the alternated pass's cases.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let cases: Vec<Case> = cases()
+        .into_iter()
+        .filter(|case| filter.as_ref().is_none_or(|f| case.name.contains(f.as_str())))
+        .collect();
     let mut group = c.benchmark_group("detections_10k_events");
     group.sample_size(20);
     for case in &cases {
