@@ -11,14 +11,17 @@
 //! generic path runs: a JSON string that must be parsed on the way, anything secret redaction might change,
 //! text that does not parse whole, a record over the size limit. v1beta1 timestamps are normalised here, as
 //! the generic path does.
-//! Entries with a `pattern`, filters, masks, hashes, derived fields, `ignoredFields` and audit policies are
-//! not compiled (yet): such pipelines run the generic path. The differential tests count the declines.
+//! An audit policy is applied here too ([`policy`]): it drops events, and removes what a lower level does
+//! not carry, without building the event.
+//! Entries with a `pattern`, filters, masks, hashes, derived fields and `ignoredFields` are not compiled
+//! (yet): such pipelines run the generic path. The differential tests count the declines.
 
 use crate::detect::{
     CONTAINER_PATHS, Detections, Detector, Head, ObjectRef, POD_SPEC_PATHS, Pointer, Root, Token,
     Values, all_public,
 };
 use crate::lookup::looks_like_json;
+use crate::policy::Applied;
 use crate::render::{Str, Writer};
 use crate::{DETECTION_SEVERITY_FIELD, DETECTIONS_FIELD, Profile, RecordFormat, Seen, redact};
 use kaf_config::{DateFormat, ValueType};
@@ -78,15 +81,24 @@ pub(crate) struct Context<'a> {
     pub envelope_time_ms: Option<i64>,
     pub detector: Option<&'a Detector>,
     pub detections_only: bool,
+    pub policy: Option<&'a crate::policy::Policy>,
 }
 
 /// What the compiled path made of one event.
 pub(crate) enum Compiled<'d> {
     Record(Mapped<'d>),
-    /// Detections-only mode, and the event raised none: not forwarded.
-    NotDetected {
+    /// Not forwarded, and why (each counted once, unless it repeats an event of the batch).
+    Skipped {
         identity: Option<u128>,
+        why: Skip,
     },
+}
+
+pub(crate) enum Skip {
+    /// Detections-only mode, and the event raised none.
+    NotDetected,
+    /// The audit policy dropped the event (level `None`, or an omitted stage).
+    PolicyDropped,
 }
 
 /// A record made by the compiled path.
@@ -99,6 +111,8 @@ pub(crate) struct Mapped<'d> {
     pub timestamp_fallback: bool,
     /// The detection rule ids the event raised.
     pub detections: Vec<&'d str>,
+    /// The audit policy reduced the event.
+    pub reduced: bool,
 }
 
 impl Plan {
@@ -226,12 +240,33 @@ impl Plan {
         let parts = identity(doc, audit);
         let identity = seen.key(parts.as_ref().map(|p| [&*p[0], &*p[1], &*p[2], &*p[3]]));
         normalise(doc, audit)?;
-        if ctx.redact_secrets && may_need_redaction(doc, audit)? {
+        // Without a policy, before the detections: an event redaction may change is the generic path's.
+        if ctx.policy.is_none() && ctx.redact_secrets && may_need_redaction(doc, audit)? {
             return None;
         }
         let detections = self.detections(ctx, doc, audit)?;
         if detections.is_empty() && ctx.detections_only {
-            return Some(Compiled::NotDetected { identity });
+            return Some(Compiled::Skipped {
+                identity,
+                why: Skip::NotDetected,
+            });
+        }
+        let mut reduced = false;
+        if let Some(audit_policy) = ctx.policy {
+            match policy::apply(audit_policy, doc, audit)? {
+                Applied::Dropped => {
+                    return Some(Compiled::Skipped {
+                        identity,
+                        why: Skip::PolicyDropped,
+                    });
+                }
+                Applied::Reduced => reduced = true,
+                Applied::Kept => {}
+            }
+            // What redaction sees is what the policy left.
+            if ctx.redact_secrets && may_need_redaction(doc, audit)? {
+                return None;
+            }
         }
 
         let mut values: Vec<Option<FieldValue<'a>>> = Vec::with_capacity(self.fields.len());
@@ -296,6 +331,7 @@ impl Plan {
             billed_bytes,
             timestamp_fallback,
             detections: detections.ids,
+            reduced,
         }))
     }
 }
@@ -675,8 +711,9 @@ enum FieldValue<'a> {
     Text(Cow<'a, str>),
     Number(Number),
     Bool(bool),
-    /// An object or array, as its compact JSON text.
-    Json(&'a RawValue),
+    /// An object or array, as its compact JSON text without the holes (byte ranges of its text) the policy
+    /// cut out.
+    Json(&'a RawValue, Vec<(usize, usize)>),
     /// `json-object`: `[{"key":…,"value":…}]` in key order.
     KeyValues(Vec<(Str<'a>, Str<'a>)>),
 }
@@ -688,7 +725,7 @@ impl FieldValue<'_> {
             Self::Text(text) => out.text(name, Some(text.as_ref())),
             Self::Number(n) => out.number_value(name, n),
             Self::Bool(b) => out.boolean(name, *b),
-            Self::Json(raw) => out.raw_json(name, Some(raw))?,
+            Self::Json(raw, holes) => out.raw_json(name, Some(raw), holes)?,
             Self::KeyValues(pairs) => out.key_value_list(name, pairs),
         }
         Some(())
@@ -701,7 +738,7 @@ impl FieldValue<'_> {
             Self::Text(text) => format.parse_text_ms(text, now_ms).ok(),
             Self::Number(n) => format.parse_ms(&Value::Number(n.clone()), now_ms).ok(),
             Self::Bool(b) => format.parse_ms(&Value::Bool(*b), now_ms).ok(),
-            Self::Json(_) | Self::KeyValues(_) => return None,
+            Self::Json(..) | Self::KeyValues(_) => return None,
         })
     }
 }
@@ -765,7 +802,7 @@ fn field_value<'a>(
             }
             FieldValue::KeyValues(out)
         }
-        b'{' | b'[' => FieldValue::Json(raw),
+        b'{' | b'[' => FieldValue::Json(raw, policy::holes_in(doc, raw)),
         _ => FieldValue::Number(serde_json::from_str(raw.get()).ok()?),
     }))
 }
@@ -857,6 +894,8 @@ struct Doc<'a> {
     nodes: Vec<((usize, usize), Node<'a>)>,
     /// A JSON string that stands for a parsed object (AKS `properties.log`, the audit event).
     substitute: Option<((usize, usize), NodeId)>,
+    /// Byte ranges (addresses) of the text that the policy removed from objects written as text.
+    holes: Vec<(usize, usize)>,
 }
 
 /// A node of [`Doc`], by index.
@@ -1118,6 +1157,7 @@ fn may_need_redaction<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<bool> {
     ))
 }
 
+mod policy;
 #[cfg(test)]
 mod props;
 #[cfg(test)]

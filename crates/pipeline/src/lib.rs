@@ -7,9 +7,10 @@
 //! `_zl_timestamp` from the unmasked value → filter → mask → hash → derive → drop `ignoredFields` → add
 //! `s247agentuid` and `logstream` → size limit.
 //!
-//! Without rules or a policy, the profile is compiled (`compiled.rs`): most events are mapped straight from
-//! their text into the record's JSON, whatever the profile; what it cannot map exactly as this generic path
-//! would, it leaves to it. The generic path is also the compiled path's test oracle.
+//! Without rules (filters, masks, hashes, derived fields), the profile is compiled (`compiled.rs`), with the
+//! audit policy and the detections: most events are mapped straight from their text into the record's JSON,
+//! whatever the profile; what it cannot map exactly as this generic path would, it leaves to it. The generic
+//! path is also the compiled path's test oracle.
 //!
 //! A bad event never takes the batch down: it is counted in [`PipelineStats`] and sampled (without content)
 //! in [`Processed::rejects`].
@@ -208,10 +209,9 @@ impl Pipeline {
             ..Processed::default()
         };
         let pointer = batch.source.event_pointer;
-        let plan = match (&self.policy, pointer) {
-            (Some(_), _) => None,
-            (None, None) => self.plan.as_ref(),
-            (None, Some(_)) => self.enveloped_plan.as_ref(),
+        let plan = match pointer {
+            None => self.plan.as_ref(),
+            Some(_) => self.enveloped_plan.as_ref(),
         };
         for event in batch.events {
             out.stats.events_in += 1;
@@ -225,6 +225,7 @@ impl Pipeline {
                     envelope_time_ms: event.envelope_time_ms,
                     detector: self.detector.as_deref(),
                     detections_only: self.detections_only,
+                    policy: self.policy.as_ref(),
                 };
                 match plan.map_event(text, pointer, &ctx, seen) {
                     Some(compiled::Compiled::Record(mapped)) => {
@@ -233,6 +234,7 @@ impl Pipeline {
                             continue;
                         }
                         out.stats.timestamp_fallbacks += u64::from(mapped.timestamp_fallback);
+                        out.stats.policy_reduced += u64::from(mapped.reduced);
                         out.stats.forwarded += 1;
                         count_detections(&mut out.stats, &mapped.detections);
                         out.records.push(OutRecord {
@@ -242,9 +244,13 @@ impl Pipeline {
                         });
                         continue;
                     }
-                    Some(compiled::Compiled::NotDetected { identity }) => {
+                    Some(compiled::Compiled::Skipped { identity, why }) => {
+                        let counter = match why {
+                            compiled::Skip::NotDetected => &mut out.stats.detections_skipped,
+                            compiled::Skip::PolicyDropped => &mut out.stats.policy_dropped,
+                        };
                         if seen.first_time_key(identity) {
-                            out.stats.detections_skipped += 1;
+                            *counter += 1;
                         } else {
                             out.stats.deduplicated += 1;
                         }

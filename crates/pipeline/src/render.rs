@@ -148,7 +148,13 @@ impl Writer {
 
     /// An object as JSON text: the raw text, with insignificant whitespace removed. `None` (the generic path
     /// then runs) when the value is not an object or array.
-    pub(crate) fn raw_json(&mut self, name: &str, raw: Option<&RawValue>) -> Option<()> {
+    /// `holes`: byte ranges of `raw`'s text left out (in order, none inside a string).
+    pub(crate) fn raw_json(
+        &mut self,
+        name: &str,
+        raw: Option<&RawValue>,
+        holes: &[(usize, usize)],
+    ) -> Option<()> {
         let Some(raw) = raw else { return Some(()) };
         match raw.get().as_bytes().first() {
             Some(b'{' | b'[') => {}
@@ -156,7 +162,7 @@ impl Writer {
             _ => return None,
         }
         self.key(name);
-        let len = write_json_text(&mut self.buf, raw.get());
+        let len = write_json_text_except(&mut self.buf, raw.get(), holes);
         self.count(name, len);
         Some(())
     }
@@ -200,11 +206,34 @@ pub(crate) fn plain(s: &str) -> bool {
 ///
 /// Valid JSON text (serde_json checked it) has no control characters inside strings, so these two escapes
 /// are all a JSON string needs; the result is what `serde_json` writes for the compact text as a string.
-pub(crate) fn write_json_text(buf: &mut Vec<u8>, raw: &str) -> usize {
+///
+/// `holes`: byte ranges of `raw` left out (in order, each starting and ending outside strings), what the
+/// audit policy cut out of an object passed through as text.
+pub(crate) fn write_json_text_except(
+    buf: &mut Vec<u8>,
+    raw: &str,
+    holes: &[(usize, usize)],
+) -> usize {
     let bytes = raw.as_bytes();
     let start = buf.len();
     let mut escapes = 0;
     buf.push(b'"');
+    let mut at = 0;
+    for &(from, to) in holes {
+        if to <= at || from > bytes.len() {
+            continue;
+        }
+        escapes += compact_escaped(buf, &bytes[at..from.max(at)]);
+        at = to.min(bytes.len());
+    }
+    escapes += compact_escaped(buf, &bytes[at..]);
+    buf.push(b'"');
+    buf.len() - start - 2 - escapes
+}
+
+/// The compact text of `bytes` (whole JSON tokens), escaped for a JSON string; the escapes it added.
+fn compact_escaped(buf: &mut Vec<u8>, bytes: &[u8]) -> usize {
+    let mut escapes = 0;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -261,8 +290,7 @@ pub(crate) fn write_json_text(buf: &mut Vec<u8>, raw: &str) -> usize {
             }
         }
     }
-    buf.push(b'"');
-    buf.len() - start - 2 - escapes
+    escapes
 }
 
 /// The character of the `\uXXXX` escape (or surrogate pair) at the start of `text`, and the bytes it took.
@@ -339,7 +367,7 @@ mod tests {
             let value: Value = serde_json::from_str(raw).unwrap();
             let raw_value: &RawValue = serde_json::from_str(raw).unwrap();
             let mut buf = Vec::new();
-            let len = write_json_text(&mut buf, raw_value.get());
+            let len = write_json_text_except(&mut buf, raw_value.get(), &[]);
             let text: String = serde_json::from_slice(&buf).unwrap();
             assert_eq!(
                 serde_json::from_str::<Value>(&text).unwrap(),
@@ -361,7 +389,7 @@ mod tests {
             assert_eq!(buf, serde_json::to_vec(&text).unwrap(), "{raw}");
         }
         let mut buf = Vec::new();
-        write_json_text(&mut buf, r#"{"go":"a \u003cb\u003E \u0026 \\u003c"}"#);
+        write_json_text_except(&mut buf, r#"{"go":"a \u003cb\u003E \u0026 \\u003c"}"#, &[]);
         let text: String = serde_json::from_slice(&buf).unwrap();
         assert_eq!(
             text, r#"{"go":"a <b> & \\u003c"}"#,

@@ -114,7 +114,11 @@ fn bench(c: &mut Criterion) {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let cases: Vec<Case> = cases()
         .into_iter()
-        .filter(|case| filter.as_ref().is_none_or(|f| case.name.contains(f.as_str())))
+        .filter(|case| {
+            filter
+                .as_ref()
+                .is_none_or(|f| case.name.contains(f.as_str()))
+        })
         .collect();
     let mut group = c.benchmark_group("detections_10k_events");
     group.sample_size(20);

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use super::tests::agree;
+use super::tests::{agree, agree_under};
 use crate::Pipeline;
 use kaf_envelope::{Batch, Payload, RawEvent, Source};
 use proptest::prelude::*;
@@ -220,6 +220,102 @@ fn detection_shaped() -> impl Strategy<Value = String> {
         })
 }
 
+/// An object's `metadata`, with `managedFields` first, in the middle, last, alone or absent.
+fn metadata(name: String, at: usize) -> Value {
+    let managed =
+        json!([{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {}}}]);
+    let mut members: Vec<(&str, Value)> = vec![("name", json!(name)), ("uid", json!("u-1"))];
+    match at {
+        0 => members.insert(0, ("managedFields", managed)),
+        1 => members.insert(1, ("managedFields", managed)),
+        2 => members.push(("managedFields", managed)),
+        3 => members = vec![("managedFields", managed)],
+        _ => {}
+    }
+    // serde_json's map is ordered by key: the text is written by hand to keep these positions.
+    let text = members
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", json!(k)))
+        .collect::<Vec<_>>()
+        .join(",");
+    serde_json::from_str::<Value>(&format!("{{{text}}}"))
+        .map_or(Value::Null, |_| Value::String(text))
+}
+
+/// Audit events for the policy: any level, request and response objects whose metadata (also in lists and
+/// Table rows) may carry managedFields, webhook patch annotations, and with `pretty` whitespace everywhere.
+fn policy_shaped() -> impl Strategy<Value = String> {
+    (
+        (event(), prop_oneof![Just("Metadata"), Just("Request"), Just("RequestResponse"), Just("")]),
+        (0usize..5, 0usize..5, 0usize..3),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
+    )
+        .prop_map(|(((event, _), level), (request_at, response_at, shape), (patched, pretty, annotated_last))| {
+            let (mut e, name) = (event, "web-1".to_string());
+            if !level.is_empty() {
+                e["level"] = json!(level);
+            }
+            let placeholder = |field: &str| format!("@{field}@");
+            e["requestObject"] = json!({"kind": "Pod", "metadata": placeholder("request"), "spec": {"x": 1}});
+            e["responseObject"] = match shape {
+                0 => json!({"kind": "Pod", "metadata": placeholder("response")}),
+                1 => json!({"kind": "PodList", "items": [{"metadata": placeholder("response")}, {"metadata": {"name": "b"}}, 7]}),
+                _ => json!({"kind": "Table", "rows": [{"cells": [], "object": {"metadata": placeholder("response")}}, 3]}),
+            };
+            if patched {
+                let annotations = e["annotations"].as_object_mut().unwrap();
+                annotations.insert("patch.webhook.admission.k8s.io/round_0_index_0".into(), json!("{\"op\":\"add\"}"));
+                if annotated_last {
+                    annotations.insert("zz".into(), json!("kept"));
+                }
+            }
+            let text = if pretty { serde_json::to_string_pretty(&e).unwrap() } else { e.to_string() };
+            let fill = |text: String, field: &str, at: usize| match metadata(name.clone(), at) {
+                Value::String(members) => text.replace(&format!("\"{}\"", placeholder(field)), &format!("{{{members}}}")),
+                _ => text,
+            };
+            fill(fill(text, "request", request_at), "response", response_at)
+        })
+}
+
+/// A policy of up to three rules (levels, verbs, stages, managed fields), tried in order.
+fn audit_policy() -> impl Strategy<Value = crate::policy::Policy> {
+    let rule = (
+        prop_oneof![
+            Just("None"),
+            Just("Metadata"),
+            Just("Request"),
+            Just("RequestResponse")
+        ],
+        proptest::option::of(proptest::sample::subsequence(
+            vec!["get", "list", "create", "patch", "delete"],
+            1..3,
+        )),
+        proptest::option::of(any::<bool>()),
+        any::<bool>(),
+    )
+        .prop_map(|(level, verbs, omit_managed, omit_received)| {
+            let mut rule = json!({"level": level});
+            if let Some(verbs) = verbs {
+                rule["verbs"] = json!(verbs);
+            }
+            if let Some(omit) = omit_managed {
+                rule["omitManagedFields"] = json!(omit);
+            }
+            if omit_received {
+                rule["omitStages"] = json!(["RequestReceived"]);
+            }
+            rule
+        });
+    (proptest::collection::vec(rule, 1..4), any::<bool>(), any::<bool>()).prop_map(|(rules, omit_managed, omit_panic)| {
+        let mut policy = json!({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": rules, "omitManagedFields": omit_managed});
+        if omit_panic {
+            policy["omitStages"] = json!(["Panic"]);
+        }
+        crate::policy::Policy::from_value(&policy).unwrap()
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -227,6 +323,13 @@ proptest! {
     #[test]
     fn both_paths_tag_detection_shaped_events_alike(text in detection_shaped(), redact in any::<bool>()) {
         agree(None, &text, None, redact, "detection-shaped");
+    }
+
+    /// Under any policy, the compiled path drops, reduces and strips as the generic path does: the generated
+    /// events put managedFields and webhook patch annotations where the text cuts are hardest.
+    #[test]
+    fn both_paths_apply_a_policy_alike(text in policy_shaped(), audit_policy in audit_policy(), redact in any::<bool>()) {
+        agree_under(Some(&audit_policy), None, &text, None, redact, "policy-shaped");
     }
 
     /// Whenever the compiled path takes an event, it writes what the generic path (the oracle) writes.
@@ -292,4 +395,46 @@ proptest! {
             prop_assert!(kaf_config::plausible_ms(ts, NOW), "{}", ts);
         }
     }
+}
+
+/// The policy generators, counted: the compiled path takes most of what they make (a path that declined
+/// everything would pass the property test), and the cuts are really made: generated objects carry
+/// managedFields and patch annotations, no record keeps managedFields, and reduced ones lose the patches.
+#[test]
+fn policy_shaped_events_are_mostly_compiled_and_really_cut() {
+    let strip = crate::policy::Policy::parse(
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitManagedFields: true\nrules: [{level: Request, verbs: [get, list]}, {level: Metadata}]",
+    )
+    .unwrap();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (mut taken, mut holding, mut patches_cut, total) = (0, 0, 0, 300);
+    for _ in 0..total {
+        let text =
+            proptest::strategy::ValueTree::current(&policy_shaped().new_tree(&mut runner).unwrap());
+        holding += usize::from(text.contains("managedFields") || text.contains("patch.webhook"));
+        taken += usize::from(agree_under(
+            Some(&strip),
+            None,
+            &text,
+            None,
+            false,
+            "counted",
+        ));
+        let out = Pipeline::new(None, crate::tests::FORMAT)
+            .unwrap()
+            .with_policy(Some(strip.clone()))
+            .process(batch(vec![Payload::Text(text.clone())]), NOW);
+        for record in &out.records {
+            assert!(!record.json.contains("managedFields"), "{}", record.json);
+            patches_cut += usize::from(
+                text.contains("patch.webhook") && !record.json.contains("patch.webhook"),
+            );
+        }
+    }
+    eprintln!(
+        "compiled path on policy-shaped events: {taken} of {total}, {holding} holding what is cut, patches cut from {patches_cut}"
+    );
+    assert!(patches_cut >= 10, "{patches_cut}");
+    assert!(holding * 100 >= total * 70, "{holding} of {total}");
+    assert!(taken * 100 >= total * 90, "{taken} of {total}");
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::policy::Policy;
 use crate::{OutRecord, Pipeline, Record};
 use kaf_config::LogTypeConfig;
 use kaf_envelope::{Batch, Payload, RawEvent, Source};
@@ -124,17 +125,31 @@ pub(super) fn agree(
     redact: bool,
     origin: &str,
 ) -> bool {
+    agree_under(None, config, text, pointer, redact, origin)
+}
+
+/// [`agree`] with an audit policy on both paths.
+pub(super) fn agree_under(
+    audit_policy: Option<&Policy>,
+    config: Option<&LogTypeConfig>,
+    text: &str,
+    pointer: Option<&'static str>,
+    redact: bool,
+    origin: &str,
+) -> bool {
     // Detections on, as in production.
     let detector = Some(crate::tests::builtin_detector());
     let oracle = Pipeline::new(config, crate::tests::FORMAT)
         .unwrap()
         .with_secret_redaction(redact)
         .with_detections(detector.clone(), false)
+        .with_policy(audit_policy.cloned())
         .generic_only();
     let compiled = Pipeline::new(config, crate::tests::FORMAT)
         .unwrap()
         .with_secret_redaction(redact)
-        .with_detections(detector.clone(), false);
+        .with_detections(detector.clone(), false)
+        .with_policy(audit_policy.cloned());
     let want = oracle.process(one(text, pointer), NOW);
     let got = compiled.process(one(text, pointer), NOW);
     assert_eq!(got.stats, want.stats, "{origin}: counters");
@@ -154,6 +169,7 @@ pub(super) fn agree(
         envelope_time_ms: Some(1_796_255_000_000),
         detector: detector.as_deref(),
         detections_only: false,
+        policy: audit_policy,
     };
     plan.and_then(|p| p.map_event(text, pointer, &ctx, &crate::Seen::default()))
         .is_some()
@@ -212,8 +228,103 @@ fn every_sample_agrees_under_each_production_configuration() {
     }
 }
 
+/// The audit policies the differential tests apply: the shipped one, audit2rbac's (a real one, from its
+/// repository), and the shapes those two lack: everything at Metadata with managed fields kept, Request
+/// with them stripped, and RequestResponse that only strips them.
+pub(super) fn test_policies() -> Vec<(&'static str, Policy)> {
+    let parse = |text: &str| Policy::parse(text).unwrap();
+    let audit2rbac = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/samples/liggitt__audit2rbac/testdata__demo-policy.yaml");
+    vec![
+        (
+            "managed-cluster",
+            crate::policy::from_env(Some("builtin:managed-cluster"), None)
+                .unwrap()
+                .unwrap(),
+        ),
+        (
+            "audit2rbac demo",
+            parse(&std::fs::read_to_string(audit2rbac).unwrap()),
+        ),
+        (
+            "Metadata, managed fields kept",
+            parse("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]"),
+        ),
+        (
+            "Request, managed fields stripped",
+            parse(
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitManagedFields: true\nrules: [{level: Request}]",
+            ),
+        ),
+        (
+            "RequestResponse, managed fields stripped, RequestReceived omitted",
+            parse(
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules: [{level: RequestResponse, omitManagedFields: true}]",
+            ),
+        ),
+    ]
+}
+
+/// With an audit policy, the compiled path drops and reduces events as the generic path does, and maps
+/// what it keeps the same, on every sample, in every production configuration.
+#[test]
+fn every_sample_agrees_under_each_policy() {
+    let samples = sample_texts();
+    let configs = production_configs();
+    for (policy_name, audit_policy) in test_policies() {
+        for (name, config) in &configs {
+            let (mut taken, mut total) = (0, 0);
+            for (origin, text) in &samples {
+                for redact in [true, false] {
+                    total += 1;
+                    let origin = format!("{policy_name}, {name}: {origin}");
+                    taken += usize::from(agree_under(
+                        Some(&audit_policy),
+                        config.as_ref(),
+                        text,
+                        None,
+                        redact,
+                        &origin,
+                    ));
+                }
+            }
+            eprintln!("compiled path, {policy_name}, {name}: {taken} of {total}");
+            assert!(
+                taken * 100 >= total * 90,
+                "{policy_name}, {name}: compiled path took {taken} of {total}"
+            );
+        }
+    }
+}
+
+/// The policies change what the samples become (or the test above would prove little): some are dropped,
+/// some reduced. No sample carries managedFields or patch annotations; the property tests cut those.
+#[test]
+fn the_test_policies_drop_reduce_and_strip_samples() {
+    let samples = sample_texts();
+    for (policy_name, audit_policy) in test_policies() {
+        let pipeline = Pipeline::new(None, crate::tests::FORMAT)
+            .unwrap()
+            .with_policy(Some(audit_policy.clone()));
+        let (mut dropped, mut reduced, mut forwarded) = (0, 0, 0);
+        for (_, text) in &samples {
+            let out = pipeline.process(one(text, None), NOW);
+            dropped += out.stats.policy_dropped;
+            reduced += out.stats.policy_reduced;
+            forwarded += out.stats.forwarded;
+        }
+        eprintln!("{policy_name}: {dropped} dropped, {reduced} reduced, {forwarded} forwarded");
+        assert!(forwarded > 0, "{policy_name}");
+        assert!(
+            dropped + reduced > 20,
+            "{policy_name}: {dropped} dropped, {reduced} reduced"
+        );
+    }
+}
+
 #[test]
 fn aks_records_agree_with_the_default_profile_and_with_a_record_relative_json_path() {
+    // Also under the shipped audit policy.
     let record_relative = config(json!({
             "jsonPath": [
                 {"name": "username", "key": "properties.log.user.username"},
@@ -230,13 +341,23 @@ fn aks_records_agree_with_the_default_profile_and_with_a_record_relative_json_pa
     let samples = sample_texts();
     let mut configs = production_configs();
     configs.push(("record-relative jsonPath", Some(record_relative)));
+    let managed_cluster = test_policies().remove(0).1;
     for (name, config) in configs {
         let (mut taken, mut total) = (0, 0);
         for (origin, text) in samples.iter().step_by(3) {
             let record = aks_record(text);
-            for redact in [true, false] {
+            for (redact, audit_policy) in
+                [(true, None), (false, None), (true, Some(&managed_cluster))]
+            {
                 total += 1;
-                taken += usize::from(agree(config.as_ref(), &record, Some(AKS), redact, origin));
+                taken += usize::from(agree_under(
+                    audit_policy,
+                    config.as_ref(),
+                    &record,
+                    Some(AKS),
+                    redact,
+                    origin,
+                ));
             }
         }
         eprintln!("compiled path, AKS, {name}: {taken} of {total}");
@@ -666,6 +787,7 @@ fn tagged_events_are_compiled_not_declined() {
             envelope_time_ms: None,
             detector: Some(&detector),
             detections_only: false,
+            policy: None,
         };
         let (mut tagged, mut compiled) = (0, 0);
         for (_, text) in sample_texts() {
@@ -703,6 +825,7 @@ fn detections_read_from_text_agree_with_the_built_event() {
         envelope_time_ms: None,
         detector: Some(&detector),
         detections_only: false,
+        policy: None,
     };
     let head = r#""kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"a1","stage":"ResponseComplete","requestURI":"/x","sourceIPs":["10.0.0.1"],"user":{"username":"alice","groups":["dev"]},"responseStatus":{"code":201},"requestReceivedTimestamp":"2026-01-01T00:00:00.000000Z","stageTimestamp":"2026-01-01T00:00:00.100000Z""#;
     let pod = |spec: &str| {
