@@ -13,8 +13,9 @@
 //! the generic path does.
 //! An audit policy is applied here too ([`policy`]): it drops events, and removes what a lower level does
 //! not carry, without building the event.
-//! Entries with a `pattern`, filters, masks, hashes, derived fields and `ignoredFields` are not compiled
-//! (yet): such pipelines run the generic path. The differential tests count the declines.
+//! So are the config's record rules (filters, masks, hashes, derived fields, `ignoredFields`), on the mapped
+//! values. Entries with a `pattern` are not compiled: such profiles run the generic path. The differential
+//! tests count the declines.
 
 use crate::detect::{
     CONTAINER_PATHS, Detections, Detector, Head, ObjectRef, POD_SPEC_PATHS, Pointer, Root, Token,
@@ -23,8 +24,10 @@ use crate::detect::{
 use crate::lookup::looks_like_json;
 use crate::policy::Applied;
 use crate::render::{Str, Writer};
+use crate::rules::{self, RecordRules};
 use crate::{DETECTION_SEVERITY_FIELD, DETECTIONS_FIELD, Profile, RecordFormat, Seen, redact};
 use kaf_config::{DateFormat, ValueType};
+use kaf_config::{DeriveRule, FieldFilter, HashRule, MaskRule};
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -52,6 +55,20 @@ pub(crate) struct Plan {
     /// The profile has a field named like a detection field: a tagged event is the generic path's, which
     /// overwrites it.
     detection_fields_taken: bool,
+    /// The config's record rules, on the fields by index.
+    rules: Rules,
+}
+
+/// [`crate::rules::RecordRules`] with each field name resolved to a field of the plan (`None`: a field no
+/// record has when the rules run, on which a rule does nothing).
+#[derive(Debug, Clone, Default)]
+struct Rules {
+    filters: Vec<(Option<usize>, FieldFilter)>,
+    masks: Vec<(Option<usize>, MaskRule)>,
+    hashes: Vec<(Option<usize>, HashRule)>,
+    /// Each named group goes to the field of its name (one the plan has for it).
+    derives: Vec<(Option<usize>, DeriveRule)>,
+    ignored: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +116,12 @@ pub(crate) enum Skip {
     NotDetected,
     /// The audit policy dropped the event (level `None`, or an omitted stage).
     PolicyDropped,
+    /// A `filterConfig` rule dropped the record (after its time was read, as the generic path counts it).
+    Filtered {
+        timestamp_fallback: bool,
+        /// The audit policy had reduced the event.
+        reduced: bool,
+    },
 }
 
 /// A record made by the compiled path.
@@ -118,7 +141,12 @@ pub(crate) struct Mapped<'d> {
 impl Plan {
     /// `None` when the profile has something the compiled path does not do (an entry with a `pattern`).
     /// `rooted`: the profile's keys are read inside the envelope's event (see [`Plan::rooted`]).
-    pub(crate) fn compile(profile: &Profile, rooted: bool, format: RecordFormat) -> Option<Self> {
+    pub(crate) fn compile(
+        profile: &Profile,
+        record_rules: &RecordRules,
+        rooted: bool,
+        format: RecordFormat,
+    ) -> Option<Self> {
         if profile.entries.iter().any(|e| e.pattern.is_some()) {
             return None;
         }
@@ -131,10 +159,31 @@ impl Plan {
                 .push((Key::new(&entry.key), entry.value_type));
         }
         // The delivery side's fields overwrite profile fields of the same name.
+        let rules_read = |name: &str| {
+            let r = record_rules;
+            r.filters.iter().any(|f| f.field == name)
+                || r.masks.iter().any(|m| m.field == name)
+                || r.hashes.iter().any(|h| h.field == name)
+                || r.derives.iter().any(|d| d.field == name)
+        };
         for agent in [format.time_field, format.source_field, format.stream_field] {
-            // The generic path reads a `dateField` naming one from the profile's value, before the agent's.
-            if by_name.remove(agent).is_some() && profile.date_field == agent {
+            // The generic path reads a `dateField` naming one from the profile's value, before the agent's,
+            // and so do the record rules.
+            if by_name.remove(agent).is_some() && (profile.date_field == agent || rules_read(agent))
+            {
                 return None;
+            }
+        }
+        // Derived fields are fields of the record (without a lookup), unless the delivery side's overwrite them.
+        for rule in &record_rules.derives {
+            for name in rule
+                .patterns
+                .iter()
+                .flat_map(|p| p.capture_names().flatten())
+            {
+                if ![format.time_field, format.source_field, format.stream_field].contains(&name) {
+                    by_name.entry(name).or_default();
+                }
             }
         }
         let fields: Vec<Field> = by_name
@@ -168,7 +217,36 @@ impl Plan {
         }
         // Byte order of the names: the order of the generic path's map, so both write the same bytes.
         named.sort_by(|a, b| a.0.cmp(b.0));
+        let index = |name: &str| fields.iter().position(|f| f.name == name);
+        let rules = Rules {
+            filters: record_rules
+                .filters
+                .iter()
+                .map(|r| (index(&r.field), r.clone()))
+                .collect(),
+            masks: record_rules
+                .masks
+                .iter()
+                .map(|r| (index(&r.field), r.clone()))
+                .collect(),
+            hashes: record_rules
+                .hashes
+                .iter()
+                .map(|r| (index(&r.field), r.clone()))
+                .collect(),
+            derives: record_rules
+                .derives
+                .iter()
+                .map(|r| (index(&r.field), r.clone()))
+                .collect(),
+            ignored: record_rules
+                .ignored_fields
+                .iter()
+                .filter_map(|f| index(f))
+                .collect(),
+        };
         Some(Self {
+            rules,
             date_field: fields.iter().position(|f| f.name == profile.date_field),
             slots: named.into_iter().map(|(_, slot)| slot).collect(),
             fields,
@@ -296,6 +374,15 @@ impl Plan {
             Some(ms) => (ms, false),
             None => (crate::fallback_time(ctx.envelope_time_ms, ctx.now_ms), true),
         };
+        if !self.apply_rules(&mut values)? {
+            return Some(Compiled::Skipped {
+                identity,
+                why: Skip::Filtered {
+                    timestamp_fallback,
+                    reduced,
+                },
+            });
+        }
 
         let estimate = text_len + text_len / 4 + 256;
         let format = &self.format;
@@ -337,6 +424,46 @@ impl Plan {
 }
 
 impl Plan {
+    /// [`RecordRules::apply`] on the mapped values: `Some(false)` a filter drops the record, `None` declines (a
+    /// rule on a value whose string form is an object's text, which the generic path writes with its keys
+    /// sorted).
+    fn apply_rules(&self, values: &mut [Option<FieldValue<'_>>]) -> Option<bool> {
+        let rules = &self.rules;
+        for (at, filter) in &rules.filters {
+            if !rules::keeps(filter, string_at(values, *at)?.as_deref()) {
+                return Some(false);
+            }
+        }
+        let masks = rules.masks.iter().map(|(at, r)| (*at, Rewrite::Mask(r)));
+        let hashes = rules.hashes.iter().map(|(at, r)| (*at, Rewrite::Hash(r)));
+        for (at, rewrite) in masks.chain(hashes) {
+            let (Some(i), Some(text)) = (at, string_at(values, at)?) else {
+                continue;
+            };
+            let rewritten = match rewrite {
+                Rewrite::Mask(rule) => rules::masked(rule, &text),
+                Rewrite::Hash(rule) => rules::hashed(rule, &text),
+            };
+            if let Some(out) = rewritten {
+                values[i] = Some(FieldValue::Rewritten(out));
+            }
+        }
+        for (at, rule) in &rules.derives {
+            let Some(text) = string_at(values, *at)? else {
+                continue;
+            };
+            for (name, derived) in rules::derived(rule, &text) {
+                if let Some(i) = self.fields.iter().position(|f| f.name == name) {
+                    values[i] = Some(FieldValue::Rewritten(derived));
+                }
+            }
+        }
+        for i in &rules.ignored {
+            values[*i] = None;
+        }
+        Some(true)
+    }
+
     /// What the context's detector raises for the event; `None` declines (a tagged event whose detection
     /// fields the profile has taken is the generic path's).
     fn detections<'d>(
@@ -353,6 +480,20 @@ impl Plan {
             return None;
         }
         Some(detections)
+    }
+}
+
+/// A mask or a hash rule, applied in the config's order (masks first).
+enum Rewrite<'r> {
+    Mask(&'r MaskRule),
+    Hash(&'r HashRule),
+}
+
+/// The string form of the value at `at`: `Some(None)` when the record has none, `None` to decline.
+fn string_at(values: &[Option<FieldValue<'_>>], at: Option<usize>) -> Option<Option<String>> {
+    match at.and_then(|i| values[i].as_ref()) {
+        None => Some(None),
+        Some(value) => value.string_form().map(|text| Some(text.into_owned())),
     }
 }
 
@@ -716,6 +857,8 @@ enum FieldValue<'a> {
     Json(&'a RawValue, Vec<(usize, usize)>),
     /// `json-object`: `[{"key":…,"value":…}]` in key order.
     KeyValues(Vec<(Str<'a>, Str<'a>)>),
+    /// A value the record rules wrote (a mask, a hash, a derived field): a string, kept even when empty.
+    Rewritten(String),
 }
 
 impl FieldValue<'_> {
@@ -727,8 +870,25 @@ impl FieldValue<'_> {
             Self::Bool(b) => out.boolean(name, *b),
             Self::Json(raw, holes) => out.raw_json(name, Some(raw), holes)?,
             Self::KeyValues(pairs) => out.key_value_list(name, pairs),
+            Self::Rewritten(text) => out.text_always(name, text),
         }
         Some(())
+    }
+
+    /// The string form the record rules read ([`rules::string_form`] of the generic path's value). An
+    /// object's or list's is the generic path's JSON text (keys sorted), built only for a rule that reads
+    /// it; `None` declines (a text the policy cut, or `json-object` pairs).
+    fn string_form(&self) -> Option<Cow<'_, str>> {
+        Some(match self {
+            Self::Text(text) => Cow::Borrowed(text.as_ref()),
+            Self::Rewritten(text) => Cow::Borrowed(text.as_str()),
+            Self::Number(n) => Cow::Owned(n.to_string()),
+            Self::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            Self::Json(raw, holes) if holes.is_empty() => {
+                Cow::Owned(serde_json::from_str::<Value>(raw.get()).ok()?.to_string())
+            }
+            Self::Json(..) | Self::KeyValues(_) => return None,
+        })
     }
 
     /// The event time from this field, as the generic path parses the record's value. `Some(None)`: no
@@ -738,7 +898,7 @@ impl FieldValue<'_> {
             Self::Text(text) => format.parse_text_ms(text, now_ms).ok(),
             Self::Number(n) => format.parse_ms(&Value::Number(n.clone()), now_ms).ok(),
             Self::Bool(b) => format.parse_ms(&Value::Bool(*b), now_ms).ok(),
-            Self::Json(..) | Self::KeyValues(_) => return None,
+            Self::Json(..) | Self::KeyValues(_) | Self::Rewritten(_) => return None,
         })
     }
 }

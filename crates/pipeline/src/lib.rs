@@ -7,10 +7,10 @@
 //! `_zl_timestamp` from the unmasked value → filter → mask → hash → derive → drop `ignoredFields` → add
 //! `s247agentuid` and `logstream` → size limit.
 //!
-//! Without rules (filters, masks, hashes, derived fields), the profile is compiled (`compiled.rs`), with the
-//! audit policy and the detections: most events are mapped straight from their text into the record's JSON,
-//! whatever the profile; what it cannot map exactly as this generic path would, it leaves to it. The generic
-//! path is also the compiled path's test oracle.
+//! The profile is compiled (`compiled.rs`), with the audit policy, the detections and the record rules: most
+//! events are mapped straight from their text into the record's JSON, whatever the profile; what it cannot
+//! map exactly as this generic path would, it leaves to it. The generic path is also the compiled path's test
+//! oracle.
 //!
 //! A bad event never takes the batch down: it is counted in [`PipelineStats`] and sampled (without content)
 //! in [`Processed::rejects`].
@@ -67,7 +67,7 @@ pub use sink::{Delivery, Driven, Sink, Undelivered, drive};
 
 use events::{Read, check_event, event_at, event_at_mut, normalize, payload_len};
 use identity::Seen;
-use kaf_config::{ConfigError, DeriveRule, FieldFilter, HashRule, LogTypeConfig, MaskRule};
+use kaf_config::{ConfigError, LogTypeConfig};
 use kaf_envelope::{Batch, Payload, Source};
 use mapping::{event_time, fallback_time, map};
 use serde_json::Value;
@@ -77,11 +77,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     profile: Profile,
-    filters: Vec<FieldFilter>,
-    masks: Vec<MaskRule>,
-    hashes: Vec<HashRule>,
-    derives: Vec<DeriveRule>,
-    ignored_fields: Vec<String>,
+    rules: rules::RecordRules,
     format: RecordFormat,
     redact_secrets: bool,
     policy: Option<policy::Policy>,
@@ -110,11 +106,7 @@ impl Pipeline {
         let mut pipeline = match config {
             None => Self {
                 profile: Profile::kubernetes_audit()?,
-                filters: Vec::new(),
-                masks: Vec::new(),
-                hashes: Vec::new(),
-                derives: Vec::new(),
-                ignored_fields: Vec::new(),
+                rules: rules::RecordRules::default(),
                 format,
                 redact_secrets: true,
                 policy: None,
@@ -126,11 +118,7 @@ impl Pipeline {
             },
             Some(c) => Self {
                 profile: Profile::from_config(c)?,
-                filters: c.filters.clone(),
-                masks: c.masks.clone(),
-                hashes: c.hashes.clone(),
-                derives: c.derives.clone(),
-                ignored_fields: c.ignored_fields.clone(),
+                rules: rules::RecordRules::from_config(c),
                 format,
                 redact_secrets: true,
                 policy: None,
@@ -145,21 +133,15 @@ impl Pipeline {
             pipeline.aks_profile = Some(pipeline.profile.rooted_at("properties.log"));
         }
         let p = &pipeline;
-        let no_rules = p.filters.is_empty()
-            && p.masks.is_empty()
-            && p.hashes.is_empty()
-            && p.derives.is_empty()
-            && p.ignored_fields.is_empty();
-        if no_rules {
-            pipeline.plan = compiled::Plan::compile(&pipeline.profile, false, pipeline.format);
-            // The default profile reads the event inside the envelope; a config's own `jsonPath` the document
-            // (the same plan).
-            pipeline.enveloped_plan = if pipeline.aks_profile.is_some() {
-                compiled::Plan::compile(&pipeline.profile, true, pipeline.format)
-            } else {
-                pipeline.plan.clone()
-            };
-        }
+        let plan = compiled::Plan::compile(&p.profile, &p.rules, false, p.format);
+        // The default profile reads the event inside the envelope; a config's own `jsonPath` the document
+        // (the same plan).
+        let enveloped_plan = match p.aks_profile {
+            Some(_) => compiled::Plan::compile(&p.profile, &p.rules, true, p.format),
+            None => plan.clone(),
+        };
+        pipeline.plan = plan;
+        pipeline.enveloped_plan = enveloped_plan;
         Ok(pipeline)
     }
 
@@ -245,14 +227,22 @@ impl Pipeline {
                         continue;
                     }
                     Some(compiled::Compiled::Skipped { identity, why }) => {
-                        let counter = match why {
-                            compiled::Skip::NotDetected => &mut out.stats.detections_skipped,
-                            compiled::Skip::PolicyDropped => &mut out.stats.policy_dropped,
-                        };
-                        if seen.first_time_key(identity) {
-                            *counter += 1;
-                        } else {
+                        if !seen.first_time_key(identity) {
                             out.stats.deduplicated += 1;
+                            continue;
+                        }
+                        let stats = &mut out.stats;
+                        match why {
+                            compiled::Skip::NotDetected => stats.detections_skipped += 1,
+                            compiled::Skip::PolicyDropped => stats.policy_dropped += 1,
+                            compiled::Skip::Filtered {
+                                timestamp_fallback,
+                                reduced,
+                            } => {
+                                stats.filtered += 1;
+                                stats.timestamp_fallbacks += u64::from(timestamp_fallback);
+                                stats.policy_reduced += u64::from(reduced);
+                            }
                         }
                         continue;
                     }
@@ -338,15 +328,9 @@ impl Pipeline {
                     fallback_time(event.envelope_time_ms, now_ms)
                 }
             };
-            if !rules::passes(&self.filters, &record) {
+            if !self.rules.apply(&mut record) {
                 out.stats.filtered += 1;
                 continue;
-            }
-            rules::mask(&self.masks, &mut record);
-            rules::hash(&self.hashes, &mut record);
-            rules::derive(&self.derives, &mut record);
-            for field in &self.ignored_fields {
-                record.remove(field);
             }
             if !salvaged.is_empty() {
                 record.insert("kaf_unparsed".into(), Value::String(salvaged.join(", ")));

@@ -17,26 +17,83 @@ pub fn string_form(value: &Value) -> Cow<'_, str> {
     }
 }
 
+/// A config's record rules, applied in this order to a mapped record: filters, masks, hashes, derived
+/// fields, then `ignoredFields` dropped.
+#[derive(Debug, Clone, Default)]
+pub struct RecordRules {
+    pub filters: Vec<FieldFilter>,
+    pub masks: Vec<MaskRule>,
+    pub hashes: Vec<HashRule>,
+    pub derives: Vec<DeriveRule>,
+    pub ignored_fields: Vec<String>,
+}
+
+impl RecordRules {
+    pub fn from_config(config: &kaf_config::LogTypeConfig) -> Self {
+        Self {
+            filters: config.filters.clone(),
+            masks: config.masks.clone(),
+            hashes: config.hashes.clone(),
+            derives: config.derives.clone(),
+            ignored_fields: config.ignored_fields.clone(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+            && self.masks.is_empty()
+            && self.hashes.is_empty()
+            && self.derives.is_empty()
+            && self.ignored_fields.is_empty()
+    }
+
+    /// Apply every rule to `record`; `false`: a filter drops it.
+    pub fn apply(&self, record: &mut Record) -> bool {
+        if !passes(&self.filters, record) {
+            return false;
+        }
+        mask(&self.masks, record);
+        hash(&self.hashes, record);
+        derive(&self.derives, record);
+        for field in &self.ignored_fields {
+            record.remove(field);
+        }
+        true
+    }
+}
+
 /// `true` when the record passes every filter.
 pub fn passes(filters: &[FieldFilter], record: &Record) -> bool {
-    filters.iter().all(|f| match record.get(&f.field) {
-        None => true,
-        Some(v) => f.regex.is_match(&string_form(v)) == f.include,
-    })
+    filters
+        .iter()
+        .all(|f| keeps(f, record.get(&f.field).map(string_form).as_deref()))
+}
+
+/// Whether `filter` keeps a record whose field has the string form `value` (an absent field keeps it).
+pub(crate) fn keeps(filter: &FieldFilter, value: Option<&str>) -> bool {
+    value.is_none_or(|v| filter.regex.is_match(v) == filter.include)
 }
 
 pub fn mask(rules: &[MaskRule], record: &mut Record) {
     for rule in rules {
-        replace_field(record, &rule.field, &rule.regex, |_| {
-            rule.replacement.clone()
-        });
+        replace_field(record, &rule.field, |text| masked(rule, text));
     }
 }
 
 pub fn hash(rules: &[HashRule], record: &mut Record) {
     for rule in rules {
-        replace_field(record, &rule.field, &rule.regex, sha256_hex);
+        replace_field(record, &rule.field, |text| hashed(rule, text));
     }
+}
+
+/// `text` with `rule`'s matches masked; `None` when nothing matched (the value stays as it was).
+pub(crate) fn masked(rule: &MaskRule, text: &str) -> Option<String> {
+    replaced(text, &rule.regex, |_| rule.replacement.clone())
+}
+
+/// `text` with `rule`'s matches hashed; `None` when nothing matched.
+pub(crate) fn hashed(rule: &HashRule, text: &str) -> Option<String> {
+    replaced(text, &rule.regex, sha256_hex)
 }
 
 pub fn derive(rules: &[DeriveRule], record: &mut Record) {
@@ -44,45 +101,64 @@ pub fn derive(rules: &[DeriveRule], record: &mut Record) {
         let Some(text) = record.get(&rule.field).map(|v| string_form(v).into_owned()) else {
             continue;
         };
-        let Some((regex, caps)) = rule
-            .patterns
-            .iter()
-            .find_map(|r| r.captures(&text).map(|c| (r, c)))
-        else {
-            continue;
-        };
-        for name in regex.capture_names().flatten() {
-            let value = caps.name(name).map_or("-", |m| m.as_str());
-            record.insert(name.to_string(), Value::String(value.to_string()));
+        for (name, value) in derived(rule, &text) {
+            record.insert(name.to_string(), Value::String(value));
         }
     }
 }
 
-pub fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
+/// The fields the first of `rule`'s patterns that matches `text` adds: each named group, `-` where it did
+/// not take part; none when no pattern matches.
+pub(crate) fn derived<'r>(rule: &'r DeriveRule, text: &str) -> Vec<(&'r str, String)> {
+    let Some((regex, caps)) = rule
+        .patterns
         .iter()
-        .map(|b| format!("{b:02x}"))
+        .find_map(|r| r.captures(text).map(|c| (r, c)))
+    else {
+        return Vec::new();
+    };
+    regex
+        .capture_names()
+        .flatten()
+        .map(|name| {
+            (
+                name,
+                caps.name(name).map_or("-", |m| m.as_str()).to_string(),
+            )
+        })
         .collect()
 }
 
-/// Replace every participating capture group of every match (the whole match when the pattern has no
-/// groups — fail safe: a group-less mask must not leave the value in clear).
-fn replace_field(
-    record: &mut Record,
-    field: &str,
-    regex: &Regex,
-    replacement: impl Fn(&str) -> String,
-) {
+pub fn sha256_hex(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(text.as_bytes());
+    let mut out = String::with_capacity(2 * digest.len());
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// The field's string form rewritten by `rewrite`, if it rewrote it.
+fn replace_field(record: &mut Record, field: &str, rewrite: impl Fn(&str) -> Option<String>) {
     let Some(value) = record.get(field) else {
         return;
     };
-    let text = string_form(value).into_owned();
+    if let Some(out) = rewrite(&string_form(value)) {
+        record.insert(field.to_string(), Value::String(out));
+    }
+}
+
+/// Replace every participating capture group of every match (the whole match when the pattern has no
+/// groups — fail safe: a group-less mask must not leave the value in clear). `None` when nothing matched.
+fn replaced(text: &str, regex: &Regex, replacement: impl Fn(&str) -> String) -> Option<String> {
     let mut spans: Vec<(usize, usize)> = Vec::new();
-    for caps in regex.captures_iter(&text) {
+    for caps in regex.captures_iter(text) {
         collect_spans(&caps, &mut spans);
     }
     if spans.is_empty() {
-        return;
+        return None;
     }
     let mut out = String::with_capacity(text.len());
     let mut cursor = 0;
@@ -96,7 +172,7 @@ fn replace_field(
         cursor = end;
     }
     out.push_str(&text[cursor..]);
-    record.insert(field.to_string(), Value::String(out));
+    Some(out)
 }
 
 fn collect_spans(caps: &Captures<'_>, spans: &mut Vec<(usize, usize)>) {

@@ -139,6 +139,34 @@ fn bench(c: &mut Criterion) {
             });
         }
     }
+    // Configuration (a) with record rules as an operator sets them on the log type: a filter, a mask, a
+    // hash, a derived field and an ignored one.
+    let mut ruled: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            fixtures::dir()
+                .join("bench")
+                .join("logtypeconfig-a-default-profile.json"),
+        )
+        .expect("bench config")
+        .replace("PORT", "8443"),
+    )
+    .expect("bench config is JSON");
+    ruled["filterConfig"] =
+        serde_json::json!({"verb": {"match": false, "values": ["watch"], "exact": true}});
+    ruled["maskingConfig"] =
+        serde_json::json!({"username": {"regex": "^([^@:]+)@", "string": "***"}});
+    ruled["hashingConfig"] = serde_json::json!({"sourceip": {"regex": "(.*)"}});
+    ruled["derivedConfig"] =
+        serde_json::json!({"requesturi": ["^/apis?/(?<api_path>[^?]*)(?<query>\\?.*)?"]});
+    ruled["ignoredFields"] = serde_json::json!(["useragent"]);
+    let ruled = kaf_config::LogTypeConfig::from_json(&ruled.to_string()).expect("ruled config");
+    let compiled = Pipeline::new(Some(&ruled), kaf_upload::format::SITE24X7).expect("config");
+    let generic = compiled.clone().generic_only();
+    for (path, pipeline) in [("compiled", &compiled), ("generic", &generic)] {
+        group.bench_function(format!("a_with_record_rules/{path}"), |b| {
+            b.iter(|| black_box(map_kept(black_box(&data), pipeline)))
+        });
+    }
     let default = Pipeline::new(None, kaf_upload::format::SITE24X7).expect("default profile");
     group.bench_function("no_config_default_profile/compiled", |b| {
         b.iter(|| black_box(map_only(black_box(&data), &default)))

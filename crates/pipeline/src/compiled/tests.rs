@@ -297,6 +297,81 @@ fn every_sample_agrees_under_each_policy() {
     }
 }
 
+/// Record rules as an operator sets them on a log type (keep writes and denials, mask e-mail users, hash
+/// addresses, split the request URI, drop the user agent), on each production profile: every sample agrees,
+/// most are compiled, and the rules act.
+#[test]
+fn every_sample_agrees_under_record_rules() {
+    let rules = json!({
+        "filterConfig": {"verb": {"match": false, "values": ["watch"], "exact": true}},
+        "maskingConfig": {"username": {"regex": "^([^@:]+)@", "string": "***"}},
+        "hashingConfig": {"sourceip": {"regex": "(.*)"}},
+        "derivedConfig": {"requesturi": ["^/apis?/(?<api_path>[^?]*)(?<query>\\?.*)?"]},
+        "ignoredFields": ["useragent"],
+    });
+    let samples = sample_texts();
+    for (name, config) in production_configs() {
+        let mut merged = match &config {
+            None => json!({}),
+            Some(_) => serde_json::from_str(
+                &std::fs::read_to_string(
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../../tests/fixtures/bench")
+                        .join(match name.starts_with("(a)") {
+                            true => "logtypeconfig-a-default-profile.json",
+                            false => "logtypeconfig-b-jsonpath-25.json",
+                        }),
+                )
+                .unwrap()
+                .replace("PORT", "8443"),
+            )
+            .unwrap(),
+        };
+        for (key, value) in rules.as_object().unwrap() {
+            merged[key] = value.clone();
+        }
+        // The CLI's case has no config of its own: the default profile, with these rules.
+        let config = match merged.get("apiKey") {
+            Some(_) => LogTypeConfig::from_json(&merged.to_string()).unwrap(),
+            None => super::tests::config(merged),
+        };
+        let (mut taken, mut total) = (0, 0);
+        for (origin, text) in &samples {
+            for redact in [true, false] {
+                total += 1;
+                taken += usize::from(agree(Some(&config), text, None, redact, origin));
+            }
+        }
+        let pipeline = Pipeline::new(Some(&config), crate::tests::FORMAT).unwrap();
+        let (mut filtered, mut hashed) = (0, 0);
+        for (_, text) in &samples {
+            let out = pipeline.process(one(text, None), NOW);
+            filtered += out.stats.filtered;
+            hashed += out
+                .records
+                .iter()
+                .filter(|r| {
+                    r.record()
+                        .get("sourceip")
+                        .and_then(Value::as_str)
+                        .is_some_and(|ip| ip.len() == 64)
+                })
+                .count();
+        }
+        eprintln!(
+            "compiled path, record rules, {name}: {taken} of {total}; {filtered} filtered, {hashed} hashed"
+        );
+        assert!(
+            taken * 100 >= total * 90,
+            "{name}: compiled path took {taken} of {total}"
+        );
+        assert!(
+            filtered > 0 && hashed > 100,
+            "{name}: {filtered} filtered, {hashed} hashed"
+        );
+    }
+}
+
 /// The policies change what the samples become (or the test above would prove little): some are dropped,
 /// some reduced. No sample carries managedFields or patch annotations; the property tests cut those.
 #[test]
@@ -595,6 +670,155 @@ proptest! {
             agree(Some(&config), &text, None, redact, "generated");
         }
     }
+}
+
+/// Record fields the rules act on: the default profile's (strings, numbers, object texts), generated
+/// profiles' names, and fields no record has.
+const RULE_FIELDS: [&str; 14] = [
+    "verb",
+    "username",
+    "useragent",
+    "sourceip",
+    "requesturi",
+    "responsestatus_code",
+    "objectref_name",
+    "stage",
+    "annotations",
+    "requestobject",
+    "f1",
+    "user",
+    "logstream",
+    "absent",
+];
+
+const RULE_PATTERNS: [&str; 8] = [
+    "(.*)",
+    "^(s)",
+    "e",
+    "(\\d)\\d*",
+    "[a-z]+",
+    "x(y)?z",
+    "^$",
+    "(?:a)(b)?",
+];
+
+/// Named-group patterns for `derivedConfig`, naming profile, agent, detection and new fields.
+const DERIVE_PATTERNS: [&str; 6] = [
+    "^/api/(?<api_version>v\\d+)(?:/namespaces/(?<ns>[^/?]+))?",
+    "(?<verb>[a-z]+)",
+    "(?<logstream>.)",
+    "(?<detections>e)",
+    "^(?<f1>.)(?<unmatched>zzz)?",
+    "(?<empty>x*)",
+];
+
+/// `filterConfig`, `maskingConfig`, `hashingConfig`, `derivedConfig` and `ignoredFields` as a log type's
+/// settings write them, on [`RULE_FIELDS`].
+fn rules_json() -> impl Strategy<Value = Value> {
+    let field = || prop::sample::select(&RULE_FIELDS[..]);
+    let pattern = || prop::sample::select(&RULE_PATTERNS[..]);
+    let filter = (
+        field(),
+        any::<bool>(),
+        prop::collection::vec(pattern(), 1..3),
+        any::<bool>(),
+    )
+        .prop_map(|(f, include, values, exact)| {
+            (
+                f,
+                json!({"match": include, "values": values, "exact": exact}),
+            )
+        });
+    let mask = (
+        field(),
+        pattern(),
+        prop::sample::select(&["***", "", "#"][..]),
+    )
+        .prop_map(|(f, regex, string)| (f, json!({"regex": regex, "string": string})));
+    let hash = (field(), pattern()).prop_map(|(f, regex)| (f, json!({"regex": regex})));
+    let derive = (
+        field(),
+        prop::collection::vec(prop::sample::select(&DERIVE_PATTERNS[..]), 1..3),
+    )
+        .prop_map(|(f, patterns)| (f, json!(patterns)));
+    let map = |entries: Vec<(&str, Value)>| {
+        Value::Object(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
+    };
+    (
+        prop::collection::vec(filter, 0..2),
+        prop::collection::vec(mask, 0..3),
+        prop::collection::vec(hash, 0..2),
+        prop::collection::vec(derive, 0..2),
+        prop::collection::vec(field(), 0..3),
+    )
+        .prop_map(move |(filters, masks, hashes, derives, ignored)| {
+            json!({
+                "filterConfig": map(filters),
+                "maskingConfig": map(masks),
+                "hashingConfig": map(hashes),
+                "derivedConfig": map(derives),
+                "ignoredFields": ignored,
+            })
+        })
+}
+
+/// A generated profile (or the default one) with generated record rules.
+fn ruled_config(profile: Option<Value>, rules: Value) -> LogTypeConfig {
+    let mut merged = profile.unwrap_or_else(|| json!({}));
+    for (key, value) in rules.as_object().unwrap() {
+        merged[key] = value.clone();
+    }
+    config(merged)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The record rules on the compiled path do what they do on the generic path.
+    #[test]
+    fn generated_rules_agree_on_generated_events(
+        rules in rules_json(),
+        profile in prop::option::weighted(0.3, profile_json()),
+        text in event_text(),
+        redact in any::<bool>(),
+        audit_policy in prop::option::weighted(0.3, 0..5usize),
+    ) {
+        let config = ruled_config(profile, rules);
+        let audit_policy = audit_policy.map(|i| test_policies().swap_remove(i).1);
+        agree_under(audit_policy.as_ref(), Some(&config), &text, None, redact, "generated rules");
+    }
+}
+
+/// The rules' generators, counted: the compiled path takes most of it (only rules on an object's text, and
+/// what declines without rules, go to the generic path), and the rules did something.
+#[test]
+fn generated_rules_are_mostly_compiled_and_act() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = (rules_json(), event_text());
+    let (mut taken, mut acted, total) = (0, 0, 300);
+    for _ in 0..total {
+        let (rules, text) =
+            proptest::strategy::ValueTree::current(&strategy.new_tree(&mut runner).unwrap());
+        let config = ruled_config(None, rules);
+        taken += usize::from(agree(Some(&config), &text, None, false, "counted"));
+        let plain = Pipeline::new(None, crate::tests::FORMAT)
+            .unwrap()
+            .process(one(&text, None), NOW);
+        let ruled = Pipeline::new(Some(&config), crate::tests::FORMAT)
+            .unwrap()
+            .process(one(&text, None), NOW);
+        let jsons =
+            |p: &crate::Processed| p.records.iter().map(|r| r.json.clone()).collect::<Vec<_>>();
+        acted += usize::from(jsons(&plain) != jsons(&ruled));
+    }
+    eprintln!("compiled path on generated rules: {taken} of {total}, {acted} changed by the rules");
+    assert!(taken * 100 >= total * 60, "{taken} of {total}");
+    assert!(acted * 100 >= total * 50, "{acted} of {total}");
 }
 
 #[test]
