@@ -218,32 +218,21 @@ impl Plan {
         // Byte order of the names: the order of the generic path's map, so both write the same bytes.
         named.sort_by(|a, b| a.0.cmp(b.0));
         let index = |name: &str| fields.iter().position(|f| f.name == name);
+        // Each rule with the field it acts on.
+        fn on_fields<R: Clone>(
+            rules: &[R],
+            field: fn(&R) -> &str,
+            index: impl Fn(&str) -> Option<usize>,
+        ) -> Vec<(Option<usize>, R)> {
+            rules.iter().map(|r| (index(field(r)), r.clone())).collect()
+        }
+        let r = record_rules;
         let rules = Rules {
-            filters: record_rules
-                .filters
-                .iter()
-                .map(|r| (index(&r.field), r.clone()))
-                .collect(),
-            masks: record_rules
-                .masks
-                .iter()
-                .map(|r| (index(&r.field), r.clone()))
-                .collect(),
-            hashes: record_rules
-                .hashes
-                .iter()
-                .map(|r| (index(&r.field), r.clone()))
-                .collect(),
-            derives: record_rules
-                .derives
-                .iter()
-                .map(|r| (index(&r.field), r.clone()))
-                .collect(),
-            ignored: record_rules
-                .ignored_fields
-                .iter()
-                .filter_map(|f| index(f))
-                .collect(),
+            filters: on_fields(&r.filters, |f| &f.field, index),
+            masks: on_fields(&r.masks, |m| &m.field, index),
+            hashes: on_fields(&r.hashes, |h| &h.field, index),
+            derives: on_fields(&r.derives, |d| &d.field, index),
+            ignored: r.ignored_fields.iter().filter_map(|f| index(f)).collect(),
         };
         Some(Self {
             rules,

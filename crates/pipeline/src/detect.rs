@@ -16,7 +16,7 @@ mod pointer;
 
 pub(crate) use evaluate::{Head, ObjectRef, Values, all_public};
 pub use pointer::Pointer;
-pub(crate) use pointer::{CONTAINER_PATHS, POD_SPEC_PATHS, Root, Token};
+pub(crate) use pointer::{CONTAINER_PATHS, HeadField, POD_SPEC_PATHS, Root, Token};
 
 use std::fmt;
 

@@ -120,6 +120,11 @@ fn bench(c: &mut Criterion) {
                 .is_none_or(|f| case.name.contains(f.as_str()))
         })
         .collect();
+    // `BENCH_ALTERNATED_ONLY=1`: only the alternated pass (the figures BENCHMARKS.md quotes).
+    if std::env::var_os("BENCH_ALTERNATED_ONLY").is_some() {
+        alternated(&cases);
+        return;
+    }
     let mut group = c.benchmark_group("detections_10k_events");
     group.sample_size(20);
     for case in &cases {

@@ -16,6 +16,38 @@ pub struct Pointer {
     /// The same number for every pointer of one rule set with this text: what a reader may remember the
     /// pointer's values by, within one event (rules share pointers: `/sourceIPs`, `{containers}/image`).
     pub(crate) slot: Option<usize>,
+    /// The head field this pointer reads, when it reads one (`/objectRef/namespace`): string tests on it
+    /// are answered from the head.
+    pub(crate) head: Option<HeadField>,
+}
+
+/// A string field of [`super::Head`] that a pointer can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadField {
+    Verb,
+    User,
+    UserAgent,
+    ApiGroup,
+    Resource,
+    Subresource,
+    Namespace,
+    Name,
+}
+
+impl HeadField {
+    fn of(pointer: &str) -> Option<Self> {
+        Some(match pointer {
+            "/verb" => Self::Verb,
+            "/user/username" => Self::User,
+            "/userAgent" => Self::UserAgent,
+            "/objectRef/apiGroup" => Self::ApiGroup,
+            "/objectRef/resource" => Self::Resource,
+            "/objectRef/subresource" => Self::Subresource,
+            "/objectRef/namespace" => Self::Namespace,
+            "/objectRef/name" => Self::Name,
+            _ => return None,
+        })
+    }
 }
 
 /// Where a pointer starts: the event, or each pod spec, or each container of those (the same few objects for
@@ -64,6 +96,7 @@ impl Pointer {
             root,
             tail: tokens(text, rest)?,
             slot: None,
+            head: HeadField::of(text),
         })
     }
 
