@@ -73,7 +73,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         };
         for batch in batches {
-            for event in pipeline.audit_events(batch) {
+            let read = pipeline.audit_events(batch);
+            report.unparsable += read.unparsable;
+            report.non_audit += read.non_audit;
+            report.repeated += read.repeated;
+            for event in read.events {
                 report.add(&detector, &event);
             }
         }
@@ -140,6 +144,10 @@ struct RuleTally {
 struct Report {
     top: usize,
     events: u64,
+    /// What was read but is not an event the rules saw.
+    unparsable: u64,
+    non_audit: u64,
+    repeated: u64,
     matched: u64,
     rules: HashMap<String, RuleTally>,
     forbidden_list_by_user: Tally,
@@ -192,6 +200,9 @@ impl Report {
         Self {
             top,
             events: 0,
+            unparsable: 0,
+            non_audit: 0,
+            repeated: 0,
             matched: 0,
             rules: HashMap::new(),
             forbidden_list_by_user: Tally::default(),
@@ -280,6 +291,7 @@ impl Report {
             .collect();
         json!({
             "events": self.events,
+            "skipped": {"notJson": self.unparsable, "notAuditEvents": self.non_audit, "repeats": self.repeated},
             "eventsWithDetections": self.matched,
             "rules": rules,
             "forbiddenListByUser": self.forbidden_list_by_user.top(usize::MAX).into_iter()
@@ -301,8 +313,8 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "{} events, {} with detections\n",
-            self.events, self.matched
+            "{} events, {} with detections; skipped: {} not JSON, {} not an audit event, {} repeated\n",
+            self.events, self.matched, self.unparsable, self.non_audit, self.repeated
         );
         let fired = self.fired(detector);
         if fired.is_empty() {

@@ -94,6 +94,18 @@ pub struct Pipeline {
     detections_only: bool,
 }
 
+/// [`Pipeline::audit_events`]: the events, and what was left out.
+#[derive(Debug, Default)]
+pub struct AuditEvents {
+    pub events: Vec<Value>,
+    /// Lines or records that are not JSON.
+    pub unparsable: u64,
+    /// JSON that is not an audit event.
+    pub non_audit: u64,
+    /// Repeats of an event already read (the same identity).
+    pub repeated: u64,
+}
+
 /// The record field listing the detection rule ids an event raised (absent when it raised none).
 pub const DETECTIONS_FIELD: &str = "detections";
 /// The record field with the highest severity of those rules.
@@ -441,25 +453,39 @@ impl Pipeline {
     }
 
     /// The audit events of `batch` as the pipeline reads them (checked, repeats dropped, old versions
-    /// normalised), before policy, redaction and mapping: what the detections see. Not-audit and unparsable
-    /// events are left out.
-    pub fn audit_events(&self, batch: Batch) -> Vec<Value> {
+    /// normalised), before policy, redaction and mapping: what the detections see. What is left out is
+    /// counted.
+    pub fn audit_events(&self, batch: Batch) -> AuditEvents {
         let pointer = batch.source.event_pointer;
         let mut seen = Seen::default();
-        let mut events = Vec::with_capacity(batch.events.len());
+        let mut out = AuditEvents {
+            events: Vec::with_capacity(batch.events.len()),
+            ..AuditEvents::default()
+        };
         for event in batch.events {
-            let Read::Event { mut doc, .. } = self.read_event(event.payload, pointer) else {
-                continue;
+            let mut doc = match self.read_event(event.payload, pointer) {
+                Read::Event { doc, .. } => doc,
+                Read::NotAudit(_) => {
+                    out.non_audit += 1;
+                    continue;
+                }
+                Read::Unparsable { .. } => {
+                    out.unparsable += 1;
+                    continue;
+                }
             };
             let Some(audit) = event_at_mut(&mut doc, pointer) else {
+                out.non_audit += 1;
                 continue;
             };
             if seen.first_time(audit) {
                 normalize(audit);
-                events.push(std::mem::take(audit));
+                out.events.push(std::mem::take(audit));
+            } else {
+                out.repeated += 1;
             }
         }
-        events
+        out
     }
 
     /// [`Pipeline::process`] over `batch` in chunks of `chunk_events` events, lazily: memory holds one chunk's

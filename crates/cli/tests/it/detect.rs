@@ -81,6 +81,35 @@ fn falco_traces_give_each_rule_its_count_with_who_and_what() {
     assert!(report["events"].as_u64().unwrap() >= 50);
 }
 
+/// What `detect` reads but no rule sees is counted, in the JSON and in the table: lines that are not JSON,
+/// JSON that is not an audit event, and repeats.
+#[test]
+fn skipped_lines_are_counted() {
+    let root = crate::harness::repo_root();
+    let demo = std::fs::read_to_string(root.join(DEMO)).unwrap();
+    let first = demo.lines().find(|l| l.starts_with('{')).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.log");
+    std::fs::write(
+        &file,
+        format!("{first}\nnot json at all\n{{\"kind\":0}}\n{first}\n[1,2]\n"),
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let report = report(&["detect", "--json", &path], &[]);
+    assert_eq!(report["events"], 1);
+    assert_eq!(
+        report["skipped"],
+        serde_json::json!({"notJson": 1, "notAuditEvents": 2, "repeats": 1})
+    );
+    let out = cli(&["detect", &path], &[]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("skipped: 1 not JSON, 2 not an audit event, 1 repeated"),
+        "{table}"
+    );
+}
+
 /// The seed query, counted independently from the sample, against the report's.
 #[test]
 fn the_403_reports_answer_the_seed_query() {
