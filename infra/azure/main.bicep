@@ -47,6 +47,16 @@ param existingKeyVaultName string = ''
 @description('Send the function logs to Application Insights.')
 param enableApplicationInsights bool = true
 
+@description('Tag records that raise a built-in detection rule (templates/detections) with detections and detection_severity; records that raise nothing are unchanged.')
+@allowed([
+  'on'
+  'off'
+])
+param detections string = 'on'
+
+@description('Forward only the events that raise a detection rule (a cost mode: security signals without the full audit trail); the summary counts what was skipped.')
+param detectionsOnly bool = false
+
 // Every name starts with a fixed letter (a prefix may start with a digit) and fits its type's length limit
 // (a Key Vault name is at most 24 characters); infra/check.py evaluates them at the parameters' extremes.
 // The storage account, lower-case letters and digits only, is named from uniqueString alone (lower-case).
@@ -278,6 +288,8 @@ resource appSettings 'Microsoft.Web/sites/config@2023-12-01' = {
     // One category is enabled, so the handler's catch-all setting routes it.
     logTypeConfig: '@Microsoft.KeyVault(SecretUri=${logTypeConfigSecret.properties.secretUri})'
     MIMALLOC_PURGE_DELAY: '0'
+    DETECTIONS: detections
+    DETECTIONS_ONLY: detectionsOnly ? 'true' : 'false'
     APPLICATIONINSIGHTS_CONNECTION_STRING: enableApplicationInsights ? appInsights.properties.ConnectionString : ''
     // Local auth is off on the component: telemetry is sent with the app's identity.
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: enableApplicationInsights ? 'Authorization=AAD' : ''
