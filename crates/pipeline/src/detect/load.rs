@@ -236,6 +236,13 @@ fn is_technique(t: &str) -> bool {
 fn required_string(map: &Map<String, Value>, at: &At, field: &str) -> Result<String, DetectError> {
     match map.get(field) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        // YAML reads `off`, `yes`, `no`, … as booleans and `123` as a number, not as the text written.
+        Some(scalar @ (Value::Bool(_) | Value::Number(_))) => Err(at.err(
+            field,
+            format!(
+                "reads as `{scalar}`, not text (YAML takes yes/no/on/off as booleans): quote it"
+            ),
+        )),
         _ => Err(at.err(field, "required, a non-empty string")),
     }
 }

@@ -51,6 +51,14 @@ fn bad_rules_are_refused_naming_the_rule_and_field() {
             "rules[0] (x): field `title`",
         ),
         (
+            "rules: [{id: off, title: t, severity: low}]",
+            "field `id`: reads as `false`, not text (YAML takes yes/no/on/off as booleans): quote it",
+        ),
+        (
+            "rules: [{id: x, title: 42, severity: low}]",
+            "field `title`: reads as `42`, not text",
+        ),
+        (
             "rules: [{id: x, title: t, severity: low, match: {verb: [get]}}]",
             "field `match.verb`: unknown field",
         ),
