@@ -66,8 +66,10 @@ struct Rules {
     filters: Vec<(Option<usize>, FieldFilter)>,
     masks: Vec<(Option<usize>, MaskRule)>,
     hashes: Vec<(Option<usize>, HashRule)>,
-    /// Each named group goes to the field of its name (one the plan has for it).
     derives: Vec<(Option<usize>, DeriveRule)>,
+    /// The field each derived name (a pattern's named group) writes; names the delivery side overwrites
+    /// have none.
+    derived_fields: Vec<(String, usize)>,
     ignored: Vec<usize>,
 }
 
@@ -232,6 +234,12 @@ impl Plan {
             masks: on_fields(&r.masks, |m| &m.field, index),
             hashes: on_fields(&r.hashes, |h| &h.field, index),
             derives: on_fields(&r.derives, |d| &d.field, index),
+            derived_fields: r
+                .derives
+                .iter()
+                .flat_map(|d| d.patterns.iter().flat_map(|p| p.capture_names().flatten()))
+                .filter_map(|name| Some((name.to_string(), index(name)?)))
+                .collect(),
             ignored: r.ignored_fields.iter().filter_map(|f| index(f)).collect(),
         };
         Some(Self {
@@ -441,9 +449,9 @@ impl Plan {
             let Some(text) = string_at(values, *at)? else {
                 continue;
             };
-            for (name, derived) in rules::derived(rule, &text) {
-                if let Some(i) = self.fields.iter().position(|f| f.name == name) {
-                    values[i] = Some(FieldValue::Rewritten(derived));
+            for (name, value) in rules::derived(rule, &text) {
+                if let Some((_, i)) = rules.derived_fields.iter().find(|(n, _)| n == name) {
+                    values[*i] = Some(FieldValue::Rewritten(value));
                 }
             }
         }
@@ -479,10 +487,13 @@ enum Rewrite<'r> {
 }
 
 /// The string form of the value at `at`: `Some(None)` when the record has none, `None` to decline.
-fn string_at(values: &[Option<FieldValue<'_>>], at: Option<usize>) -> Option<Option<String>> {
+fn string_at<'v>(
+    values: &'v [Option<FieldValue<'_>>],
+    at: Option<usize>,
+) -> Option<Option<Cow<'v, str>>> {
     match at.and_then(|i| values[i].as_ref()) {
         None => Some(None),
-        Some(value) => value.string_form().map(|text| Some(text.into_owned())),
+        Some(value) => value.string_form().map(Some),
     }
 }
 
