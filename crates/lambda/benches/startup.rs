@@ -41,6 +41,8 @@ fn env(runtime: &RuntimeApi, rx: &Receiver, config: &Value) -> Vec<(String, Stri
     if let Ok(v) = std::env::var("BENCH_MIMALLOC_PURGE_DELAY") {
         env.push(("MIMALLOC_PURGE_DELAY".into(), v));
     }
+    // Any other allocator option, passed through as set (`MIMALLOC_VERBOSE=1` and the like).
+    env.extend(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")));
     env
 }
 

@@ -52,7 +52,8 @@ fn unreadable(error: &EnvelopeError) -> Diagnostic {
     }
 }
 
-pub async fn handle(forwarder: &Forwarder, invocation: &Invocation) -> Result<Summary, Diagnostic> {
+/// The summary as JSON (the invocation's response body), or why the invocation failed.
+pub async fn handle(forwarder: &Forwarder, invocation: &Invocation) -> Result<String, Diagnostic> {
     let started = Instant::now();
     let budget = retry_budget(
         invocation.deadline_ms,
@@ -106,7 +107,8 @@ pub async fn handle(forwarder: &Forwarder, invocation: &Invocation) -> Result<Su
         }
         .into());
     }
-    tracing::info!(summary = %summary.to_json(), "invocation done");
+    let summary = summary.to_json();
+    tracing::info!(summary = %summary, "invocation done");
     Ok(summary)
 }
 

@@ -66,7 +66,7 @@ async fn main() -> ExitCode {
                 })
             });
         let reported = match outcome {
-            Ok(summary) => api.respond(&invocation.request_id, summary.to_json()).await,
+            Ok(summary) => api.respond(&invocation.request_id, summary).await,
             Err(error) => api.fail(&invocation.request_id, &error).await,
         };
         if let Err(e) = reported {

@@ -4,7 +4,8 @@
 //! line per rule id that fired, as metric `Detections` with dimensions `FunctionName` and `Rule`.
 
 use kaf_upload::Summary;
-use serde_json::{Map, Value, json};
+use std::fmt::Write as _;
+use std::sync::OnceLock;
 
 pub const NAMESPACE: &str = "KubeAuditForwarder";
 
@@ -24,40 +25,73 @@ fn metric(key: &str) -> (String, &'static str) {
     (name, unit)
 }
 
+/// What every invocation's line shares: the metric names in [`Summary::counts`] order, and the metric
+/// declarations (built once; an invocation only writes numbers).
+struct Layout {
+    names: Vec<String>,
+    declarations: String,
+}
+
+fn layout() -> &'static Layout {
+    static LAYOUT: OnceLock<Layout> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let mut names = Vec::new();
+        let mut declarations = String::from("[");
+        for (key, _) in Summary::default().counts() {
+            let (name, unit) = metric(key);
+            if !names.is_empty() {
+                declarations.push(',');
+            }
+            let _ = write!(declarations, r#"{{"Name":"{name}","Unit":"{unit}"}}"#);
+            names.push(name);
+        }
+        declarations.push(']');
+        Layout {
+            names,
+            declarations,
+        }
+    })
+}
+
+/// `s` as a JSON string.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+}
+
+/// The invocation's EMF line, then one line per rule that fired. Written directly: this runs on every
+/// invocation, and building it as a JSON value cost more than the pipeline does for a one-event batch.
 pub fn emf_lines(
     summary: &Summary,
     function_name: &str,
     cluster: &str,
     timestamp_ms: i64,
 ) -> String {
-    let Ok(Value::Object(numbers)) = serde_json::to_value(summary) else {
-        return String::new();
-    };
-    let mut line = Map::new();
-    let mut definitions = Vec::with_capacity(numbers.len());
-    // Numbers only: the per-rule counts are lines of their own (below).
-    for (key, value) in numbers.into_iter().filter(|(_, v)| v.is_number()) {
-        let (name, unit) = metric(&key);
-        definitions.push(json!({"Name": name, "Unit": unit}));
-        line.insert(name, value);
+    let layout = layout();
+    let mut lines = String::with_capacity(1024);
+    lines.push('{');
+    for ((_, value), name) in summary.counts().iter().zip(&layout.names) {
+        let _ = write!(lines, r#""{name}":{value},"#);
     }
-    line.insert("FunctionName".into(), json!(function_name));
-    line.insert("Cluster".into(), json!(cluster));
-    line.insert(
-        "_aws".into(),
-        json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
-            "Namespace": NAMESPACE, "Dimensions": [["FunctionName"]], "Metrics": definitions}]}),
+    lines.push_str(r#""FunctionName":"#);
+    push_json_string(&mut lines, function_name);
+    lines.push_str(r#","Cluster":"#);
+    push_json_string(&mut lines, cluster);
+    let _ = write!(
+        lines,
+        r#","_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":[{{"Namespace":"{NAMESPACE}","Dimensions":[["FunctionName"]],"Metrics":{}}}]}}}}"#,
+        layout.declarations
     );
-    let mut lines = Value::Object(line).to_string();
     for (rule, count) in summary.pipeline.detections.iter() {
-        let per_rule = json!({
-            "Detections": count, "FunctionName": function_name, "Rule": rule, "Cluster": cluster,
-            "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE, "Dimensions": [["FunctionName", "Rule"]],
-                "Metrics": [{"Name": "Detections", "Unit": "Count"}]}]},
-        });
-        lines.push('\n');
-        lines.push_str(&per_rule.to_string());
+        let _ = write!(lines, "\n{{\"Detections\":{count},\"FunctionName\":");
+        push_json_string(&mut lines, function_name);
+        lines.push_str(r#","Rule":"#);
+        push_json_string(&mut lines, rule);
+        lines.push_str(r#","Cluster":"#);
+        push_json_string(&mut lines, cluster);
+        let _ = write!(
+            lines,
+            r#","_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":[{{"Namespace":"{NAMESPACE}","Dimensions":[["FunctionName","Rule"]],"Metrics":[{{"Name":"Detections","Unit":"Count"}}]}}]}}}}"#
+        );
     }
     lines
 }
@@ -66,6 +100,7 @@ pub fn emf_lines(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use serde_json::{Value, json};
 
     #[test]
     fn every_summary_number_is_a_declared_metric_with_its_unit() {
@@ -102,6 +137,51 @@ mod tests {
             (json!(7), json!("fn"), json!("prod"))
         );
         assert_eq!(line["_aws"]["Timestamp"], json!(1_700_000_000_000_i64));
+    }
+
+    /// Every number of the JSON summary is on the line under its metric name, and names that need escaping
+    /// (a function or cluster name is the operator's) stay valid JSON.
+    #[test]
+    fn the_line_carries_every_summary_number_and_escapes_names() {
+        let mut s = Summary::default();
+        s.pipeline.events_in = 7;
+        s.pipeline.policy_reduced = 3;
+        s.upload.retries = 2;
+        s.envelope.unreadable = 1;
+        s.pipeline.detections.add("rule \"quoted\"", 4);
+        let (function, cluster) = ("fn \"x\"\n\u{e9}", "c\\1");
+        let text = emf_lines(&s, function, cluster, 5);
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let summary = serde_json::to_value(&s).unwrap();
+        let numbers: Vec<_> = summary
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| v.is_number())
+            .collect();
+        assert_eq!(numbers.len(), 26);
+        for (key, value) in numbers {
+            assert_eq!(&lines[0][metric(key).0], value, "{key}");
+        }
+        assert_eq!(
+            lines[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .unwrap()
+                .len(),
+            26
+        );
+        for line in &lines {
+            assert_eq!(
+                (line["FunctionName"].as_str(), line["Cluster"].as_str()),
+                (Some(function), Some(cluster))
+            );
+        }
+        assert_eq!(lines[1]["Rule"], json!("rule \"quoted\""));
+        assert_eq!(lines[1]["Detections"], json!(4));
     }
 
     #[test]

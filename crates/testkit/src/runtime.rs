@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
@@ -73,6 +74,10 @@ struct Inner {
 struct Shared {
     inner: Mutex<Inner>,
     queued: Notify,
+    /// TCP connections accepted.
+    connections: AtomicUsize,
+    /// Answer every request with `Connection: close` (an API that does not keep connections open).
+    close_each: AtomicBool,
 }
 
 /// A running fake Runtime API; stops when dropped.
@@ -100,6 +105,10 @@ impl RuntimeApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = app(shared.clone());
+        let counted = shared.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+            counted.connections.fetch_add(1, Ordering::Relaxed);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -175,6 +184,16 @@ impl RuntimeApi {
         self.shared.inner.lock().unwrap().first_next
     }
 
+    /// TCP connections the runtime opened so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// From now on, close the connection after every answer (`Connection: close`).
+    pub fn close_after_each_answer(&self) {
+        self.shared.close_each.store(true, Ordering::Relaxed);
+    }
+
     pub fn violations(&self) -> Vec<String> {
         self.shared.inner.lock().unwrap().violations.clone()
     }
@@ -189,7 +208,21 @@ fn app(shared: Arc<Shared>) -> Router {
         )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(init_error))
+        .layer(axum::middleware::map_response_with_state(
+            shared.clone(),
+            close_if_asked,
+        ))
         .with_state(shared)
+}
+
+async fn close_if_asked(State(shared): State<Arc<Shared>>, mut response: Response) -> Response {
+    if shared.close_each.load(Ordering::Relaxed) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> Response {

@@ -117,7 +117,8 @@ impl DeliveryOutcome {
 /// Where and as whom to upload.
 #[derive(Debug, Clone)]
 struct Target {
-    url: String,
+    /// Parsed once: a URL string would be parsed again on every request.
+    url: reqwest::Url,
     api_key: ApiKey,
     log_type: String,
 }
@@ -177,7 +178,8 @@ impl Uploader {
         Ok(Self {
             http,
             target: Arc::new(Target {
-                url: config.upload_url(),
+                url: reqwest::Url::parse(&config.upload_url())
+                    .map_err(|e| InitError::UploadUrl(e.to_string()))?,
                 api_key: config.api_key.clone(),
                 log_type: config.log_type.clone(),
             }),
@@ -320,7 +322,7 @@ impl Uploader {
             stats.requests += 1;
             let sent = self
                 .http
-                .post(&self.target.url)
+                .post(self.target.url.clone())
                 .headers(headers.clone())
                 .body(compressed.clone())
                 .timeout(timeout)
@@ -378,7 +380,7 @@ impl Uploader {
         })?;
         let sent = self
             .http
-            .post(&self.target.url)
+            .post(self.target.url.clone())
             .headers(headers)
             .body(body)
             .timeout(self.settings.request_timeout)

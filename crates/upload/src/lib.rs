@@ -98,6 +98,9 @@ pub enum InitError {
     Tls(#[from] rustls::Error),
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The upload domain does not make a URL (the config crate checks it first; this should not be seen).
+    #[error("the upload domain does not make a valid URL: {0}")]
+    UploadUrl(String),
 }
 
 /// A client for loopback HTTP (the Lambda Runtime API, the Parameters and Secrets extension on

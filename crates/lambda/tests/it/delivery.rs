@@ -329,6 +329,53 @@ async fn sequential_invocations_reuse_one_upload_connection() {
     );
 }
 
+/// The Runtime API is one kept-open connection: 50 invocations in a row open it once. An API that closes
+/// the connection after each answer (some emulators do) costs a reconnect per request, and no invocation.
+#[tokio::test]
+async fn the_runtime_api_connection_is_kept_open_and_reopened_when_closed() {
+    let lambda = start(json!({}), &[]).await;
+    let events = fixtures::numbered_events(100);
+    let invoke = |i: usize| {
+        let mut payload = subscription(
+            "demo",
+            AUDIT_STREAM,
+            &messages(std::slice::from_ref(&events[i])),
+        );
+        payload["logEvents"][0]["id"] = json!(format!("3719{i:052}"));
+        lambda
+            .runtime
+            .invoke(lambda_event(&payload), Duration::from_secs(30))
+    };
+    for i in 0..50 {
+        let id = invoke(i);
+        let done = lambda.runtime.finished(&id, Duration::from_secs(30)).await;
+        assert_eq!(summary(&done.outcome)["forwarded"].as_u64(), Some(1));
+    }
+    assert_eq!(
+        lambda.runtime.connections(),
+        1,
+        "one connection for 50 invocations"
+    );
+
+    lambda.runtime.close_after_each_answer();
+    for i in 50..100 {
+        let id = invoke(i);
+        let done = lambda.runtime.finished(&id, Duration::from_secs(30)).await;
+        assert_eq!(
+            summary(&done.outcome)["forwarded"].as_u64(),
+            Some(1),
+            "invocation {i}\n{}",
+            lambda.process.output()
+        );
+    }
+    // Each of the 50 invocations: the `next` that fetched it and its response, each on a new connection
+    // (the `next` already waiting when closing began was on the old one).
+    let reopened = lambda.runtime.connections() - 1;
+    assert!((99..=101).contains(&reopened), "{reopened} reconnects");
+    assert_eq!(lambda.rx.records().len(), 100);
+    assert!(lambda.runtime.violations().is_empty());
+}
+
 /// Detections are on by default: tagged records carry the rule ids and the highest severity, untagged ones
 /// neither field; the summary and one EMF line per rule count them.
 #[tokio::test]
