@@ -14,8 +14,9 @@
 //! An audit policy is applied here too ([`policy`]): it drops events, and removes what a lower level does
 //! not carry, without building the event.
 //! So are the config's record rules (filters, masks, hashes, derived fields, `ignoredFields`), on the mapped
-//! values. Entries with a `pattern` are not compiled: such profiles run the generic path. The differential
-//! tests count the declines.
+//! values, and so are `jsonPath` entries with a `pattern` (its named groups replace the field). A profile
+//! whose pattern groups share a name with another field (which then depends on the entries' order) runs the
+//! generic path. The differential tests count the declines.
 
 use crate::detect::{
     CONTAINER_PATHS, Detections, Detector, Head, ObjectRef, POD_SPEC_PATHS, Pointer, Root, Token,
@@ -57,6 +58,18 @@ pub(crate) struct Plan {
     detection_fields_taken: bool,
     /// The config's record rules, on the fields by index.
     rules: Rules,
+    /// The patterns of `jsonPath` entries, by [`Candidate::captures`].
+    captures: Vec<Captures>,
+}
+
+/// A `jsonPath` entry's `pattern`: when the value the entry found matches (its string form), the named groups
+/// that took part become fields, as strings, and the entry sets nothing else; otherwise the entry sets its
+/// field as one without a pattern does.
+#[derive(Debug, Clone)]
+struct Captures {
+    pattern: regex::Regex,
+    /// Each named group, with the field it writes.
+    groups: Vec<(String, usize)>,
 }
 
 /// [`crate::rules::RecordRules`] with each field name resolved to a field of the plan (`None`: a field no
@@ -78,7 +91,15 @@ struct Field {
     name: String,
     /// The `jsonPath` entries with this name, the last one first: the first that finds a value wins (the
     /// generic path lets a later entry overwrite an earlier one only when it found something).
-    candidates: Vec<(Key, ValueType)>,
+    candidates: Vec<Candidate>,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    key: Key,
+    value_type: ValueType,
+    /// The entry's pattern, an index into [`Plan::captures`].
+    captures: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +162,8 @@ pub(crate) struct Mapped<'d> {
 }
 
 impl Plan {
-    /// `None` when the profile has something the compiled path does not do (an entry with a `pattern`).
+    /// `None` when the profile has something the compiled path does not do (a pattern group named like
+    /// another field).
     /// `rooted`: the profile's keys are read inside the envelope's event (see [`Plan::rooted`]).
     pub(crate) fn compile(
         profile: &Profile,
@@ -149,16 +171,49 @@ impl Plan {
         rooted: bool,
         format: RecordFormat,
     ) -> Option<Self> {
-        if profile.entries.iter().any(|e| e.pattern.is_some()) {
-            return None;
-        }
-        let mut by_name: std::collections::BTreeMap<&str, Vec<(Key, ValueType)>> =
-            Default::default();
+        let agent_fields = [format.time_field, format.source_field, format.stream_field];
+        // Pattern groups become fields of their own. One that shares a name with another field (an entry, a
+        // derived field, another group, the date field, a field the delivery side writes) depends on the
+        // order the generic path inserts them: such profiles are the generic path's.
+        let mut group_names: Vec<&str> = Vec::new();
+        let derive_names: Vec<&str> = record_rules
+            .derives
+            .iter()
+            .flat_map(|d| d.patterns.iter().flat_map(|p| p.capture_names().flatten()))
+            .collect();
+        let entries_named = |name: &str| profile.entries.iter().filter(|e| e.name == name).count();
         for entry in &profile.entries {
+            let Some(pattern) = &entry.pattern else {
+                continue;
+            };
+            for group in pattern.capture_names().flatten() {
+                let taken = entries_named(group) > 0
+                    || group_names.contains(&group)
+                    || derive_names.contains(&group)
+                    || agent_fields.contains(&group)
+                    || [DETECTIONS_FIELD, DETECTION_SEVERITY_FIELD].contains(&group)
+                    || group == profile.date_field;
+                if taken {
+                    return None;
+                }
+                group_names.push(group);
+            }
+        }
+        let mut by_name: std::collections::BTreeMap<&str, Vec<Candidate>> = Default::default();
+        let mut patterns = Vec::new();
+        for entry in &profile.entries {
+            let captures = entry.pattern.as_ref().map(|pattern| {
+                patterns.push(pattern);
+                patterns.len() - 1
+            });
             by_name
                 .entry(entry.name.as_str())
                 .or_default()
-                .push((Key::new(&entry.key), entry.value_type));
+                .push(Candidate {
+                    key: Key::new(&entry.key),
+                    value_type: entry.value_type,
+                    captures,
+                });
         }
         // The delivery side's fields overwrite profile fields of the same name.
         let rules_read = |name: &str| {
@@ -168,13 +223,28 @@ impl Plan {
                 || r.hashes.iter().any(|h| h.field == name)
                 || r.derives.iter().any(|d| d.field == name)
         };
-        for agent in [format.time_field, format.source_field, format.stream_field] {
+        // Entries named like a field the delivery side writes set nothing that is sent, but their patterns'
+        // groups are fields: those entries are looked up for their patterns alone.
+        let mut pattern_only: Vec<(&str, Vec<Candidate>)> = Vec::new();
+        for agent in agent_fields {
+            let Some(candidates) = by_name.remove(agent) else {
+                continue;
+            };
             // The generic path reads a `dateField` naming one from the profile's value, before the agent's,
             // and so do the record rules.
-            if by_name.remove(agent).is_some() && (profile.date_field == agent || rules_read(agent))
-            {
+            if profile.date_field == agent || rules_read(agent) {
                 return None;
             }
+            let patterned: Vec<Candidate> = candidates
+                .into_iter()
+                .filter(|c| c.captures.is_some())
+                .collect();
+            if !patterned.is_empty() {
+                pattern_only.push((agent, patterned));
+            }
+        }
+        for group in &group_names {
+            by_name.entry(group).or_default();
         }
         // Derived fields are fields of the record (without a lookup), unless the delivery side's overwrite them.
         for rule in &record_rules.derives {
@@ -188,17 +258,18 @@ impl Plan {
                 }
             }
         }
-        let fields: Vec<Field> = by_name
-            .into_iter()
-            .map(|(name, mut candidates)| {
-                candidates.reverse();
-                Field {
-                    name: name.to_string(),
-                    candidates,
-                }
-            })
-            .collect();
-        let mut named: Vec<(&str, Slot)> = fields
+        let field = |(name, mut candidates): (&str, Vec<Candidate>)| {
+            candidates.reverse();
+            Field {
+                name: name.to_string(),
+                candidates,
+            }
+        };
+        let mut fields: Vec<Field> = by_name.into_iter().map(field).collect();
+        let written = fields.len();
+        // After the written ones, and without a slot: never written.
+        fields.extend(pattern_only.into_iter().map(field));
+        let mut named: Vec<(&str, Slot)> = fields[..written]
             .iter()
             .enumerate()
             .map(|(i, f)| (f.name.as_str(), Slot::Field(i)))
@@ -242,8 +313,20 @@ impl Plan {
                 .collect(),
             ignored: r.ignored_fields.iter().filter_map(|f| index(f)).collect(),
         };
+        let captures = patterns
+            .into_iter()
+            .map(|pattern| Captures {
+                groups: pattern
+                    .capture_names()
+                    .flatten()
+                    .filter_map(|group| Some((group.to_string(), index(group)?)))
+                    .collect(),
+                pattern: pattern.clone(),
+            })
+            .collect();
         Some(Self {
             rules,
+            captures,
             date_field: fields.iter().position(|f| f.name == profile.date_field),
             slots: named.into_iter().map(|(_, slot)| slot).collect(),
             fields,
@@ -345,19 +428,29 @@ impl Plan {
         }
 
         let mut values: Vec<Option<FieldValue<'a>>> = Vec::with_capacity(self.fields.len());
+        let mut captured: Vec<(usize, String)> = Vec::new();
         for field in &self.fields {
             // Every candidate is looked up, even after one was found: one that declines (a JSON string the
             // generic path would parse in place, changing what later entries see) declines the event.
             let mut value = None;
-            for (key, value_type) in &field.candidates {
-                if let Some(raw) = doc.lookup(root, key)? {
-                    let found = field_value(doc, raw, *value_type)?;
+            for candidate in &field.candidates {
+                if let Some(raw) = doc.lookup(root, &candidate.key)? {
+                    let found = field_value(doc, raw, candidate.value_type)?;
+                    if let (Some(at), Some(found)) = (candidate.captures, &found)
+                        && self.capture(&self.captures[at], found, &mut captured)?
+                    {
+                        continue;
+                    }
                     if value.is_none() {
                         value = found;
                     }
                 }
             }
             values.push(value);
+        }
+        // No two patterns' groups share a field (see `compile`), so the order they are written in is moot.
+        for (at, value) in captured {
+            values[at] = Some(FieldValue::Rewritten(value));
         }
 
         let time = match self.date_field.and_then(|i| values[i].as_ref()) {
@@ -421,6 +514,26 @@ impl Plan {
 }
 
 impl Plan {
+    /// `Some(true)` when `pattern` matches the found value's string form: its groups that took part are
+    /// added to `captured` (field, value). `None` declines (a value without the generic path's string form).
+    fn capture(
+        &self,
+        captures: &Captures,
+        found: &FieldValue<'_>,
+        captured: &mut Vec<(usize, String)>,
+    ) -> Option<bool> {
+        let text = found.string_form()?;
+        let Some(caps) = captures.pattern.captures(&text) else {
+            return Some(false);
+        };
+        for (group, at) in &captures.groups {
+            if let Some(m) = caps.name(group) {
+                captured.push((*at, m.as_str().to_string()));
+            }
+        }
+        Some(true)
+    }
+
     /// [`RecordRules::apply`] on the mapped values: `Some(false)` a filter drops the record, `None` declines (a
     /// rule on a value whose string form is an object's text, which the generic path writes with its keys
     /// sorted).

@@ -167,6 +167,41 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(map_kept(black_box(&data), pipeline)))
         });
     }
+    // Configuration (b) with `pattern`s on two of its entries, as an operator splits fields: `requestURI`
+    // into API version and namespace, `userAgent` into client and version.
+    let mut patterned: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            fixtures::dir()
+                .join("bench")
+                .join("logtypeconfig-b-jsonpath-25.json"),
+        )
+        .expect("bench config")
+        .replace("PORT", "8443"),
+    )
+    .expect("bench config is JSON");
+    for entry in patterned["jsonPath"].as_array_mut().expect("jsonPath") {
+        match entry["key"].as_str() {
+            Some("requestURI") => {
+                entry["pattern"] = serde_json::json!(
+                    "^/apis?/(?:[^/]+/)?(?<api_version>v\\d\\w*)(?:/namespaces/(?<uri_namespace>[^/?]+))?"
+                )
+            }
+            Some("userAgent") => {
+                entry["pattern"] =
+                    serde_json::json!("^(?<client>[^/ ]+)/(?<client_version>v?[0-9][^ ]*)")
+            }
+            _ => {}
+        }
+    }
+    let patterned =
+        kaf_config::LogTypeConfig::from_json(&patterned.to_string()).expect("patterned config");
+    let compiled = Pipeline::new(Some(&patterned), kaf_upload::format::SITE24X7).expect("config");
+    let generic = compiled.clone().generic_only();
+    for (path, pipeline) in [("compiled", &compiled), ("generic", &generic)] {
+        group.bench_function(format!("b_with_patterns/{path}"), |b| {
+            b.iter(|| black_box(map_only(black_box(&data), pipeline)))
+        });
+    }
     let default = Pipeline::new(None, kaf_upload::format::SITE24X7).expect("default profile");
     group.bench_function("no_config_default_profile/compiled", |b| {
         b.iter(|| black_box(map_only(black_box(&data), &default)))

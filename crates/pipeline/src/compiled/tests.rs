@@ -228,6 +228,65 @@ fn every_sample_agrees_under_each_production_configuration() {
     }
 }
 
+/// A profile as an operator extends the default one: `requestURI` split into API version and namespace,
+/// the client and its version out of `userAgent`, the status class out of the code (a number), and a group
+/// that never takes part.
+fn pattern_profile() -> Value {
+    json!({
+        "jsonPath": [
+            {"name": "verb", "key": "verb"},
+            {"name": "username", "key": "user.username"},
+            {"name": "requesturi", "key": "requestURI",
+             "pattern": "^/apis?/(?:[^/]+/)?(?<api_version>v\\d\\w*)(?:/namespaces/(?<uri_namespace>[^/?]+))?(?<never>~~)?"},
+            {"name": "useragent", "key": "userAgent",
+             "pattern": "^(?<client>[^/ ]+)/(?<client_version>v?[0-9][^ ]*)"},
+            {"name": "responsestatus_code", "key": "responseStatus.code",
+             "pattern": "^(?<status_class>[1-5])\\d\\d$"},
+            {"name": "objectref", "key": "objectRef", "pattern": "\"resource\":\"(?<object_resource>[a-z]+)\""},
+            {"name": "stagetimestamp", "key": "stageTimestamp"}
+        ],
+        "dateField": "stagetimestamp",
+        "dateFormat": "%Y-%m-%dT%H:%M:%S.%fZ"
+    })
+}
+
+/// `jsonPath` patterns on the compiled path: every sample agrees with the oracle, and the compiled path takes
+/// them (a plan that declined patterns would pass the agreement alone).
+#[test]
+fn every_sample_agrees_under_a_profile_with_patterns() {
+    let config = config(pattern_profile());
+    let samples = sample_texts();
+    let (mut taken, mut total, mut split) = (0, 0, [0; 4]);
+    for (origin, text) in &samples {
+        for redact in [true, false] {
+            total += 1;
+            taken += usize::from(agree(Some(&config), text, None, redact, origin));
+        }
+        let records = Pipeline::new(Some(&config), crate::tests::FORMAT)
+            .unwrap()
+            .process(one(text, None), NOW)
+            .records;
+        if let Some(record) = records.first().map(OutRecord::record) {
+            let groups = ["api_version", "client", "status_class", "object_resource"];
+            for (i, g) in groups.iter().enumerate() {
+                split[i] += usize::from(record.contains_key(*g));
+            }
+            assert!(!record.contains_key("never"), "{origin}");
+        }
+    }
+    eprintln!(
+        "compiled path, pattern profile: {taken} of {total}; records with api_version, client, status_class, object_resource: {split:?} of {}",
+        samples.len()
+    );
+    assert!(taken * 100 >= total * 90, "{taken} of {total}");
+    // Few samples carry a `userAgent` (audit2rbac's demo predates it); every group must still have split some.
+    assert!(split.iter().all(|&found| found >= 20), "{split:?}");
+    // Aks records too: the same plan rooted at `properties.log`.
+    for (origin, text) in samples.iter().take(200) {
+        agree(Some(&config), &aks_record(text), Some(AKS), false, origin);
+    }
+}
+
 /// The audit policies the differential tests apply: the shipped one, audit2rbac's (a real one, from its
 /// repository), and the shapes those two lack: everything at Metadata with managed fields kept, Request
 /// with them stripped, and RequestResponse that only strips them.
@@ -597,16 +656,35 @@ const NAMES: [&str; 10] = [
     "received",
 ];
 
+/// `jsonPath` patterns: groups named like generated fields, agent and detection fields, or new names; groups
+/// that may not take part; patterns for strings, numbers and object texts.
+const ENTRY_PATTERNS: [&str; 10] = [
+    "^/api/(?<g_version>v\\d+)(?:/namespaces/(?<g_ns>[^/?]+))?",
+    "^/apis/(?<g_group>[^/]+)",
+    "^(?<g_client>[^/ ]+)/(?<g_client_version>\\S+)",
+    "(?<g_class>\\d)\\d\\d",
+    "\"(?<g_key>[a-z]+)\":",
+    "(?<g_empty>x*)(?<g_never>zzz)?",
+    "^(?<g_first>.)",
+    "system:(?<g_system>[a-z-]+)",
+    "(?<f2>.)",
+    "(?<detections>e)",
+];
+
 fn profile_json() -> impl Strategy<Value = Value> {
     let entry = (
         prop::sample::select(&NAMES[..]),
         prop::sample::select(&KEYS[..]),
         prop::bool::weighted(0.2),
+        prop::option::weighted(0.1, prop::sample::select(&ENTRY_PATTERNS[..])),
     )
-        .prop_map(|(name, key, object)| {
+        .prop_map(|(name, key, object, pattern)| {
             let mut e = json!({"name": name, "key": key});
             if object {
                 e["type"] = json!("json-object");
+            }
+            if let Some(pattern) = pattern {
+                e["pattern"] = json!(pattern);
             }
             e
         });
@@ -827,14 +905,28 @@ fn generated_profiles_are_mostly_compiled_not_declined() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let strategy = (profile_json(), event_text());
     let (mut taken, total) = (0, 300);
+    // Profiles with a `pattern` entry: how many, how many the compiled path took an event of.
+    let (mut patterned, mut patterned_taken) = (0, 0);
     for _ in 0..total {
         let (profile, text) =
             proptest::strategy::ValueTree::current(&strategy.new_tree(&mut runner).unwrap());
+        let has_pattern = profile["jsonPath"]
+            .as_array()
+            .is_some_and(|entries| entries.iter().any(|e| e.get("pattern").is_some()));
         let config = config(profile);
-        taken += usize::from(agree(Some(&config), &text, None, false, "counted"));
+        let took = agree(Some(&config), &text, None, false, "counted");
+        taken += usize::from(took);
+        patterned += usize::from(has_pattern);
+        patterned_taken += usize::from(has_pattern && took);
     }
-    eprintln!("compiled path on generated profiles and events: {taken} of {total}");
+    eprintln!(
+        "compiled path on generated profiles and events: {taken} of {total}; with a pattern: {patterned_taken} of {patterned}"
+    );
     assert!(taken * 100 >= total * 60, "{taken} of {total}");
+    assert!(
+        patterned >= 50 && patterned_taken * 100 >= patterned * 40,
+        "{patterned_taken} of {patterned}"
+    );
 }
 
 #[test]
