@@ -160,13 +160,223 @@ pub fn unescape_json_string(raw: &str) -> Option<String> {
     Some(out)
 }
 
+/// The bodies in `Data.events` when it is a JSON string literal (`raw`, quotes included) holding a JSON array of
+/// strings, the host's usual shape: both levels of escaping are undone in one pass, straight into each body's
+/// text. Reading the literal first (an unescaped copy of the whole array, scanned again as JSON, then each
+/// element unescaped again) cost most of an invocation's split (BENCHMARKS.md). `None` for anything else or
+/// anything irregular (an element that is not a string, invalid escapes, a raw control character): the caller
+/// then takes the general route, which decides what such a request is.
+pub fn string_bodies(raw: &str) -> Option<Vec<String>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?.as_bytes();
+    let mut outer = Unescaped {
+        bytes: inner,
+        at: 0,
+        pending: ([0; 4], 0, 0),
+    };
+    let mut bodies = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
+    let mut state = ArrayState::Start;
+    // The decoded (once-unescaped) text, one byte at a time, read as a JSON array of strings.
+    loop {
+        if state == ArrayState::InString {
+            // Inside an element, input bytes other than `\`, `"` and control characters are the body's own:
+            // copied as a run.
+            body.extend_from_slice(outer.plain_run());
+        }
+        let Some(byte) = outer.next_byte()? else {
+            break;
+        };
+        state = match (state, byte) {
+            (
+                ArrayState::Start | ArrayState::BeforeFirst | ArrayState::BeforeNext,
+                b' ' | b'\t' | b'\n' | b'\r',
+            )
+            | (ArrayState::AfterElement | ArrayState::End, b' ' | b'\t' | b'\n' | b'\r') => state,
+            (ArrayState::Start, b'[') => ArrayState::BeforeFirst,
+            (ArrayState::BeforeFirst, b']') => ArrayState::End,
+            (ArrayState::BeforeFirst | ArrayState::BeforeNext, b'"') => ArrayState::InString,
+            (ArrayState::InString, b'"') => {
+                bodies.push(String::from_utf8(std::mem::take(&mut body)).ok()?);
+                ArrayState::AfterElement
+            }
+            (ArrayState::InString, b'\\') => {
+                push_escape(&mut outer, &mut body)?;
+                ArrayState::InString
+            }
+            (ArrayState::InString, byte) if byte >= 0x20 => {
+                body.push(byte);
+                ArrayState::InString
+            }
+            (ArrayState::AfterElement, b',') => ArrayState::BeforeNext,
+            (ArrayState::AfterElement, b']') => ArrayState::End,
+            _ => return None,
+        };
+    }
+    (state == ArrayState::End).then_some(bodies)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArrayState {
+    Start,
+    BeforeFirst,
+    BeforeNext,
+    InString,
+    AfterElement,
+    End,
+}
+
+/// The bytes a JSON string literal's inside stands for, one at a time (a `\u` escape as its UTF-8 bytes).
+struct Unescaped<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    pending: ([u8; 4], u8, u8),
+}
+
+impl<'a> Unescaped<'a> {
+    /// The input bytes up to the next `\`, `"` or control character (none while a `\u` escape's bytes are
+    /// pending): each stands for itself.
+    fn plain_run(&mut self) -> &'a [u8] {
+        let (_, used, len) = self.pending;
+        if used < len {
+            return &[];
+        }
+        let rest = &self.bytes[self.at..];
+        let run = rest
+            .iter()
+            .position(|&b| b == b'\\' || b == b'"' || b < 0x20)
+            .unwrap_or(rest.len());
+        self.at += run;
+        &rest[..run]
+    }
+
+    /// `Some(None)` at the end, `None` for an invalid literal.
+    fn next_byte(&mut self) -> Option<Option<u8>> {
+        let (buf, used, len) = &mut self.pending;
+        if *used < *len {
+            *used += 1;
+            return Some(Some(buf[usize::from(*used) - 1]));
+        }
+        let Some(&byte) = self.bytes.get(self.at) else {
+            return Some(None);
+        };
+        self.at += 1;
+        match byte {
+            b'\\' => {}
+            b'"' => return None,
+            byte if byte < 0x20 => return None,
+            byte => return Some(Some(byte)),
+        }
+        let escape = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(Some(match escape {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let c = self.unicode()?;
+                let mut buf = [0u8; 4];
+                let len = c.encode_utf8(&mut buf).len() as u8;
+                self.pending = (buf, 1, len);
+                buf[0]
+            }
+            _ => return None,
+        }))
+    }
+
+    /// The character of a `\u` escape whose `\u` was just read (a surrogate pair takes the next one too).
+    fn unicode(&mut self) -> Option<char> {
+        let first = self.hex4()?;
+        let code = if (0xD800..0xDC00).contains(&first) {
+            if self.bytes.get(self.at..self.at + 2)? != b"\\u" {
+                return None;
+            }
+            self.at += 2;
+            let low = self.hex4()?;
+            if !(0xDC00..0xE000).contains(&low) {
+                return None;
+            }
+            0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(low) - 0xDC00)
+        } else {
+            u32::from(first)
+        };
+        char::from_u32(code)
+    }
+
+    fn hex4(&mut self) -> Option<u16> {
+        let digits = self.bytes.get(self.at..self.at + 4)?;
+        self.at += 4;
+        hex_unit(digits)
+    }
+}
+
+/// Four hex digits of the decoded text, as a `\u` escape's code unit.
+fn decoded_hex4(outer: &mut Unescaped<'_>) -> Option<u16> {
+    let mut digits = [0u8; 4];
+    for digit in &mut digits {
+        *digit = outer.next_byte()??;
+    }
+    hex_unit(&digits)
+}
+
+/// Exactly four hex digits (no sign, which `from_str_radix` would take) as a UTF-16 code unit.
+fn hex_unit(digits: &[u8]) -> Option<u16> {
+    if digits.len() != 4 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+/// After a `\` inside an element (in the decoded text): that escape, undone, onto `body`.
+fn push_escape(outer: &mut Unescaped<'_>, body: &mut Vec<u8>) -> Option<()> {
+    let escape = outer.next_byte()??;
+    let byte = match escape {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'/' => b'/',
+        b'b' => 0x08,
+        b'f' => 0x0c,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        b'u' => {
+            let first = decoded_hex4(outer)?;
+            let code = if (0xD800..0xDC00).contains(&first) {
+                if (outer.next_byte()??, outer.next_byte()??) != (b'\\', b'u') {
+                    return None;
+                }
+                let low = decoded_hex4(outer)?;
+                if !(0xDC00..0xE000).contains(&low) {
+                    return None;
+                }
+                0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(low) - 0xDC00)
+            } else {
+                u32::from(first)
+            };
+            let mut buf = [0u8; 4];
+            body.extend_from_slice(char::from_u32(code)?.encode_utf8(&mut buf).as_bytes());
+            return Some(());
+        }
+        _ => return None,
+    };
+    body.push(byte);
+    Some(())
+}
+
 /// Parse the host's request and split its bodies into record batches per (category, cluster); `binding` is
 /// the trigger's binding name (`events`).
 ///
-/// Memory: `Data.events` is unescaped once into a buffer of its own, then the request is freed before the
-/// records are taken, body by body (each body's text freed as soon as its records are copied out). The peak
-/// is the request plus the unescaped events, or the events plus the records, whichever is larger: about
-/// twice the request, never the three copies a naive parse holds at once.
+/// The usual shape, a string holding an array of strings, is read by [`string_bodies`] in one pass into the
+/// bodies; any other is unescaped into a buffer of its own first.
+///
+/// Memory: the request is freed once the bodies (or the unescaped events) are out of it, before the records
+/// are taken, body by body (each body's text freed as soon as its records are copied out). The peak is the
+/// request plus the bodies, or the bodies plus the records, whichever is larger: about twice the request,
+/// never the three copies a naive parse holds at once.
 pub fn split_request(request: Vec<u8>, binding: &str) -> Result<Split, InvocationError> {
     let (partition_id, sequence_numbers, events) = {
         let parsed: Request<'_> =
@@ -189,24 +399,27 @@ pub fn split_request(request: Vec<u8>, binding: &str) -> Result<Split, Invocatio
             .map(|a| a.iter().map(serde_json::Value::as_i64).collect())
             .unwrap_or_default();
         let raw = data.get();
-        let events = if raw.starts_with('"') {
-            // A string holding the array of bodies (or a single body, cardinality one).
-            Events::Text(unescape_json_string(raw).ok_or_else(|| {
-                InvocationError::NotJson(serde::de::Error::custom(
-                    "`Data` string is not a JSON string",
-                ))
-            })?)
-        } else if raw.starts_with('[') {
-            Events::Bodies(
-                serde_json::from_str::<Vec<&RawValue>>(raw)
-                    .map_err(InvocationError::NotJson)?
-                    .into_iter()
-                    .map(element_text)
-                    .collect(),
-            )
-        } else {
-            Events::Bodies(vec![raw.to_string()])
-        };
+        let events =
+            if let Some(bodies) = raw.starts_with('"').then(|| string_bodies(raw)).flatten() {
+                Events::Bodies(bodies)
+            } else if raw.starts_with('"') {
+                // A string holding the array of bodies (or a single body, cardinality one).
+                Events::Text(unescape_json_string(raw).ok_or_else(|| {
+                    InvocationError::NotJson(serde::de::Error::custom(
+                        "`Data` string is not a JSON string",
+                    ))
+                })?)
+            } else if raw.starts_with('[') {
+                Events::Bodies(
+                    serde_json::from_str::<Vec<&RawValue>>(raw)
+                        .map_err(InvocationError::NotJson)?
+                        .into_iter()
+                        .map(element_text)
+                        .collect(),
+                )
+            } else {
+                Events::Bodies(vec![raw.to_string()])
+            };
         (partition_id, sequence_numbers, events)
     };
     drop(request);
@@ -475,7 +688,124 @@ fn add_record(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use proptest::prelude::*;
     use serde_json::{Value, json};
+
+    /// What the general route makes of a `Data.events` string literal: the literal unescaped, read as an
+    /// array, each element unescaped (the whole text as one body when it is not an array).
+    fn general_route(literal: &str) -> Option<Vec<String>> {
+        let events = unescape_json_string(literal)?;
+        Some(match serde_json::from_str::<Vec<&RawValue>>(&events) {
+            Ok(elements) => elements.into_iter().map(element_text).collect(),
+            Err(_) => vec![events],
+        })
+    }
+
+    /// `text` with every character past ASCII, and every `/`, written as `\u` escapes (surrogate pairs
+    /// included), as an encoder that escapes non-ASCII writes it.
+    fn ascii_escaped(text: &str) -> String {
+        let mut out = String::new();
+        for c in text.chars() {
+            if c.is_ascii() && c != '/' {
+                out.push(c);
+            } else {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04X}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Body texts: JSON-ish text with quotes, backslashes, escapes, control characters and characters past
+    /// the BMP.
+    fn body_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                4 => "[a-z{}:,\\[\\] ]{0,12}",
+                1 => Just("\"".to_string()),
+                1 => Just("\\".to_string()),
+                1 => Just("\\\"".to_string()),
+                1 => Just("\n\t\u{1}".to_string()),
+                1 => Just("\u{e9}\u{1F600}\u{2028}".to_string()),
+                1 => Just("\\u00e9".to_string()),
+            ],
+            0..12,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// However the host escapes the bodies (plain, `\u` escapes at either level, whitespace around the
+        /// elements), the one-pass reading gives exactly the bodies, as the general route does.
+        #[test]
+        fn string_bodies_are_the_bodies_the_general_route_reads(
+            bodies in prop::collection::vec(body_text(), 0..6),
+            spaced in any::<bool>(),
+            inner_ascii in any::<bool>(),
+            outer_ascii in any::<bool>(),
+        ) {
+            let mut array = String::from(if spaced { "[ " } else { "[" });
+            for (i, body) in bodies.iter().enumerate() {
+                if i > 0 {
+                    array.push_str(if spaced { " ,\r\n\t" } else { "," });
+                }
+                let element = serde_json::to_string(body).unwrap();
+                array.push_str(&if inner_ascii { ascii_escaped(&element) } else { element });
+            }
+            array.push_str(if spaced { " ]\n" } else { "]" });
+            let literal = serde_json::to_string(&array).unwrap();
+            let literal = if outer_ascii { ascii_escaped(&literal) } else { literal };
+            prop_assert_eq!(string_bodies(&literal), Some(bodies.clone()));
+            prop_assert_eq!(general_route(&literal), Some(bodies));
+        }
+
+        /// On a damaged literal the one-pass reading declines, or agrees with the general route.
+        #[test]
+        fn string_bodies_decline_or_agree_on_damaged_literals(
+            bodies in prop::collection::vec(body_text(), 1..4),
+            damage in prop::collection::vec(
+                (any::<prop::sample::Index>(), prop::sample::select(&[
+                    "\\", "\"", "u", "[", "]", ",", " ", "d8", "\\u", "\\\"", "\\\\", "+", "\u{7}", "",
+                ][..])),
+                1..4,
+            ),
+        ) {
+            let array = serde_json::to_string(&bodies).unwrap();
+            let mut literal = serde_json::to_string(&array).unwrap();
+            for (at, insert) in damage {
+                let mut at = at.index(literal.len());
+                while !literal.is_char_boundary(at) {
+                    at -= 1;
+                }
+                literal.insert_str(at, insert);
+            }
+            // The request parse has checked that `Data.events` is a JSON string before either route runs.
+            if serde_json::from_str::<String>(&literal).is_ok()
+                && let Some(read) = string_bodies(&literal)
+            {
+                prop_assert_eq!(Some(read), general_route(&literal));
+            }
+        }
+    }
+
+    #[test]
+    fn string_bodies_decline_what_is_not_an_array_of_strings() {
+        let object_element = serde_json::to_string(r#"[{"records":[]}]"#).unwrap();
+        let not_array = serde_json::to_string(r#"{"records":[]}"#).unwrap();
+        let trailing = serde_json::to_string(r#"["a"] x"#).unwrap();
+        let open = serde_json::to_string(r#"["a""#).unwrap();
+        let comma = serde_json::to_string(r#"["a",]"#).unwrap();
+        let sign = serde_json::to_string(r#"["\u+041"]"#).unwrap();
+        for literal in [object_element, not_array, trailing, open, comma, sign] {
+            assert_eq!(string_bodies(&literal), None, "{literal}");
+        }
+        let empty = serde_json::to_string("[]").unwrap();
+        assert_eq!(string_bodies(&empty), Some(vec![]));
+    }
 
     fn record(category: &str, log: &str) -> Value {
         json!({"time": "2026-04-20T16:29:59.995191417Z", "category": category,
