@@ -12,6 +12,7 @@
 //! again), never as a `Value` tree. A 32 MB invocation peaks at about three times its size while it is
 //! split, then holds about one.
 
+use crate::escape::{hex_unit, short_escape, utf16_char};
 use crate::{Batch, Payload, RawEvent, Source};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -123,35 +124,19 @@ pub fn unescape_json_string(raw: &str) -> Option<String> {
         }
         let escape = *bytes.get(at + 1)?;
         rest = &rest[at + 2..];
-        match escape {
-            b'"' => out.push('"'),
-            b'\\' => out.push('\\'),
-            b'/' => out.push('/'),
-            b'b' => out.push('\u{8}'),
-            b'f' => out.push('\u{c}'),
-            b'n' => out.push('\n'),
-            b'r' => out.push('\r'),
-            b't' => out.push('\t'),
-            b'u' => {
-                let unit = |text: &str| u16::from_str_radix(text.get(..4)?, 16).ok();
-                let first = unit(rest)?;
-                rest = &rest[4..];
-                let c = if (0xD800..0xDC00).contains(&first) {
-                    let low = rest.strip_prefix("\\u").and_then(unit)?;
-                    if !(0xDC00..0xE000).contains(&low) {
-                        return None;
-                    }
-                    rest = &rest[6..];
-                    char::from_u32(
-                        0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(low) - 0xDC00),
-                    )?
-                } else {
-                    char::from_u32(u32::from(first))?
-                };
-                out.push(c);
-            }
-            _ => return None,
+        if escape != b'u' {
+            out.push(char::from(short_escape(escape)?));
+            continue;
         }
+        let unit = |text: &str| hex_unit(text.as_bytes().get(..4)?);
+        let first = unit(rest)?;
+        rest = &rest[4..];
+        let c = utf16_char(first, || {
+            let low = rest.strip_prefix("\\u").and_then(unit)?;
+            rest = &rest[6..];
+            Some(low)
+        })?;
+        out.push(c);
     }
     if rest.bytes().any(|b| b < 0x20) {
         return None;
@@ -268,43 +253,26 @@ impl<'a> Unescaped<'a> {
         }
         let escape = *self.bytes.get(self.at)?;
         self.at += 1;
-        Some(Some(match escape {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                let c = self.unicode()?;
-                let mut buf = [0u8; 4];
-                let len = c.encode_utf8(&mut buf).len() as u8;
-                self.pending = (buf, 1, len);
-                buf[0]
-            }
-            _ => return None,
-        }))
+        if escape != b'u' {
+            return short_escape(escape).map(Some);
+        }
+        let c = self.unicode()?;
+        let mut buf = [0u8; 4];
+        let len = c.encode_utf8(&mut buf).len() as u8;
+        self.pending = (buf, 1, len);
+        Some(Some(buf[0]))
     }
 
     /// The character of a `\u` escape whose `\u` was just read (a surrogate pair takes the next one too).
     fn unicode(&mut self) -> Option<char> {
         let first = self.hex4()?;
-        let code = if (0xD800..0xDC00).contains(&first) {
+        utf16_char(first, || {
             if self.bytes.get(self.at..self.at + 2)? != b"\\u" {
                 return None;
             }
             self.at += 2;
-            let low = self.hex4()?;
-            if !(0xDC00..0xE000).contains(&low) {
-                return None;
-            }
-            0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(low) - 0xDC00)
-        } else {
-            u32::from(first)
-        };
-        char::from_u32(code)
+            self.hex4()
+        })
     }
 
     fn hex4(&mut self) -> Option<u16> {
@@ -323,47 +291,22 @@ fn decoded_hex4(outer: &mut Unescaped<'_>) -> Option<u16> {
     hex_unit(&digits)
 }
 
-/// Exactly four hex digits (no sign, which `from_str_radix` would take) as a UTF-16 code unit.
-fn hex_unit(digits: &[u8]) -> Option<u16> {
-    if digits.len() != 4 || !digits.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
-}
-
 /// After a `\` inside an element (in the decoded text): that escape, undone, onto `body`.
 fn push_escape(outer: &mut Unescaped<'_>, body: &mut Vec<u8>) -> Option<()> {
     let escape = outer.next_byte()??;
-    let byte = match escape {
-        b'"' => b'"',
-        b'\\' => b'\\',
-        b'/' => b'/',
-        b'b' => 0x08,
-        b'f' => 0x0c,
-        b'n' => b'\n',
-        b'r' => b'\r',
-        b't' => b'\t',
-        b'u' => {
-            let first = decoded_hex4(outer)?;
-            let code = if (0xD800..0xDC00).contains(&first) {
-                if (outer.next_byte()??, outer.next_byte()??) != (b'\\', b'u') {
-                    return None;
-                }
-                let low = decoded_hex4(outer)?;
-                if !(0xDC00..0xE000).contains(&low) {
-                    return None;
-                }
-                0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(low) - 0xDC00)
-            } else {
-                u32::from(first)
-            };
-            let mut buf = [0u8; 4];
-            body.extend_from_slice(char::from_u32(code)?.encode_utf8(&mut buf).as_bytes());
-            return Some(());
+    if escape != b'u' {
+        body.push(short_escape(escape)?);
+        return Some(());
+    }
+    let first = decoded_hex4(outer)?;
+    let c = utf16_char(first, || {
+        if (outer.next_byte()??, outer.next_byte()??) != (b'\\', b'u') {
+            return None;
         }
-        _ => return None,
-    };
-    body.push(byte);
+        decoded_hex4(outer)
+    })?;
+    let mut buf = [0u8; 4];
+    body.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
     Some(())
 }
 

@@ -10,6 +10,7 @@
 //! `LogData` copies every message. [`SubscriptionPayload`] is the same payload as plain serde types, for files
 //! that hold it already decoded and for building fixtures. Both end in the same audit-stream selection.
 
+use crate::escape::{hex_unit, short_escape, utf16_char};
 use crate::{Batch, EnvelopeError, EnvelopeStats, Payload, RawEvent, Source};
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -227,45 +228,25 @@ fn unescape_in_place(
         }
         let escape = *buffer.get(read + 1)?;
         read += 2;
-        let byte = match escape {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                let unit = |at: usize| -> Option<u32> {
-                    let hex = std::str::from_utf8(buffer.get(at..at + 4)?).ok()?;
-                    u32::from_str_radix(hex, 16).ok()
-                };
-                let first = unit(read)?;
-                read += 4;
-                let c = if (0xD800..0xDC00).contains(&first) {
-                    if buffer.get(read..read + 2)? != b"\\u" {
-                        return None;
-                    }
-                    let low = unit(read + 2)?;
-                    if !(0xDC00..0xE000).contains(&low) {
-                        return None;
-                    }
-                    read += 6;
-                    char::from_u32(0x10000 + ((first - 0xD800) << 10) + (low - 0xDC00))?
-                } else {
-                    char::from_u32(first)?
-                };
-                let mut utf8 = [0u8; 4];
-                let encoded = c.encode_utf8(&mut utf8).as_bytes();
-                buffer[write..write + encoded.len()].copy_from_slice(encoded);
-                write += encoded.len();
-                continue;
+        if escape != b'u' {
+            buffer[write] = short_escape(escape)?;
+            write += 1;
+            continue;
+        }
+        let first = hex_unit(buffer.get(read..read + 4)?)?;
+        read += 4;
+        let c = utf16_char(first, || {
+            if buffer.get(read..read + 2)? != b"\\u" {
+                return None;
             }
-            _ => return None,
-        };
-        buffer[write] = byte;
-        write += 1;
+            let low = hex_unit(buffer.get(read + 2..read + 6)?)?;
+            read += 6;
+            Some(low)
+        })?;
+        let mut utf8 = [0u8; 4];
+        let encoded = c.encode_utf8(&mut utf8).as_bytes();
+        buffer[write..write + encoded.len()].copy_from_slice(encoded);
+        write += encoded.len();
     }
     Some(write)
 }

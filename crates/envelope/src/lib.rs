@@ -13,6 +13,7 @@
 
 pub mod azure;
 pub mod cloudwatch;
+mod escape;
 pub mod failover;
 pub mod gunzip;
 pub mod lines;

@@ -141,16 +141,7 @@ fn bench(c: &mut Criterion) {
     }
     // Configuration (a) with record rules as an operator sets them on the log type: a filter, a mask, a
     // hash, a derived field and an ignored one.
-    let mut ruled: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            fixtures::dir()
-                .join("bench")
-                .join("logtypeconfig-a-default-profile.json"),
-        )
-        .expect("bench config")
-        .replace("PORT", "8443"),
-    )
-    .expect("bench config is JSON");
+    let mut ruled = bench_config_json("logtypeconfig-a-default-profile.json");
     ruled["filterConfig"] =
         serde_json::json!({"verb": {"match": false, "values": ["watch"], "exact": true}});
     ruled["maskingConfig"] =
@@ -169,16 +160,7 @@ fn bench(c: &mut Criterion) {
     }
     // Configuration (b) with `pattern`s on two of its entries, as an operator splits fields: `requestURI`
     // into API version and namespace, `userAgent` into client and version.
-    let mut patterned: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            fixtures::dir()
-                .join("bench")
-                .join("logtypeconfig-b-jsonpath-25.json"),
-        )
-        .expect("bench config")
-        .replace("PORT", "8443"),
-    )
-    .expect("bench config is JSON");
+    let mut patterned = bench_config_json("logtypeconfig-b-jsonpath-25.json");
     for entry in patterned["jsonPath"].as_array_mut().expect("jsonPath") {
         match entry["key"].as_str() {
             Some("requestURI") => {
@@ -207,6 +189,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(map_only(black_box(&data), &default)))
     });
     group.finish();
+}
+
+/// A production configuration from tests/fixtures/bench, as JSON to extend.
+fn bench_config_json(file: &str) -> Value {
+    let text = std::fs::read_to_string(fixtures::dir().join("bench").join(file))
+        .expect("bench config")
+        .replace("PORT", "8443");
+    serde_json::from_str(&text).expect("bench config is JSON")
 }
 
 /// Decode and map, no upload work: the mapping paths compared.
