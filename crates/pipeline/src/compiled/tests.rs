@@ -1217,3 +1217,56 @@ fn detections_read_from_text_agree_with_the_built_event() {
     // Most cases raise something: they test the values, not only the selectors.
     assert!(tagged >= 10, "{tagged} of {} tagged", cases.len());
 }
+
+proptest! {
+    /// The parser-free read of `sourceIPs` gives what serde gives, or leaves the array to serde: on arrays of
+    /// addresses, odd strings (quotes, backslashes, commas, control characters), numbers and whitespace.
+    #[test]
+    fn plain_strings_are_what_serde_reads_or_left_to_it(
+        items in prop::collection::vec(
+            prop_oneof![
+                "[0-9a-f.:]{0,15}".prop_map(Value::String),
+                "[ -~]{0,6}".prop_map(Value::String),
+                Just(Value::String("a,b".into())),
+                Just(Value::String("\n".into())),
+                Just(json!(7)),
+            ],
+            0..4,
+        ),
+        spaced in any::<bool>(),
+    ) {
+        let text = if spaced {
+            serde_json::to_string_pretty(&items).unwrap()
+        } else {
+            serde_json::to_string(&items).unwrap()
+        };
+        let mut out = vec!["kept"];
+        if push_plain_strings(&text, &mut out) {
+            let by_serde: Vec<&str> = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(&out[1..], &by_serde[..]);
+        } else {
+            prop_assert_eq!(out, vec!["kept"]);
+        }
+    }
+}
+
+#[test]
+fn plain_strings_take_the_usual_source_ips() {
+    let mut out = Vec::new();
+    assert!(push_plain_strings(
+        r#"["10.0.0.1", "2001:db8::1"]"#,
+        &mut out
+    ));
+    assert_eq!(out, ["10.0.0.1", "2001:db8::1"]);
+    for text in [
+        r#"["a\"b"]"#,
+        r#"["a\\b"]"#,
+        "[1]",
+        r#"["a",]"#,
+        r#"["a" "b"]"#,
+        "[",
+        "x",
+    ] {
+        assert!(!push_plain_strings(text, &mut Vec::new()), "{text}");
+    }
+}
