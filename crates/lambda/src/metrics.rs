@@ -54,8 +54,8 @@ fn layout() -> &'static Layout {
 }
 
 /// `s` as a JSON string.
-fn push_json_string(out: &mut String, s: &str) {
-    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// The invocation's EMF line, then one line per rule that fired. Written directly: this runs on every
@@ -67,30 +67,24 @@ pub fn emf_lines(
     timestamp_ms: i64,
 ) -> String {
     let layout = layout();
+    // The names as JSON strings, once: every line carries them.
+    let (function, cluster) = (json_string(function_name), json_string(cluster));
     let mut lines = String::with_capacity(1024);
     lines.push('{');
     for ((_, value), name) in summary.counts().iter().zip(&layout.names) {
         let _ = write!(lines, r#""{name}":{value},"#);
     }
-    lines.push_str(r#""FunctionName":"#);
-    push_json_string(&mut lines, function_name);
-    lines.push_str(r#","Cluster":"#);
-    push_json_string(&mut lines, cluster);
     let _ = write!(
         lines,
-        r#","_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":[{{"Namespace":"{NAMESPACE}","Dimensions":[["FunctionName"]],"Metrics":{}}}]}}}}"#,
+        r#""FunctionName":{function},"Cluster":{cluster},"_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":[{{"Namespace":"{NAMESPACE}","Dimensions":[["FunctionName"]],"Metrics":{}}}]}}}}"#,
         layout.declarations
     );
     for (rule, count) in summary.pipeline.detections.iter() {
-        let _ = write!(lines, "\n{{\"Detections\":{count},\"FunctionName\":");
-        push_json_string(&mut lines, function_name);
-        lines.push_str(r#","Rule":"#);
-        push_json_string(&mut lines, rule);
-        lines.push_str(r#","Cluster":"#);
-        push_json_string(&mut lines, cluster);
+        let rule = json_string(rule);
         let _ = write!(
             lines,
-            r#","_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":[{{"Namespace":"{NAMESPACE}","Dimensions":[["FunctionName","Rule"]],"Metrics":[{{"Name":"Detections","Unit":"Count"}}]}}]}}}}"#
+            r#"
+{{"Detections":{count},"FunctionName":{function},"Rule":{rule},"Cluster":{cluster},"_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":[{{"Namespace":"{NAMESPACE}","Dimensions":[["FunctionName","Rule"]],"Metrics":[{{"Name":"Detections","Unit":"Count"}}]}}]}}}}"#
         );
     }
     lines

@@ -94,6 +94,23 @@ struct Field {
     candidates: Vec<Candidate>,
 }
 
+impl Captures {
+    /// `Some(true)` when the pattern matches the found value's string form: its groups that took part are
+    /// added to `captured` (field, value). `None` declines (a value without the generic path's string form).
+    fn capture(&self, found: &FieldValue<'_>, captured: &mut Vec<(usize, String)>) -> Option<bool> {
+        let text = found.string_form()?;
+        let Some(caps) = self.pattern.captures(&text) else {
+            return Some(false);
+        };
+        for (group, at) in &self.groups {
+            if let Some(m) = caps.name(group) {
+                captured.push((*at, m.as_str().to_string()));
+            }
+        }
+        Some(true)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Candidate {
     key: Key,
@@ -437,7 +454,7 @@ impl Plan {
                 if let Some(raw) = doc.lookup(root, &candidate.key)? {
                     let found = field_value(doc, raw, candidate.value_type)?;
                     if let (Some(at), Some(found)) = (candidate.captures, &found)
-                        && self.capture(&self.captures[at], found, &mut captured)?
+                        && self.captures[at].capture(found, &mut captured)?
                     {
                         continue;
                     }
@@ -514,26 +531,6 @@ impl Plan {
 }
 
 impl Plan {
-    /// `Some(true)` when `pattern` matches the found value's string form: its groups that took part are
-    /// added to `captured` (field, value). `None` declines (a value without the generic path's string form).
-    fn capture(
-        &self,
-        captures: &Captures,
-        found: &FieldValue<'_>,
-        captured: &mut Vec<(usize, String)>,
-    ) -> Option<bool> {
-        let text = found.string_form()?;
-        let Some(caps) = captures.pattern.captures(&text) else {
-            return Some(false);
-        };
-        for (group, at) in &captures.groups {
-            if let Some(m) = caps.name(group) {
-                captured.push((*at, m.as_str().to_string()));
-            }
-        }
-        Some(true)
-    }
-
     /// [`RecordRules::apply`] on the mapped values: `Some(false)` a filter drops the record, `None` declines (a
     /// rule on a value whose string form is an object's text, which the generic path writes with its keys
     /// sorted).
