@@ -137,8 +137,38 @@ pub(crate) struct Context<'a> {
     pub now_ms: i64,
     pub envelope_time_ms: Option<i64>,
     pub detector: Option<&'a Detector>,
+    /// What the detector worked out from text alone, kept for the batch.
+    pub detect_memo: &'a DetectMemo,
     pub detections_only: bool,
     pub policy: Option<&'a crate::policy::Policy>,
+}
+
+/// What detection predicates worked out from an event's text alone, kept across the events of one batch:
+/// a batch comes mostly from a few clients, so its `sourceIPs` repeat (the public-address rule tests them
+/// for most controller traffic).
+#[derive(Debug, Default)]
+pub(crate) struct DetectMemo {
+    /// `sourceIPs` texts and their address verdict, the latest few.
+    addresses: std::cell::RefCell<Vec<(String, bool)>>,
+}
+
+impl DetectMemo {
+    /// How many address texts are kept: a batch's clients, give or take.
+    const ADDRESSES: usize = 8;
+
+    /// The verdict for the raw value `text`, computed once per distinct text (`None` is not kept).
+    fn address_verdict(&self, text: &str, compute: impl FnOnce() -> Option<bool>) -> Option<bool> {
+        if let Some((_, verdict)) = self.addresses.borrow().iter().find(|(t, _)| t == text) {
+            return Some(*verdict);
+        }
+        let verdict = compute()?;
+        let mut addresses = self.addresses.borrow_mut();
+        if addresses.len() == Self::ADDRESSES {
+            addresses.remove(0);
+        }
+        addresses.push((text.to_string(), verdict));
+        Some(verdict)
+    }
 }
 
 /// What the compiled path made of one event.
@@ -580,7 +610,7 @@ impl Plan {
         audit: NodeId,
     ) -> Option<Detections<'d>> {
         let detections = match ctx.detector {
-            Some(detector) => detect(detector, doc, audit)?,
+            Some(detector) => detect(detector, ctx.detect_memo, doc, audit)?,
             None => Detections::default(),
         };
         if !detections.is_empty() && self.detection_fields_taken {
@@ -619,9 +649,14 @@ struct Event {
 /// What `detector` raises for the event: its head is read from the document, and a selected rule's
 /// predicates parse only the parts their pointers reach (most events are selected by no rule, and read
 /// nothing more). `None` declines.
-fn detect<'d>(detector: &'d Detector, doc: &mut Doc<'_>, audit: NodeId) -> Option<Detections<'d>> {
+fn detect<'d>(
+    detector: &'d Detector,
+    memo: &DetectMemo,
+    doc: &mut Doc<'_>,
+    audit: NodeId,
+) -> Option<Detections<'d>> {
     let head = head(doc, audit)?;
-    detector.detect_in(&head, &mut DocValues::new(doc, audit))
+    detector.detect_in(&head, &mut DocValues::new(doc, audit, memo))
 }
 
 /// The event's document as a source of values for predicates: a pointer's path is followed through the lazy
@@ -630,6 +665,7 @@ fn detect<'d>(detector: &'d Detector, doc: &mut Doc<'_>, audit: NodeId) -> Optio
 struct DocValues<'x, 'a> {
     doc: &'x mut Doc<'a>,
     event: NodeId,
+    memo: &'x DetectMemo,
     pods: Option<Vec<&'a RawValue>>,
     containers: Option<Vec<&'a RawValue>>,
     /// What each pointer slot reached, once read.
@@ -639,10 +675,11 @@ struct DocValues<'x, 'a> {
 }
 
 impl<'x, 'a> DocValues<'x, 'a> {
-    fn new(doc: &'x mut Doc<'a>, event: NodeId) -> Self {
+    fn new(doc: &'x mut Doc<'a>, event: NodeId, memo: &'x DetectMemo) -> Self {
         Self {
             doc,
             event,
+            memo,
             pods: None,
             containers: None,
             reached: Vec::new(),
@@ -760,28 +797,18 @@ impl Values for DocValues<'_, '_> {
         if let Some((_, public)) = self.public.iter().find(|(s, _)| Some(*s) == pointer.slot) {
             return Some(*public);
         }
-        // `sourceIPs` is an array of plain strings: read as borrowed strs, no node or copies. Anything else
-        // (escapes, other elements) takes the general route.
-        let mut plain = Some(Vec::new());
-        for raw in self.raw(pointer)? {
-            let (Some(out), text) = (plain.as_mut(), raw.get()) else {
-                break;
-            };
-            let parsed = match text.as_bytes().first() {
-                // Most events: `["10.0.0.1"]`, read without a parser (this runs for most controller traffic).
-                Some(b'[') if push_plain_strings(text, out) => continue,
-                Some(b'[') => {
-                    serde_json::from_str::<Vec<&str>>(text).map(|items| out.extend(items))
-                }
-                Some(b'"') => serde_json::from_str::<&str>(text).map(|item| out.push(item)),
-                _ => continue,
-            };
-            if parsed.is_err() {
-                plain = None;
-            }
-        }
-        let public = match plain {
-            Some(strings) => all_public(strings.into_iter()),
+        // `/sourceIPs`: one member of the event, whose text repeats across the batch (the memo's verdict).
+        let public = match (pointer.root(), pointer.tail()) {
+            (Root::Event, [Token::Key(key)]) => match self.doc.get(self.event, key) {
+                Some(raw) => self
+                    .memo
+                    .address_verdict(raw.get(), || plain_all_public(raw.get())),
+                None => Some(false),
+            },
+            _ => None,
+        };
+        let public = match public {
+            Some(public) => public,
             None => all_public(self.strings(pointer, true)?.iter().map(|s| &**s)),
         };
         if let Some(slot) = pointer.slot {
@@ -839,14 +866,27 @@ fn equals_any(raw: &RawValue, wanted: &[Value]) -> Option<bool> {
     Some(false)
 }
 
+/// [`all_public`] of the raw value `text` when it is a string or an array of strings without escapes (what
+/// `sourceIPs` holds); `None` for the general route.
+fn plain_all_public(text: &str) -> Option<bool> {
+    match text.as_bytes().first() {
+        Some(b'[') => {
+            let mut strings = Vec::new();
+            push_plain_strings(text, &mut strings).then(|| all_public(strings.into_iter()))
+        }
+        Some(b'"') => plain_string(text).map(|s| all_public(std::iter::once(s))),
+        // Neither a string nor an array: no address.
+        _ => Some(false),
+    }
+}
+
 /// The elements of the JSON array `text` onto `out` when every one is a string without escapes (what
 /// `sourceIPs` holds); `false`, with `out` as it was, for anything else (the caller then parses the array).
 fn push_plain_strings<'a>(text: &'a str, out: &mut Vec<&'a str>) -> bool {
-    let ws: &[char] = &[' ', '\t', '\n', '\r'];
     let Some(inner) = text
         .strip_prefix('[')
         .and_then(|t| t.strip_suffix(']'))
-        .map(|t| t.trim_matches(ws))
+        .map(|t| t.trim_matches(JSON_WHITESPACE))
     else {
         return false;
     };
@@ -855,12 +895,7 @@ fn push_plain_strings<'a>(text: &'a str, out: &mut Vec<&'a str>) -> bool {
         return true;
     }
     for element in inner.split(',') {
-        let plain = element
-            .trim_matches(ws)
-            .strip_prefix('"')
-            .and_then(|e| e.strip_suffix('"'))
-            .filter(|e| !e.contains(['"', '\\']) && !e.bytes().any(|b| b < 0x20));
-        match plain {
+        match plain_string(element) {
             Some(string) => out.push(string),
             None => {
                 out.truncate(before);
@@ -870,6 +905,16 @@ fn push_plain_strings<'a>(text: &'a str, out: &mut Vec<&'a str>) -> bool {
     }
     true
 }
+
+/// The JSON string `text` (whitespace around it allowed) when it has no escapes.
+fn plain_string(text: &str) -> Option<&str> {
+    text.trim_matches(JSON_WHITESPACE)
+        .strip_prefix('"')
+        .and_then(|e| e.strip_suffix('"'))
+        .filter(|e| !e.contains(['"', '\\']) && !e.bytes().any(|b| b < 0x20))
+}
+
+const JSON_WHITESPACE: &[char] = &[' ', '\t', '\n', '\r'];
 
 /// [`Pointer::resolve`] on the document from the value `start`: itself when `tokens` is empty.
 fn below<'a>(
@@ -934,22 +979,31 @@ fn walk<'a>(
 
 /// [`Head::of`], read from the document.
 fn head<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<Head<'a>> {
-    let text = |doc: &Doc<'a>, id: NodeId, key: &str| doc.text(id, key).unwrap_or_default();
-    let user = match doc.get(event, "user") {
-        Some(raw) if raw.get().starts_with('{') => {
-            let id = doc.object(raw)?;
-            text(doc, id, "username")
+    let text = |raw: Option<&'a RawValue>| raw.and_then(string_of);
+    let [user, impersonated, status, object, verb, stage, user_agent] = doc.pick(
+        event,
+        [
+            "user",
+            "impersonatedUser",
+            "responseStatus",
+            "objectRef",
+            "verb",
+            "stage",
+            "userAgent",
+        ],
+    );
+    let mut member = |raw: Option<&'a RawValue>, key: &str| -> Option<Option<Cow<'a, str>>> {
+        match raw {
+            Some(raw) if raw.get().starts_with('{') => {
+                let id = doc.object(raw)?;
+                Some(Some(text(doc.get(id, key)).unwrap_or_default()))
+            }
+            _ => Some(None),
         }
-        _ => Default::default(),
     };
-    let impersonated = match doc.get(event, "impersonatedUser") {
-        Some(raw) if raw.get().starts_with('{') => {
-            let id = doc.object(raw)?;
-            Some(text(doc, id, "username"))
-        }
-        _ => None,
-    };
-    let code = match doc.get(event, "responseStatus") {
+    let user = member(user, "username")?.unwrap_or_default();
+    let impersonated = member(impersonated, "username")?;
+    let code = match status {
         Some(raw) if raw.get().starts_with('{') => {
             let id = doc.object(raw)?;
             doc.get(id, "code")
@@ -957,25 +1011,31 @@ fn head<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<Head<'a>> {
         }
         _ => None,
     };
-    let object = match doc.get(event, "objectRef") {
+    let object = match object {
         Some(raw) if raw.get().starts_with('{') => {
             let id = doc.object(raw)?;
+            let [api_group, resource, subresource, namespace, name] = doc
+                .pick(
+                    id,
+                    ["apiGroup", "resource", "subresource", "namespace", "name"],
+                )
+                .map(|raw| text(raw).unwrap_or_default());
             Some(ObjectRef {
-                api_group: text(doc, id, "apiGroup"),
-                resource: text(doc, id, "resource"),
-                subresource: text(doc, id, "subresource"),
-                namespace: text(doc, id, "namespace"),
-                name: text(doc, id, "name"),
+                api_group,
+                resource,
+                subresource,
+                namespace,
+                name,
             })
         }
         _ => None,
     };
     Some(Head {
-        verb: text(doc, event, "verb"),
-        stage: doc.text(event, "stage"),
+        verb: text(verb).unwrap_or_default(),
+        stage: text(stage),
         user,
         impersonated,
-        user_agent: text(doc, event, "userAgent"),
+        user_agent: text(user_agent).unwrap_or_default(),
         code,
         object,
     })
@@ -1117,7 +1177,8 @@ fn field_value<'a>(
 fn string_of(raw: &RawValue) -> Option<Cow<'_, str>> {
     let text = raw.get();
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    if inner.contains('\\') {
+    // Most values are short: a byte scan, not a searcher.
+    if inner.as_bytes().contains(&b'\\') {
         serde_json::from_str::<String>(text).ok().map(Cow::Owned)
     } else {
         Some(Cow::Borrowed(inner))
@@ -1258,6 +1319,21 @@ impl<'a> Doc<'a> {
             .rev()
             .find(|(k, _)| **k == *key)
             .map(|(_, v)| *v)
+    }
+
+    /// The members `keys` of the object `id`, in one pass over it (each the last of duplicates, as
+    /// [`Doc::get`] finds it): for the several fields read together.
+    fn pick<const N: usize>(&self, id: NodeId, keys: [&str; N]) -> [Option<&'a RawValue>; N] {
+        let mut found = [None; N];
+        for (member, value) in self.members(id) {
+            let member: &str = member;
+            for (slot, key) in found.iter_mut().zip(keys) {
+                if member.len() == key.len() && member == key {
+                    *slot = Some(*value);
+                }
+            }
+        }
+        found
     }
 
     fn may_have_length(&self, id: NodeId, len: usize) -> bool {

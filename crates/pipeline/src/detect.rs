@@ -177,12 +177,74 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detector {
     rules: Vec<Rule>,
-    /// Which enabled rules can take a request with each verb some rule names, in rule-file order: most
-    /// events are reads, which only a handful of rules select. Built with the set; `rules` is private so the
-    /// two cannot drift.
-    by_verb: Vec<(String, Vec<usize>)>,
-    /// The enabled rules that take any verb.
-    any_verb: Vec<usize>,
+    /// Which enabled rules can take a request with each verb some rule names: most events are reads and
+    /// controllers' updates, which only a handful of rules select. Built with the set; `rules` is private
+    /// so the two cannot drift.
+    by_verb: Vec<(String, Candidates)>,
+    /// For the verbs no rule names.
+    any_verb: Candidates,
+}
+
+/// The rules of one verb, by the resource they can take, in rule-file order. A resource spec (`pods`,
+/// `pods/exec`, `pods/*`) takes only resources of its first segment, unless that is `*` (`*`, `*/scale`):
+/// see [`resource_key`].
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Candidates {
+    by_resource: Vec<(String, Vec<usize>)>,
+    /// The rules that take any resource (no resource spec, or a `*` one), for every other resource and for
+    /// non-resource requests.
+    any_resource: Vec<usize>,
+}
+
+impl Candidates {
+    /// `rules`, in file order, indexed by the resources their specs name.
+    fn new(all: &[Rule], rules: Vec<usize>) -> Self {
+        let keys = |i: usize| {
+            all[i]
+                .selector
+                .resources
+                .iter()
+                .map(|spec| resource_key(spec))
+        };
+        let takes_any =
+            |i: &usize| all[*i].selector.resources.is_empty() || keys(*i).any(|key| key == "*");
+        let mut named: Vec<&str> = rules.iter().flat_map(|&i| keys(i)).collect();
+        named.retain(|key| *key != "*");
+        named.sort_unstable();
+        named.dedup();
+        let by_resource = named
+            .into_iter()
+            .map(|key| {
+                let takers = rules
+                    .iter()
+                    .copied()
+                    .filter(|i| takes_any(i) || keys(*i).any(|k| k == key))
+                    .collect();
+                (key.to_string(), takers)
+            })
+            .collect();
+        Self {
+            by_resource,
+            any_resource: rules.iter().copied().filter(takes_any).collect(),
+        }
+    }
+
+    /// The rules that can take `resource` (`None`: a non-resource request).
+    fn taking(&self, resource: Option<&str>) -> &[usize] {
+        resource
+            .map(resource_key)
+            .and_then(|key| self.by_resource.iter().find(|(k, _)| k == key))
+            .map_or(&self.any_resource, |(_, rules)| rules)
+    }
+}
+
+/// The first `/`-segment of a resource spec or of an event's resource: a spec takes a resource only when the
+/// two agree or the spec's is `*` (whatever the subresource; `policy::resource_matches`).
+fn resource_key(resource: &str) -> &str {
+    match resource.as_bytes().iter().position(|&b| b == b'/') {
+        Some(slash) => &resource[..slash],
+        None => resource,
+    }
 }
 
 impl Detector {
@@ -218,17 +280,17 @@ impl Detector {
         let by_verb = verbs
             .into_iter()
             .map(|verb| {
-                let rules = enabled()
+                let takers = enabled()
                     .filter(|(_, r)| r.selector.verbs.is_empty() || r.selector.verbs.contains(verb))
                     .map(|(i, _)| i)
                     .collect();
-                (verb.clone(), rules)
+                (verb.clone(), Candidates::new(&rules, takers))
             })
             .collect();
         Self {
-            rules,
+            any_verb: Candidates::new(&rules, any_verb),
             by_verb,
-            any_verb,
+            rules,
         }
     }
 
@@ -237,12 +299,14 @@ impl Detector {
         &self.rules
     }
 
-    /// The enabled rules that can take a request with `verb`, in file order.
-    fn candidates(&self, verb: &str) -> impl Iterator<Item = &Rule> {
+    /// The enabled rules that can take a request with `verb` on `resource`, in file order: their selectors
+    /// decide.
+    fn candidates(&self, verb: &str, resource: Option<&str>) -> impl Iterator<Item = &Rule> {
         self.by_verb
             .iter()
             .find(|(v, _)| v == verb)
             .map_or(&self.any_verb, |(_, rules)| rules)
+            .taking(resource)
             .iter()
             .map(|&i| &self.rules[i])
     }

@@ -207,6 +207,7 @@ impl Pipeline {
             None => self.plan.as_ref(),
             Some(_) => self.enveloped_plan.as_ref(),
         };
+        let detect_memo = compiled::DetectMemo::default();
         for event in batch.events {
             out.stats.events_in += 1;
             out.stats.bytes_in += payload_len(&event.payload);
@@ -218,6 +219,7 @@ impl Pipeline {
                     now_ms,
                     envelope_time_ms: event.envelope_time_ms,
                     detector: self.detector.as_deref(),
+                    detect_memo: &detect_memo,
                     detections_only: self.detections_only,
                     policy: self.policy.as_ref(),
                 };

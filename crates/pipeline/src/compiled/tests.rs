@@ -168,6 +168,7 @@ pub(super) fn agree_under(
         now_ms: NOW,
         envelope_time_ms: Some(1_796_255_000_000),
         detector: detector.as_deref(),
+        detect_memo: &Default::default(),
         detections_only: false,
         policy: audit_policy,
     };
@@ -1102,6 +1103,7 @@ fn tagged_events_are_compiled_not_declined() {
             now_ms: NOW,
             envelope_time_ms: None,
             detector: Some(&detector),
+            detect_memo: &Default::default(),
             detections_only: false,
             policy: None,
         };
@@ -1140,6 +1142,7 @@ fn detections_read_from_text_agree_with_the_built_event() {
         now_ms: NOW,
         envelope_time_ms: None,
         detector: Some(&detector),
+        detect_memo: &Default::default(),
         detections_only: false,
         policy: None,
     };
@@ -1216,6 +1219,67 @@ fn detections_read_from_text_agree_with_the_built_event() {
     }
     // Most cases raise something: they test the values, not only the selectors.
     assert!(tagged >= 10, "{tagged} of {} tagged", cases.len());
+}
+
+/// A batch remembers each `sourceIPs` text's address verdict: more distinct texts than the memo keeps, each
+/// seen several times and public, private, escaped or odd in turn, are tagged in one batch exactly as each
+/// event alone, built, is tagged (a stale or misfiled verdict would tag the wrong events).
+#[test]
+fn a_batch_remembers_address_verdicts_by_text() {
+    let detector = crate::tests::builtin_detector();
+    let pipeline = Pipeline::new(None, crate::tests::FORMAT)
+        .unwrap()
+        .with_detections(Some(detector.clone()), false);
+    let addresses = [
+        r#"["203.0.113.7"]"#,
+        r#"["10.0.0.7"]"#,
+        r#"["203.0.113.8", "10.0.0.8"]"#,
+        r#""198.51.100.9""#,
+        r#"["198.51.100.10"]"#,
+        r#"["\u0031\u0030.0.0.1"]"#,
+        r#"["2001:db8::11"]"#,
+        r#"["fd00::12"]"#,
+        r#"["192.0.2.13"]"#,
+        r#"["172.16.0.14"]"#,
+        r#"[]"#,
+        r#"null"#,
+    ];
+    let texts: Vec<String> = (0..3 * addresses.len())
+        .map(|i| {
+            // Distinct texts in a shuffled order, so verdicts are evicted and read again.
+            let ips = addresses[(i * 5) % addresses.len()];
+            format!(
+                r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a{i}","stage":"ResponseComplete","requestURI":"/x","verb":"get","sourceIPs":{ips},"user":{{"username":"system:serviceaccount:kube-system:foo"}},"objectRef":{{"resource":"pods","namespace":"kube-system","name":"p"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"2026-01-01T00:00:00.000000Z","stageTimestamp":"2026-01-01T00:00:00.100000Z"}}"#
+            )
+        })
+        .collect();
+    let mut batch = one("", None);
+    batch.events = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| RawEvent {
+            id: format!("e{i}"),
+            envelope_time_ms: None,
+            payload: Payload::Text(text.clone()),
+        })
+        .collect();
+    let out = pipeline.process(batch, NOW);
+    assert_eq!(out.records.len(), texts.len());
+    let mut public = 0;
+    for (record, text) in out.records.iter().zip(&texts) {
+        let mut event: Value = serde_json::from_str(text).unwrap();
+        crate::events::normalize(&mut event);
+        let want = detector.detect(&event).ids;
+        let got: Value = serde_json::from_str(&record.json).unwrap();
+        let got: Vec<&str> = got["detections"]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(got, want, "{text}");
+        public += usize::from(want.contains(&"system-principal-public-ip"));
+    }
+    // Both verdicts occur, several times each.
+    assert!((9..=24).contains(&public), "{public} of {}", texts.len());
 }
 
 proptest! {

@@ -225,7 +225,8 @@ impl Detector {
         values: &mut impl Values,
     ) -> Option<Detections<'_>> {
         let mut found = Detections::default();
-        for rule in self.candidates(&head.verb) {
+        let resource = head.object.as_ref().map(|o| &*o.resource);
+        for rule in self.candidates(&head.verb, resource) {
             if selector_matches(&rule.selector, head, values)? && rule_holds(rule, head, values)? {
                 found.ids.push(rule.id.as_str());
                 found.severity = found.severity.max(Some(rule.severity));

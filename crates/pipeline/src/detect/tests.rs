@@ -379,6 +379,21 @@ mod properties {
         })
     }
 
+    /// The resources the built-in rules name (their first segments, and whole specs), and some they do not.
+    fn resources() -> Vec<&'static str> {
+        let detector = Box::leak(Box::new(Detector::builtin()));
+        let mut out: Vec<&'static str> = detector
+            .rules()
+            .iter()
+            .flat_map(|r| &r.selector.resources)
+            .flat_map(|spec| [spec.as_str(), resource_key(spec)])
+            .chain(["", "*", "widgets", "pods/exec"])
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     proptest! {
         /// Any event shape: evaluation never panics, ids are enabled rules in file order, and the
         /// severity is theirs.
@@ -399,6 +414,51 @@ mod properties {
             // A rule that fires selects the event.
             let selecting = detector.selecting(&event);
             prop_assert!(found.ids.iter().all(|id| selecting.contains(id)));
+        }
+
+        /// A resource spec takes only resources whose first segment is its own, unless its own is `*`: what
+        /// the index by resource assumes.
+        #[test]
+        fn a_spec_takes_only_resources_of_its_key(
+            spec in "[ab*/]{0,4}",
+            resource in "[ab*/]{0,3}",
+            subresource in "[ab*/]{0,2}",
+        ) {
+            if crate::policy::resource_matches(&spec, &resource, &subresource) {
+                let key = resource_key(&spec);
+                prop_assert!(key == "*" || key == resource_key(&resource), "{spec} {resource} {subresource}");
+            }
+        }
+
+        /// Every rule whose selector takes an event is among the candidates the index gives for its verb and
+        /// resource: the index only skips rules that could not match.
+        #[test]
+        fn the_index_keeps_every_rule_that_selects_the_event(
+            verb in prop::sample::select(vec!["create", "update", "patch", "get", "list", "watch", "delete", "deletecollection", "proxy", ""]),
+            resource in prop::sample::select(resources()),
+            subresource in prop::sample::select(vec!["", "exec", "attach", "portforward", "ephemeralcontainers", "token", "scale", "status", "proxy", "x"]),
+            api_group in prop::sample::select(vec!["", "rbac.authorization.k8s.io", "apps", "batch", "admissionregistration.k8s.io", "certificates.k8s.io", "networking.k8s.io"]),
+            namespace in prop::sample::select(vec!["", "default", "kube-system", "kube-public"]),
+            user in prop::sample::select(vec!["alice", "system:anonymous", "system:serviceaccount:kube-system:x", "system:node:n1", "system:kube-controller-manager"]),
+            code in prop::sample::select(vec![200u16, 201, 403, 404, 500]),
+            has_object in any::<bool>(),
+        ) {
+            let mut event = json!({
+                "kind": "Event", "verb": verb, "stage": "ResponseComplete", "user": {"username": user, "groups": ["system:authenticated"]},
+                "sourceIPs": ["8.8.8.8"], "responseStatus": {"code": code},
+                "annotations": {"authorization.k8s.io/decision": "allow"},
+            });
+            if has_object {
+                event["objectRef"] = json!({"resource": resource, "subresource": subresource, "apiGroup": api_group, "namespace": namespace, "name": "cluster-admin"});
+            }
+            let detector = Detector::builtin();
+            let candidates: Vec<&str> = detector
+                .candidates(verb, has_object.then_some(resource))
+                .map(|r| r.id.as_str())
+                .collect();
+            for id in detector.selecting(&event) {
+                prop_assert!(candidates.contains(&id), "{id} selects {event} but is no candidate");
+            }
         }
 
         /// Any text as a pointer: parsed or refused, never a panic.
