@@ -139,15 +139,20 @@ impl RuntimeApi {
     /// Report success with `body` (JSON).
     pub async fn respond(&self, request_id: &str, body: String) -> anyhow::Result<()> {
         let path = format!(
-            "{}/runtime/invocation/{request_id}/response",
-            self.base_path
+            "{}/runtime/invocation/{}/response",
+            self.base_path,
+            path_segment(request_id)
         );
         self.report(&path, body, None).await
     }
 
     /// Report a failed invocation: Lambda's async retries and the OnFailure destination take over.
     pub async fn fail(&self, request_id: &str, error: &Diagnostic) -> anyhow::Result<()> {
-        let path = format!("{}/runtime/invocation/{request_id}/error", self.base_path);
+        let path = format!(
+            "{}/runtime/invocation/{}/error",
+            self.base_path,
+            path_segment(request_id)
+        );
         self.report(&path, error_body(error), Some(&error.error_type))
             .await
     }
@@ -294,6 +299,17 @@ pub fn retry_budget(deadline_ms: Option<u64>, now: SystemTime, fallback: Duratio
             ),
         },
     }
+}
+
+/// `request_id` as one segment of a path. Lambda's ids are UUIDs, which pass unchanged; anything else (an
+/// emulator's own ids) is percent-encoded, so the answer still reaches the invocation it belongs to.
+fn path_segment(request_id: &str) -> percent_encoding::PercentEncode<'_> {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(request_id, SEGMENT)
 }
 
 #[cfg(test)]

@@ -140,9 +140,27 @@ impl RuntimeApi {
     /// [`RuntimeApi::invoke`] with the deadline header shaped as `deadline` says (the fake still holds the
     /// function to `timeout`).
     pub fn invoke_with(&self, event: Value, timeout: Duration, deadline: DeadlineHeader) -> String {
+        self.queue(None, event, timeout, deadline)
+    }
+
+    /// [`RuntimeApi::invoke`] under a request id of the caller's (emulators do not all send UUIDs).
+    pub fn invoke_as(&self, request_id: &str, event: Value, timeout: Duration) -> String {
+        self.queue(Some(request_id), event, timeout, DeadlineHeader::Epoch)
+    }
+
+    fn queue(
+        &self,
+        request_id: Option<&str>,
+        event: Value,
+        timeout: Duration,
+        deadline: DeadlineHeader,
+    ) -> String {
         let mut inner = self.shared.inner.lock().unwrap();
         inner.counter += 1;
-        let request_id = format!("00000000-0000-4000-8000-{:012}", inner.counter);
+        let request_id = request_id.map_or_else(
+            || format!("00000000-0000-4000-8000-{:012}", inner.counter),
+            str::to_string,
+        );
         inner.queue.push_back(Pending {
             request_id: request_id.clone(),
             event,

@@ -461,3 +461,37 @@ async fn detections_only_and_off_are_read_from_the_environment() {
     assert!(records.iter().all(|r| r.get("detections").is_none()));
     assert_eq!(s["detected"].as_u64(), Some(0));
 }
+
+/// A request id that is not a UUID (characters a path must escape) still gets its answer: the response goes to
+/// that invocation, not to an unparsable path that would end the process.
+#[tokio::test]
+async fn a_request_id_that_needs_escaping_is_answered() {
+    let lambda = start(json!({}), &[]).await;
+    let events = fixtures::numbered_events(2);
+    for (i, id) in ["odd id/with?all#kinds%of", "plain-id_1.2~3"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut payload = subscription(
+            "demo",
+            AUDIT_STREAM,
+            &messages(std::slice::from_ref(&events[i])),
+        );
+        payload["logEvents"][0]["id"] = json!(format!("3719{i:052}"));
+        let id = lambda
+            .runtime
+            .invoke_as(id, lambda_event(&payload), Duration::from_secs(30));
+        let done = lambda.runtime.finished(&id, Duration::from_secs(30)).await;
+        assert_eq!(
+            summary(&done.outcome)["forwarded"].as_u64(),
+            Some(1),
+            "{id}\n{}",
+            lambda.process.output()
+        );
+    }
+    assert!(
+        lambda.runtime.violations().is_empty(),
+        "{:?}",
+        lambda.runtime.violations()
+    );
+}
