@@ -155,9 +155,15 @@ pub(crate) struct DetectMemo {
 impl DetectMemo {
     /// How many address texts are kept: a batch's clients, give or take.
     const ADDRESSES: usize = 8;
+    /// The longest text kept: a client or a chain of proxies. `sourceIPs` carries what clients put in
+    /// `X-Forwarded-For`, so it can be as long as a request header; such texts are not copied.
+    const ADDRESS_TEXT: usize = 256;
 
     /// The verdict for the raw value `text`, computed once per distinct text (`None` is not kept).
     fn address_verdict(&self, text: &str, compute: impl FnOnce() -> Option<bool>) -> Option<bool> {
+        if text.len() > Self::ADDRESS_TEXT {
+            return compute();
+        }
         if let Some((_, verdict)) = self.addresses.borrow().iter().find(|(t, _)| t == text) {
             return Some(*verdict);
         }
@@ -1328,7 +1334,7 @@ impl<'a> Doc<'a> {
         for (member, value) in self.members(id) {
             let member: &str = member;
             for (slot, key) in found.iter_mut().zip(keys) {
-                if member.len() == key.len() && member == key {
+                if member == key {
                     *slot = Some(*value);
                 }
             }

@@ -381,8 +381,8 @@ mod properties {
 
     /// The resources the built-in rules name (their first segments, and whole specs), and some they do not.
     fn resources() -> Vec<&'static str> {
-        let detector = Box::leak(Box::new(Detector::builtin()));
-        let mut out: Vec<&'static str> = detector
+        static BUILTIN: std::sync::LazyLock<Detector> = std::sync::LazyLock::new(Detector::builtin);
+        let mut out: Vec<&'static str> = BUILTIN
             .rules()
             .iter()
             .flat_map(|r| &r.selector.resources)
