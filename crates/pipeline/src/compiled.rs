@@ -29,6 +29,7 @@ use crate::rules::{self, RecordRules};
 use crate::{DETECTION_SEVERITY_FIELD, DETECTIONS_FIELD, Profile, RecordFormat, Seen, redact};
 use kaf_config::{DateFormat, ValueType};
 use kaf_config::{DeriveRule, FieldFilter, HashRule, MaskRule};
+use scan::Raw;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -672,10 +673,10 @@ struct DocValues<'x, 'a> {
     doc: &'x mut Doc<'a>,
     event: NodeId,
     memo: &'x DetectMemo,
-    pods: Option<Vec<&'a RawValue>>,
-    containers: Option<Vec<&'a RawValue>>,
+    pods: Option<Vec<Raw<'a>>>,
+    containers: Option<Vec<Raw<'a>>>,
     /// What each pointer slot reached, once read.
-    reached: Vec<(usize, Vec<&'a RawValue>)>,
+    reached: Vec<(usize, Vec<Raw<'a>>)>,
     /// Each slot's address test, once made (two rules test `sourceIPs`).
     public: Vec<(usize, bool)>,
 }
@@ -694,7 +695,7 @@ impl<'x, 'a> DocValues<'x, 'a> {
     }
 
     /// The raw values, `null` included, that `pointer` reaches.
-    fn raw(&mut self, pointer: &Pointer) -> Option<Vec<&'a RawValue>> {
+    fn raw(&mut self, pointer: &Pointer) -> Option<Vec<Raw<'a>>> {
         let Some(slot) = pointer.slot else {
             return self.resolve(pointer);
         };
@@ -706,7 +707,7 @@ impl<'x, 'a> DocValues<'x, 'a> {
         Some(values)
     }
 
-    fn resolve(&mut self, pointer: &Pointer) -> Option<Vec<&'a RawValue>> {
+    fn resolve(&mut self, pointer: &Pointer) -> Option<Vec<Raw<'a>>> {
         let mut out = Vec::new();
         match pointer.root() {
             Root::Event => walk(self.doc, self.event, pointer.tail(), &mut out)?,
@@ -714,7 +715,7 @@ impl<'x, 'a> DocValues<'x, 'a> {
                 let starts = self.starts(root)?;
                 let walked = starts
                     .iter()
-                    .try_for_each(|start| below(self.doc, start, pointer.tail(), &mut out));
+                    .try_for_each(|start| below(self.doc, *start, pointer.tail(), &mut out));
                 // Back in the cache, walked or not.
                 match root {
                     Root::Pods => self.pods = Some(starts),
@@ -727,7 +728,7 @@ impl<'x, 'a> DocValues<'x, 'a> {
     }
 
     /// The pod specs, or the containers, of the event, taken out of the cache (the caller puts them back).
-    fn starts(&mut self, root: Root) -> Option<Vec<&'a RawValue>> {
+    fn starts(&mut self, root: Root) -> Option<Vec<Raw<'a>>> {
         if self.pods.is_none() {
             let mut pods = Vec::new();
             for path in POD_SPEC_PATHS.iter() {
@@ -773,7 +774,7 @@ impl Values for DocValues<'_, '_> {
                     continue;
                 };
                 for item in items {
-                    if equals_any(item, wanted)? {
+                    if equals_any(*item, wanted)? {
                         return Some(true);
                     }
                 }
@@ -792,7 +793,7 @@ impl Values for DocValues<'_, '_> {
             } else if spread && raw.get().starts_with('[') {
                 let node = self.doc.node(raw)?;
                 if let Node::Array(items) = &self.doc.nodes[node.0].1 {
-                    out.extend(items.iter().filter_map(|item| string_of(item)));
+                    out.extend(items.iter().filter_map(|item| string_of(*item)));
                 }
             }
         }
@@ -849,7 +850,7 @@ impl Values for DocValues<'_, '_> {
 }
 
 /// Whether `raw` equals one of `wanted` as built values compare (the usual scalars without building one).
-fn equals_any(raw: &RawValue, wanted: &[Value]) -> Option<bool> {
+fn equals_any(raw: Raw<'_>, wanted: &[Value]) -> Option<bool> {
     let text = raw.get();
     let mut built = None;
     for want in wanted {
@@ -925,9 +926,9 @@ const JSON_WHITESPACE: &[char] = &[' ', '\t', '\n', '\r'];
 /// [`Pointer::resolve`] on the document from the value `start`: itself when `tokens` is empty.
 fn below<'a>(
     doc: &mut Doc<'a>,
-    start: &'a RawValue,
+    start: Raw<'a>,
     tokens: &[Token],
-    out: &mut Vec<&'a RawValue>,
+    out: &mut Vec<Raw<'a>>,
 ) -> Option<()> {
     if tokens.is_empty() {
         out.push(start);
@@ -943,7 +944,7 @@ fn walk<'a>(
     doc: &mut Doc<'a>,
     node: NodeId,
     tokens: &[Token],
-    out: &mut Vec<&'a RawValue>,
+    out: &mut Vec<Raw<'a>>,
 ) -> Option<()> {
     let (first, rest) = tokens.split_first()?;
     match first {
@@ -960,12 +961,12 @@ fn walk<'a>(
             }
         }
         Token::Each => {
-            let children: Vec<&'a RawValue> = match &doc.nodes[node.0].1 {
+            let children: Vec<Raw<'a>> = match &doc.nodes[node.0].1 {
                 Node::Array(items) => items.clone(),
                 // A built object keeps the last of duplicate keys.
                 Node::Object(members, _) => {
                     let mut seen = std::collections::HashSet::with_capacity(members.len());
-                    let mut last: Vec<&'a RawValue> = members
+                    let mut last: Vec<Raw<'a>> = members
                         .iter()
                         .rev()
                         .filter(|(key, _)| seen.insert(&**key))
@@ -985,7 +986,7 @@ fn walk<'a>(
 
 /// [`Head::of`], read from the document.
 fn head<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<Head<'a>> {
-    let text = |raw: Option<&'a RawValue>| raw.and_then(string_of);
+    let text = |raw: Option<Raw<'a>>| raw.and_then(string_of);
     let [user, impersonated, status, object, verb, stage, user_agent] = doc.pick(
         event,
         [
@@ -998,7 +999,7 @@ fn head<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<Head<'a>> {
             "userAgent",
         ],
     );
-    let mut member = |raw: Option<&'a RawValue>, key: &str| -> Option<Option<Cow<'a, str>>> {
+    let mut member = |raw: Option<Raw<'a>>, key: &str| -> Option<Option<Cow<'a, str>>> {
         match raw {
             Some(raw) if raw.get().starts_with('{') => {
                 let id = doc.object(raw)?;
@@ -1054,7 +1055,7 @@ fn strings<'a>(doc: &mut Doc<'a>, id: NodeId, key: &str) -> Option<Vec<Cow<'a, s
     };
     let node = doc.node(raw)?;
     Some(match &doc.nodes[node.0].1 {
-        Node::Array(items) => items.iter().filter_map(|item| string_of(item)).collect(),
+        Node::Array(items) => items.iter().filter_map(|item| string_of(*item)).collect(),
         Node::Object(..) => Vec::new(),
     })
 }
@@ -1066,7 +1067,7 @@ enum FieldValue<'a> {
     Bool(bool),
     /// An object or array, as its compact JSON text without the holes (byte ranges of its text) the policy
     /// cut out.
-    Json(&'a RawValue, Vec<(usize, usize)>),
+    Json(Raw<'a>, Vec<(usize, usize)>),
     /// `json-object`: `[{"key":…,"value":…}]` in key order.
     KeyValues(Vec<(Str<'a>, Str<'a>)>),
     /// A value the record rules wrote (a mask, a hash, a derived field): a string, kept even when empty.
@@ -1080,7 +1081,7 @@ impl FieldValue<'_> {
             Self::Text(text) => out.text(name, Some(text.as_ref())),
             Self::Number(n) => out.number_value(name, n),
             Self::Bool(b) => out.boolean(name, *b),
-            Self::Json(raw, holes) => out.raw_json(name, Some(raw), holes)?,
+            Self::Json(raw, holes) => out.raw_json(name, Some(raw.get()), holes)?,
             Self::KeyValues(pairs) => out.key_value_list(name, pairs),
             Self::Rewritten(text) => out.text_always(name, text),
         }
@@ -1116,7 +1117,7 @@ impl FieldValue<'_> {
 }
 
 /// The event time from a document value found at the `dateField` path.
-fn parse_raw_time(raw: &RawValue, format: &DateFormat, now_ms: i64) -> Option<i64> {
+fn parse_raw_time(raw: Raw<'_>, format: &DateFormat, now_ms: i64) -> Option<i64> {
     match string_of(raw) {
         Some(text) => format.parse_text_ms(&text, now_ms).ok(),
         None => {
@@ -1129,7 +1130,7 @@ fn parse_raw_time(raw: &RawValue, format: &DateFormat, now_ms: i64) -> Option<i6
 /// `Some(None)` for what the generic path leaves out (`null`, `""`); `None` to decline.
 fn field_value<'a>(
     doc: &mut Doc<'a>,
-    raw: &'a RawValue,
+    raw: Raw<'a>,
     value_type: ValueType,
 ) -> Option<Option<FieldValue<'a>>> {
     // The whole AKS event as one field: the generic path's to render.
@@ -1153,7 +1154,7 @@ fn field_value<'a>(
         b'f' => FieldValue::Bool(false),
         b'{' if value_type == ValueType::JsonObject => {
             let members = doc.object(raw)?;
-            let mut pairs: Vec<(Str<'a>, &'a RawValue)> = doc.members(members).to_vec();
+            let mut pairs: Vec<(Str<'a>, Raw<'a>)> = doc.members(members).to_vec();
             // A map: in key order, the last of duplicate keys.
             pairs.reverse();
             pairs.sort_by(|a, b| a.0.cmp(&b.0));
@@ -1180,7 +1181,7 @@ fn field_value<'a>(
 }
 
 /// A JSON string's value, borrowed when it has no escapes; `None` if `raw` is not a string.
-fn string_of(raw: &RawValue) -> Option<Cow<'_, str>> {
+fn string_of(raw: Raw<'_>) -> Option<Cow<'_, str>> {
     let text = raw.get();
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
     // Most values are short: a byte scan, not a searcher.
@@ -1192,12 +1193,12 @@ fn string_of(raw: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 /// Where a raw value sits in the text: identifies it in the document's cache.
-fn key_of(raw: &RawValue) -> (usize, usize) {
+fn key_of(raw: Raw<'_>) -> (usize, usize) {
     (raw.get().as_ptr() as usize, raw.get().len())
 }
 
 /// The members of a JSON object, borrowed: keys (copied only when they have escapes) and raw values.
-struct Members<'a>(Vec<(Str<'a>, &'a RawValue)>);
+struct Members<'a>(Vec<(Str<'a>, Raw<'a>)>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -1210,7 +1211,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'a>, A::Error> {
                 let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
                 while let Some(key) = map.next_key::<Str<'de>>()? {
-                    members.push((key, map.next_value::<&'de RawValue>()?));
+                    members.push((key, Raw::new(map.next_value::<&'de RawValue>()?.get())));
                 }
                 Ok(Members(members))
             }
@@ -1222,11 +1223,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
 enum Node<'a> {
     /// The members, and a bit per key length (mod 64) present: most lookups miss, and most misses are
     /// answered by that bit without comparing a key.
-    Object(Vec<(Str<'a>, &'a RawValue)>, u64),
-    Array(Vec<&'a RawValue>),
+    Object(Vec<(Str<'a>, Raw<'a>)>, u64),
+    Array(Vec<Raw<'a>>),
 }
 
-fn object_node<'a>(members: Vec<(Str<'a>, &'a RawValue)>) -> Node<'a> {
+fn object_node<'a>(members: Vec<(Str<'a>, Raw<'a>)>) -> Node<'a> {
     let lengths = members
         .iter()
         .fold(0u64, |m, (k, _)| m | length_bit(k.len()));
@@ -1269,6 +1270,8 @@ struct Doc<'a> {
     substitute: Option<((usize, usize), NodeId)>,
     /// Byte ranges (addresses) of the text that the policy removed from objects written as text.
     holes: Vec<(usize, usize)>,
+    /// Where the objects and arrays read over so far end: splitting one of them later skips its insides.
+    ends: scan::Ends,
 }
 
 /// A node of [`Doc`], by index.
@@ -1285,7 +1288,7 @@ impl<'a> Doc<'a> {
     }
 
     /// The node of `raw`, parsed on first use. `None` when it does not parse (the generic path decides).
-    fn node(&mut self, raw: &'a RawValue) -> Option<NodeId> {
+    fn node(&mut self, raw: Raw<'a>) -> Option<NodeId> {
         let key = key_of(raw);
         if let Some((_, id)) = self.substitute.filter(|(at, _)| *at == key) {
             return Some(id);
@@ -1294,8 +1297,9 @@ impl<'a> Doc<'a> {
             return Some(NodeId(i));
         }
         let node = match raw.get().as_bytes().first()? {
-            b'{' => object_node(serde_json::from_str::<Members<'a>>(raw.get()).ok()?.0),
-            b'[' => Node::Array(serde_json::from_str::<Vec<&'a RawValue>>(raw.get()).ok()?),
+            // Inside a text serde has already parsed whole: split, not parsed again.
+            b'{' => object_node(scan::object(raw.get(), &mut self.ends)?),
+            b'[' => Node::Array(scan::array(raw.get(), &mut self.ends)?),
             _ => return None,
         };
         self.nodes.push((key, node));
@@ -1303,12 +1307,12 @@ impl<'a> Doc<'a> {
     }
 
     /// `raw` as an object node; `None` if it is not one.
-    fn object(&mut self, raw: &'a RawValue) -> Option<NodeId> {
+    fn object(&mut self, raw: Raw<'a>) -> Option<NodeId> {
         raw.get().starts_with('{').then_some(())?;
         self.node(raw)
     }
 
-    fn members(&self, id: NodeId) -> &[(Str<'a>, &'a RawValue)] {
+    fn members(&self, id: NodeId) -> &[(Str<'a>, Raw<'a>)] {
         match &self.nodes[id.0].1 {
             Node::Object(members, _) => members,
             Node::Array(_) => &[],
@@ -1316,7 +1320,7 @@ impl<'a> Doc<'a> {
     }
 
     /// The member `key` exactly (the last of duplicates, as a map keeps it).
-    fn get(&self, id: NodeId, key: &str) -> Option<&'a RawValue> {
+    fn get(&self, id: NodeId, key: &str) -> Option<Raw<'a>> {
         if !self.may_have_length(id, key.len()) {
             return None;
         }
@@ -1329,7 +1333,7 @@ impl<'a> Doc<'a> {
 
     /// The members `keys` of the object `id`, in one pass over it (each the last of duplicates, as
     /// [`Doc::get`] finds it): for the several fields read together.
-    fn pick<const N: usize>(&self, id: NodeId, keys: [&str; N]) -> [Option<&'a RawValue>; N] {
+    fn pick<const N: usize>(&self, id: NodeId, keys: [&str; N]) -> [Option<Raw<'a>>; N] {
         let mut found = [None; N];
         for (member, value) in self.members(id) {
             let member: &str = member;
@@ -1350,7 +1354,7 @@ impl<'a> Doc<'a> {
     }
 
     /// A JSON pointer of plain keys (`/properties/log`), exactly as `Value::pointer` reads it.
-    fn pointer(&mut self, root: NodeId, pointer: &str) -> Option<&'a RawValue> {
+    fn pointer(&mut self, root: NodeId, pointer: &str) -> Option<Raw<'a>> {
         let mut node = root;
         let mut found = None;
         for segment in pointer.strip_prefix('/')?.split('/') {
@@ -1367,7 +1371,7 @@ impl<'a> Doc<'a> {
 
     /// [`crate::lookup::with_value`] on this document: `Some(Some(value))` found, `Some(None)` missing,
     /// `None` declined (a JSON string would have to be parsed on the way, or a part does not parse).
-    fn lookup(&mut self, root: NodeId, key: &Key) -> Option<Option<&'a RawValue>> {
+    fn lookup(&mut self, root: NodeId, key: &Key) -> Option<Option<Raw<'a>>> {
         match self.walk_object(root, key, 0) {
             Walk::Found(v) => Some(Some(v)),
             Walk::Missing => Some(None),
@@ -1400,7 +1404,7 @@ impl<'a> Doc<'a> {
         Walk::Missing
     }
 
-    fn walk(&mut self, raw: &'a RawValue, key: &Key, start: usize) -> Walk<'a> {
+    fn walk(&mut self, raw: Raw<'a>, key: &Key, start: usize) -> Walk<'a> {
         let is_substitute = self.substitute.is_some_and(|(at, _)| at == key_of(raw));
         match raw.get().as_bytes().first() {
             Some(b'{') => match self.node(raw) {
@@ -1437,7 +1441,7 @@ impl<'a> Doc<'a> {
     }
 
     /// The parent as written, then `Capitalized` (compared in place: no copy of the key).
-    fn child(&self, id: NodeId, parent: &str) -> Option<&'a RawValue> {
+    fn child(&self, id: NodeId, parent: &str) -> Option<Raw<'a>> {
         self.get(id, parent).or_else(|| {
             let (first, rest) = parent.as_bytes().split_first()?;
             if !first.is_ascii_lowercase() {
@@ -1462,7 +1466,7 @@ impl<'a> Doc<'a> {
 }
 
 enum Walk<'a> {
-    Found(&'a RawValue),
+    Found(Raw<'a>),
     Missing,
     Decline,
 }
@@ -1534,7 +1538,7 @@ fn may_need_redaction<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<bool> {
     let objects: Vec<&str> = ["requestObject", "responseObject"]
         .iter()
         .filter_map(|k| doc.get(event, k))
-        .map(RawValue::get)
+        .map(|raw| raw.get())
         .filter(|text| *text != "null")
         .collect();
     let uri = doc.text(event, "requestURI");
@@ -1548,5 +1552,6 @@ fn may_need_redaction<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<bool> {
 mod policy;
 #[cfg(test)]
 mod props;
+mod scan;
 #[cfg(test)]
 pub(crate) mod tests;

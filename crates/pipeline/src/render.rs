@@ -5,7 +5,6 @@
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::Number;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Write as _;
@@ -152,17 +151,17 @@ impl Writer {
     pub(crate) fn raw_json(
         &mut self,
         name: &str,
-        raw: Option<&RawValue>,
+        raw: Option<&str>,
         holes: &[(usize, usize)],
     ) -> Option<()> {
         let Some(raw) = raw else { return Some(()) };
-        match raw.get().as_bytes().first() {
+        match raw.as_bytes().first() {
             Some(b'{' | b'[') => {}
             Some(b'n') => return Some(()),
             _ => return None,
         }
         self.key(name);
-        let len = write_json_text_except(&mut self.buf, raw.get(), holes);
+        let len = write_json_text_except(&mut self.buf, raw, holes);
         self.count(name, len);
         Some(())
     }
@@ -365,7 +364,7 @@ mod tests {
             r#"{"z":1,"a":{"y":"\u0041","b":[true,null]}}"#,
         ] {
             let value: Value = serde_json::from_str(raw).unwrap();
-            let raw_value: &RawValue = serde_json::from_str(raw).unwrap();
+            let raw_value: &serde_json::value::RawValue = serde_json::from_str(raw).unwrap();
             let mut buf = Vec::new();
             let len = write_json_text_except(&mut buf, raw_value.get(), &[]);
             let text: String = serde_json::from_slice(&buf).unwrap();

@@ -3,6 +3,12 @@
 //! sample events: ordinary traffic (audit2rbac's demo, which raises nothing), the mix the throughput bench
 //! uses (v1beta1 stage pairs and Falco's traces), and the production-sized RequestResponse events, three in
 //! four of them tagged (a worst case). Numbers and machine: BENCHMARKS.md.
+//!
+//! On a shared 2-vCPU machine timings drift by more than the effects measured, so there is also a count that
+//! does not drift: `BENCH_ONE_PASS=off` (or `on`) maps each selected case once, untimed, for
+//! `valgrind --tool=callgrind --toggle-collect='kaf_pipeline::Pipeline::process_with*'`, whose instruction
+//! count is the same on every run. `BENCH_POOL_RESOURCE=pods` keeps only that resource's events in the
+//! production-sized pool.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kaf_envelope::EnvelopeStats;
@@ -42,6 +48,9 @@ fn pools() -> Vec<(&'static str, Vec<Value>)> {
         (e.get("requestObject").is_some() || e.get("responseObject").is_some())
             && e.to_string().len() >= 1500
     });
+    if let Ok(resource) = std::env::var("BENCH_POOL_RESOURCE") {
+        sized.retain(|e| e["objectRef"]["resource"].as_str() == Some(resource.as_str()));
+    }
     vec![
         ("ordinary", cycled(&ordinary)),
         ("mix", cycled(&mix)),
@@ -92,7 +101,8 @@ fn cases() -> Vec<Case> {
             let on = Pipeline::new(Some(&config), kaf_upload::format::SITE24X7)
                 .expect("config")
                 .with_detections(Some(detector.clone()), false);
-            let (_, tagged) = map_only(&data, &on);
+            let one_pass = std::env::var_os("BENCH_ONE_PASS").is_some();
+            let tagged = if one_pass { 0 } else { map_only(&data, &on).1 };
             eprintln!(
                 "{pool_name}: {EVENTS} events, {:.1} KB/event, {tagged} tagged",
                 audit_json_bytes as f64 / EVENTS as f64 / 1000.0
@@ -120,6 +130,13 @@ fn bench(c: &mut Criterion) {
                 .is_none_or(|f| case.name.contains(f.as_str()))
         })
         .collect();
+    if let Ok(which) = std::env::var("BENCH_ONE_PASS") {
+        for case in &cases {
+            let pipeline = if which == "on" { &case.on } else { &case.off };
+            black_box(map_only(black_box(&case.data), pipeline));
+        }
+        return;
+    }
     // `BENCH_ALTERNATED_ONLY=1`: only the alternated pass (the figures BENCHMARKS.md quotes).
     if std::env::var_os("BENCH_ALTERNATED_ONLY").is_some() {
         alternated(&cases);

@@ -3,7 +3,7 @@
 //! what the policy strips inside an object that is passed through as text (`managedFields`, webhook patch
 //! annotations) becomes a hole: a byte range of the text that lookups no longer see and writing skips.
 
-use super::{Doc, Node, NodeId, Str, strings};
+use super::{Doc, Node, NodeId, Raw, Str, strings};
 use crate::policy::{Applied, Attributes, Level, Policy};
 use serde_json::value::RawValue;
 use std::sync::LazyLock;
@@ -92,7 +92,7 @@ fn attributes(doc: &mut Doc<'_>, event: NodeId) -> Option<Attributes> {
 }
 
 /// The level as a JSON string, for the event's `level` member.
-fn level_text(level: Level) -> &'static RawValue {
+fn level_text(level: Level) -> Raw<'static> {
     static TEXTS: LazyLock<Vec<Box<RawValue>>> = LazyLock::new(|| {
         [
             Level::None,
@@ -104,11 +104,11 @@ fn level_text(level: Level) -> &'static RawValue {
         .filter_map(|l| RawValue::from_string(format!("\"{}\"", l.as_str())).ok())
         .collect()
     });
-    &TEXTS[level as usize]
+    Raw::new(TEXTS[level as usize].get())
 }
 
 /// Set `key` of the event's node, as a map insert does (the last of duplicate keys is the one lookups find).
-fn set_member<'a>(doc: &mut Doc<'a>, id: NodeId, key: &'static str, value: &'a RawValue) {
+fn set_member<'a>(doc: &mut Doc<'a>, id: NodeId, key: &'static str, value: Raw<'a>) {
     if let Node::Object(members, lengths) = &mut doc.nodes[id.0].1 {
         members.retain(|(k, _)| &**k != key);
         *lengths |= super::length_bit(key.len());
@@ -125,7 +125,7 @@ fn remove_member(doc: &mut Doc<'_>, id: NodeId, key: &str) {
 
 /// [`crate::policy`]'s `strip_managed_fields` on an object passed through as text: `metadata.managedFields`
 /// of the object, of each of its `items`, and of each Table row's `object`. Whether anything was stripped.
-fn strip_managed_fields<'a>(doc: &mut Doc<'a>, raw: &'a RawValue) -> Option<bool> {
+fn strip_managed_fields<'a>(doc: &mut Doc<'a>, raw: Raw<'a>) -> Option<bool> {
     if !raw.get().starts_with('{') {
         return Some(false);
     }
@@ -169,7 +169,7 @@ fn strip_managed_fields<'a>(doc: &mut Doc<'a>, raw: &'a RawValue) -> Option<bool
 fn cut_members<'a>(
     doc: &mut Doc<'a>,
     id: NodeId,
-    raw: &'a RawValue,
+    raw: Raw<'a>,
     cut: impl Fn(&str) -> bool,
 ) -> Option<bool> {
     let text = raw.get();
@@ -227,7 +227,7 @@ fn cut_members<'a>(
 }
 
 /// The holes inside `raw`'s text, relative to it and in order (writing skips them).
-pub(super) fn holes_in(doc: &Doc<'_>, raw: &RawValue) -> Vec<(usize, usize)> {
+pub(super) fn holes_in(doc: &Doc<'_>, raw: Raw<'_>) -> Vec<(usize, usize)> {
     if doc.holes.is_empty() {
         return Vec::new();
     }
@@ -249,7 +249,7 @@ mod tests {
 
     /// The object's text with `cut` keys removed, as the compiled path writes it.
     fn cut_text(text: &str, cut: &[&str]) -> Option<String> {
-        let raw: &RawValue = serde_json::from_str(text).ok()?;
+        let raw = Raw::new(serde_json::from_str::<&RawValue>(text).ok()?.get());
         let mut doc = Doc::default();
         let id = doc.object(raw)?;
         cut_members(&mut doc, id, raw, |k| cut.contains(&k))?;
