@@ -94,10 +94,7 @@ pub async fn handle(forwarder: &Forwarder, invocation: &Invocation) -> Result<St
     summary.upload = forwarded.sink;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     // Metrics first, so a failed invocation is counted too.
-    println!(
-        "{}",
-        crate::metrics::emf_lines(&summary, &forwarder.function_name, &cluster, now_ms())
-    );
+    crate::metrics::print_emf(&summary, &forwarder.function_name, &cluster, now_ms());
     if let Some(cause) = kaf_upload::worst_error(&forwarded.failed) {
         tracing::error!(summary = %summary.to_json(), "delivery failed");
         return Err(ForwardError {

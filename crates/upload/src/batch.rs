@@ -1,6 +1,7 @@
 //! Splitting records into upload requests within the API limits, and what each request carries besides the
 //! records: `Log-Size` (licence accounting) and the deterministic `upload-id`.
 
+use crate::gzip::Compressor;
 use kaf_pipeline::OutRecord;
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -60,20 +61,27 @@ impl<'a> BatchPlan<'a> {
         body
     }
 
-    /// The body for `range`, gzip'd at `level`, and its uncompressed length. Records go to the encoder through
-    /// a small buffer, never as a whole uncompressed body.
+    /// The body for `range`, gzip'd at `level`, and its uncompressed length.
     pub fn gzip_body(&self, range: Range<usize>, level: u32) -> std::io::Result<(Vec<u8>, usize)> {
+        self.gzip_body_with(range, &mut Compressor::new(level))
+    }
+
+    /// [`BatchPlan::gzip_body`] with a compressor kept across requests. Records go to it piece by piece,
+    /// never as a whole uncompressed body.
+    pub fn gzip_body_with(
+        &self,
+        range: Range<usize>,
+        compressor: &mut Compressor,
+    ) -> std::io::Result<(Vec<u8>, usize)> {
         let len = self.body_len(range.clone());
-        let gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(len / 6),
-            flate2::Compression::new(level.min(9)),
-        );
-        let mut staged = std::io::BufWriter::with_capacity(128 * 1024, gz);
-        self.write_body(range, &mut staged)?;
-        let gz = staged
-            .into_inner()
-            .map_err(std::io::IntoInnerError::into_error)?;
-        Ok((gz.finish()?, len))
+        let records = &self.records[range];
+        let pieces = std::iter::once(&b"["[..])
+            .chain(records.iter().enumerate().flat_map(|(i, record)| {
+                let comma: &[u8] = if i > 0 { b"," } else { b"" };
+                [comma, record.json.as_bytes()]
+            }))
+            .chain(std::iter::once(&b"]"[..]));
+        Ok((compressor.gzip(pieces, len)?, len))
     }
 
     /// Bytes of the body for `range`: the records, a comma between each two, and the brackets.

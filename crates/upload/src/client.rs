@@ -129,6 +129,8 @@ pub struct Uploader {
     http: reqwest::Client,
     target: Arc<Target>,
     settings: UploadSettings,
+    /// Kept across requests and invocations: a new deflate stream zeroes 256 KiB of state.
+    compressors: Arc<crate::gzip::Compressors>,
 }
 
 const QUOTA_SIGNALS: [&str; 4] = [
@@ -183,6 +185,7 @@ impl Uploader {
                 api_key: config.api_key.clone(),
                 log_type: config.log_type.clone(),
             }),
+            compressors: Arc::new(crate::gzip::Compressors::new(settings.gzip_level)),
             settings,
         })
     }
@@ -284,9 +287,9 @@ impl Uploader {
         };
         let id = upload_id(ctx.source_key, first, last, records.len(), part);
         let log_size = ctx.plan.log_size(range.clone());
-        let (compressed, uncompressed_len) = ctx
-            .plan
-            .gzip_body(range, self.settings.gzip_level)
+        let (compressed, uncompressed_len) = self
+            .compressors
+            .with(|compressor| ctx.plan.gzip_body_with(range, compressor))
             .map_err(|e| {
                 Failure::Final(DeliveryError::Transient {
                     last: format!("gzip: {e}"),

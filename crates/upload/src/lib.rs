@@ -19,6 +19,7 @@ pub mod client;
 pub mod env;
 pub mod format;
 pub mod forward;
+pub mod gzip;
 pub mod probe;
 pub mod retry;
 pub mod summary;
