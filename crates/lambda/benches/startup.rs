@@ -192,9 +192,10 @@ async fn main() {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_bootstrap").into());
     let bootstrap = bootstrap_path.as_path();
     let pool = production_sized_events();
-    // `BENCH_ONLY=small`: only the small invocations (for a profile of the fixed cost).
+    // `BENCH_ONLY=small`: only the small invocations (for a profile of the fixed cost); `BENCH_ONLY=rss`: only
+    // the peak RSS of the largest payload.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    if only != "small" {
+    if only.is_empty() || only == "throughput" {
         // On and off alternately, twice, so drift on a shared machine shows up as a spread, not as a cost.
         for _ in 0..2 {
             for detections in [Detections::On, Detections::Off] {
@@ -205,42 +206,52 @@ async fn main() {
             }
         }
     }
-    // Small invocations (quiet clusters, many streams): the fixed cost per invocation.
-    let on = Detections::On;
-    throughput::<400, 1>(bootstrap, "(a), one event per invocation", A, &pool, on).await;
-    throughput::<200, 10>(bootstrap, "(a), ten events per invocation", A, &pool, on).await;
-    throughput::<50, 100>(bootstrap, "(a), 100 events per invocation", A, &pool, on).await;
+    if only != "rss" {
+        // Small invocations (quiet clusters, many streams): the fixed cost per invocation.
+        let on = Detections::On;
+        throughput::<400, 1>(bootstrap, "(a), one event per invocation", A, &pool, on).await;
+        throughput::<200, 10>(bootstrap, "(a), ten events per invocation", A, &pool, on).await;
+        throughput::<50, 100>(bootstrap, "(a), 100 events per invocation", A, &pool, on).await;
+    }
     if only == "throughput" || only == "small" {
         return;
     }
-    let runs = 30;
-    let mut starts = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let runtime = RuntimeApi::start().await;
-        let (_rx, env) = setup(&runtime, A).await;
-        let spawned_at = tokio::time::Instant::now();
-        let process = spawn(bootstrap, &env);
-        let first = wait_for(Duration::from_secs(10), "first /next", || {
-            runtime.first_next()
-        })
-        .await;
-        starts.push(first - spawned_at);
-        drop(process);
+    if only != "rss" {
+        let runs = 30;
+        let mut starts = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let runtime = RuntimeApi::start().await;
+            let (_rx, env) = setup(&runtime, A).await;
+            let spawned_at = tokio::time::Instant::now();
+            let process = spawn(bootstrap, &env);
+            let first = wait_for(Duration::from_secs(10), "first /next", || {
+                runtime.first_next()
+            })
+            .await;
+            starts.push(first - spawned_at);
+            drop(process);
+        }
+        starts.sort();
+        println!(
+            "init (spawn → first /next), {runs} runs: min {:?}, median {:?}, p90 {:?}, max {:?}",
+            starts[0],
+            percentile(&starts, 0.5),
+            percentile(&starts, 0.9),
+            starts[runs - 1]
+        );
     }
-    starts.sort();
-    println!(
-        "init (spawn → first /next), {runs} runs: min {:?}, median {:?}, p90 {:?}, max {:?}",
-        starts[0],
-        percentile(&starts, 0.5),
-        percentile(&starts, 0.9),
-        starts[runs - 1]
-    );
 
     let runtime = RuntimeApi::start().await;
     let (rx, env) = setup(&runtime, A).await;
     let process = spawn(bootstrap, &env);
     let pid = process.child.id().unwrap_or_default();
-    let (event, events, gz) = payload_of_compressed_size(1_000_000);
+    let (event, events, gz) = payload_of_compressed_size(
+        // `BENCH_RSS_GZIP_BYTES`: another size (a real async invocation carries at most about 750 KB of gzip).
+        std::env::var("BENCH_RSS_GZIP_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000),
+    );
     let idle = {
         wait_for(Duration::from_secs(10), "first /next", || {
             runtime.first_next()
