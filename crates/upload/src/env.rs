@@ -8,7 +8,7 @@
 //! | `UPLOAD_REQUEST_TIMEOUT_MS` | 30000 | one request |
 //! | `UPLOAD_BACKOFF_BASE_MS` / `UPLOAD_BACKOFF_MAX_MS` | 500 / 30000 | retry backoff |
 //! | `DEADLINE_SAFETY_MARGIN_MS` | 1500 | stop retrying this long before the deadline |
-//! | `UPLOAD_GZIP_LEVEL` | 3 | 0–9 |
+//! | `UPLOAD_GZIP_LEVEL` | 6 | 0–9 |
 //! | `UPLOAD_CA_FILE` | (system store) | trust only this PEM bundle |
 
 use crate::{Limits, TrustRoots, UploadSettings};
