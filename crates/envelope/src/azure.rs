@@ -12,6 +12,8 @@
 //! again), never as a `Value` tree. A 32 MB invocation peaks at about three times its size while it is
 //! split, then holds about one.
 
+mod locate;
+
 use crate::escape::{hex_unit, short_escape, utf16_char};
 use crate::{Batch, Payload, RawEvent, Source};
 use serde::Deserialize;
@@ -321,51 +323,16 @@ fn push_escape(outer: &mut Unescaped<'_>, body: &mut Vec<u8>) -> Option<()> {
 /// request plus the bodies, or the bodies plus the records, whichever is larger: about twice the request,
 /// never the three copies a naive parse holds at once.
 pub fn split_request(request: Vec<u8>, binding: &str) -> Result<Split, InvocationError> {
-    let (partition_id, sequence_numbers, events) = {
-        let parsed: Request<'_> =
-            serde_json::from_slice(&request).map_err(InvocationError::NotJson)?;
-        let data = parsed
-            .data
-            .get(binding)
-            .ok_or_else(|| InvocationError::MissingBinding(binding.to_string()))?;
-        let metadata: Metadata<'_> = parsed
-            .metadata
-            .and_then(|m| serde_json::from_str(m.get()).ok())
-            .unwrap_or_default();
-        let partition_id = metadata
-            .partition_context
-            .and_then(decoded::<PartitionContext>)
-            .and_then(|p| p.partition_id);
-        let sequence_numbers: Vec<Option<i64>> = metadata
-            .sequence_numbers
-            .and_then(decoded::<Vec<serde_json::Value>>)
-            .map(|a| a.iter().map(serde_json::Value::as_i64).collect())
-            .unwrap_or_default();
-        let raw = data.get();
-        let events =
-            if let Some(bodies) = raw.starts_with('"').then(|| string_bodies(raw)).flatten() {
-                Events::Bodies(bodies)
-            } else if raw.starts_with('"') {
-                // A string holding the array of bodies (or a single body, cardinality one).
-                Events::Text(unescape_json_string(raw).ok_or_else(|| {
-                    InvocationError::NotJson(serde::de::Error::custom(
-                        "`Data` string is not a JSON string",
-                    ))
-                })?)
-            } else if raw.starts_with('[') {
-                Events::Bodies(
-                    serde_json::from_str::<Vec<&RawValue>>(raw)
-                        .map_err(InvocationError::NotJson)?
-                        .into_iter()
-                        .map(element_text)
-                        .collect(),
-                )
-            } else {
-                Events::Bodies(vec![raw.to_string()])
-            };
-        (partition_id, sequence_numbers, events)
+    let parts = match located_bodies(&request, binding) {
+        Some(found) => found,
+        None => parsed_events(&request, binding)?,
     };
     drop(request);
+    Ok(split_parts(parts))
+}
+
+/// The bodies' records, grouped.
+fn split_parts((partition_id, sequence_numbers, events): Parts) -> Split {
     let mut splitter = Splitter::new(partition_id, sequence_numbers);
     match events {
         Events::Text(events) => match serde_json::from_str::<Vec<&RawValue>>(&events) {
@@ -382,7 +349,73 @@ pub fn split_request(request: Vec<u8>, binding: &str) -> Result<Split, Invocatio
             }
         }
     }
-    Ok(splitter.finish())
+    splitter.finish()
+}
+
+/// The partition, the sequence numbers and the events of a request.
+type Parts = (Option<String>, Vec<Option<i64>>, Events);
+
+/// The usual request, read without serde going over `Data.events` ([`locate`]): its bodies, or `None` for
+/// the general route.
+fn located_bodies(request: &[u8], binding: &str) -> Option<Parts> {
+    let found = locate::locate(request, binding)?;
+    let literal = std::str::from_utf8(request.get(found.events)?).ok()?;
+    let bodies = string_bodies(literal)?;
+    let metadata = match found.metadata {
+        Some(range) => Some(serde_json::from_slice::<&RawValue>(request.get(range)?).ok()?),
+        None => None,
+    };
+    let (partition_id, sequence_numbers) = metadata_fields(metadata);
+    Some((partition_id, sequence_numbers, Events::Bodies(bodies)))
+}
+
+/// The request parsed by serde: every shape the host may send, and the error for what is not a request.
+fn parsed_events(request: &[u8], binding: &str) -> Result<Parts, InvocationError> {
+    let parsed: Request<'_> = serde_json::from_slice(request).map_err(InvocationError::NotJson)?;
+    let data = parsed
+        .data
+        .get(binding)
+        .ok_or_else(|| InvocationError::MissingBinding(binding.to_string()))?;
+    let (partition_id, sequence_numbers) = metadata_fields(parsed.metadata);
+    let raw = data.get();
+    let events = if let Some(bodies) = raw.starts_with('"').then(|| string_bodies(raw)).flatten() {
+        Events::Bodies(bodies)
+    } else if raw.starts_with('"') {
+        // A string holding the array of bodies (or a single body, cardinality one).
+        Events::Text(unescape_json_string(raw).ok_or_else(|| {
+            InvocationError::NotJson(serde::de::Error::custom(
+                "`Data` string is not a JSON string",
+            ))
+        })?)
+    } else if raw.starts_with('[') {
+        Events::Bodies(
+            serde_json::from_str::<Vec<&RawValue>>(raw)
+                .map_err(InvocationError::NotJson)?
+                .into_iter()
+                .map(element_text)
+                .collect(),
+        )
+    } else {
+        Events::Bodies(vec![raw.to_string()])
+    };
+    Ok((partition_id, sequence_numbers, events))
+}
+
+/// The partition id and the sequence numbers in `Metadata`, as far as they can be read.
+fn metadata_fields(metadata: Option<&RawValue>) -> (Option<String>, Vec<Option<i64>>) {
+    let metadata: Metadata<'_> = metadata
+        .and_then(|m| serde_json::from_str(m.get()).ok())
+        .unwrap_or_default();
+    let partition_id = metadata
+        .partition_context
+        .and_then(decoded::<PartitionContext>)
+        .and_then(|p| p.partition_id);
+    let sequence_numbers: Vec<Option<i64>> = metadata
+        .sequence_numbers
+        .and_then(decoded::<Vec<serde_json::Value>>)
+        .map(|a| a.iter().map(serde_json::Value::as_i64).collect())
+        .unwrap_or_default();
+    (partition_id, sequence_numbers)
 }
 
 /// `Data.events`, freed from the request: the unescaped string of bodies, or the bodies themselves.
@@ -679,6 +712,79 @@ mod tests {
         .prop_map(|parts| parts.concat())
     }
 
+    /// An Event Hub body: a batch of AKS records around generated text, or text that is not JSON at all.
+    fn event_body() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => (prop::collection::vec(body_text(), 1..4), "[a-z]{1,6}").prop_map(|(logs, cluster)| {
+                let records: Vec<Value> = logs
+                    .iter()
+                    .map(|log| json!({
+                        "category": "kube-audit",
+                        "resourceId": format!("/SUBSCRIPTIONS/S/RESOURCEGROUPS/R/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/{cluster}"),
+                        "time": "2026-04-20T16:29:59.995191417Z",
+                        "properties": {"log": format!("{log}\n"), "stream": "stdout"},
+                    }))
+                    .collect();
+                json!({"records": records}).to_string()
+            }),
+            1 => body_text(),
+        ]
+    }
+
+    /// A host request around `bodies`: `Data.events` a string of an array of strings (escaped further or not),
+    /// `Metadata` absent, first or last (its values as JSON or as JSON strings), another member anywhere, and
+    /// whitespace or none between tokens.
+    fn host_request(
+        bodies: &[String],
+        metadata_at: u8,
+        stringified: bool,
+        other: Option<&str>,
+        spaced: bool,
+        outer_ascii: bool,
+    ) -> String {
+        let array = serde_json::to_string(bodies).unwrap();
+        let literal = serde_json::to_string(&array).unwrap();
+        let literal = if outer_ascii {
+            ascii_escaped(&literal)
+        } else {
+            literal
+        };
+        let sequence: Vec<i64> = (0..bodies.len() as i64).map(|i| 100 + i % 3).collect();
+        let (partition, sequence) = if stringified {
+            (
+                serde_json::to_string(&json!({"PartitionId": "7"}).to_string()).unwrap(),
+                serde_json::to_string(&serde_json::to_string(&sequence).unwrap()).unwrap(),
+            )
+        } else {
+            (
+                json!({"PartitionId": "7"}).to_string(),
+                serde_json::to_string(&sequence).unwrap(),
+            )
+        };
+        let (colon, comma) = if spaced { (" : ", " ,\n ") } else { (":", ",") };
+        let data = format!("\"Data\"{colon}{{\"events\"{colon}{literal}}}");
+        let metadata = format!(
+            "\"Metadata\"{colon}{{\"PartitionContext\"{colon}{partition}{comma}\"SequenceNumberArray\"{colon}{sequence}}}"
+        );
+        let other =
+            other.map(|text| format!("\"Other\"{colon}{}", serde_json::to_string(text).unwrap()));
+        let mut members = vec![data];
+        match metadata_at {
+            0 => {}
+            1 => members.insert(0, metadata),
+            _ => members.push(metadata),
+        }
+        if let Some(other) = other {
+            members.insert(members.len() / 2, other);
+        }
+        let body = members.join(comma);
+        if spaced {
+            format!(" {{ {body} }}\n")
+        } else {
+            format!("{{{body}}}")
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -707,6 +813,31 @@ mod tests {
         }
 
         /// On a damaged literal the one-pass reading declines, or agrees with the general route.
+        /// Requests of the usual shape are read without serde going over `Data.events`, into exactly what the
+        /// serde route makes of them: the same groups, records, ids and counts.
+        #[test]
+        fn located_requests_split_as_the_serde_route_splits_them(
+            bodies in prop::collection::vec(event_body(), 0..5),
+            metadata_at in 0u8..3,
+            stringified in any::<bool>(),
+            other in prop::option::of(body_text()),
+            spaced in any::<bool>(),
+            outer_ascii in any::<bool>(),
+        ) {
+            let request = host_request(&bodies, metadata_at, stringified, other.as_deref(), spaced, outer_ascii);
+            prop_assert!(located_bodies(request.as_bytes(), "events").is_some(), "{}", request);
+            let located = split_request(request.clone().into_bytes(), "events").unwrap();
+            let parsed = split_parts(parsed_events(request.as_bytes(), "events").unwrap());
+            prop_assert_eq!(located.bodies, parsed.bodies);
+            prop_assert_eq!(&located.stats, &parsed.stats);
+            prop_assert_eq!(&located.groups, &parsed.groups);
+            // The metadata was read: record ids carry the partition and sequence numbers.
+            if metadata_at != 0 {
+                let mut ids = located.groups.iter().flat_map(|g| g.records.keys());
+                prop_assert!(ids.all(|id| id.starts_with("p7-s10")));
+            }
+        }
+
         #[test]
         fn string_bodies_decline_or_agree_on_damaged_literals(
             bodies in prop::collection::vec(body_text(), 1..4),
