@@ -119,7 +119,7 @@ pub fn unescape_json_string(raw: &str) -> Option<String> {
     let mut out = String::with_capacity(inner.len());
     let mut rest = inner;
     while let Some(at) = rest.find(['\\', '"']) {
-        out.push_str(&rest[..at]);
+        push_plain(&mut out, &rest[..at])?;
         let bytes = rest.as_bytes();
         if bytes[at] == b'"' {
             return None;
@@ -140,11 +140,18 @@ pub fn unescape_json_string(raw: &str) -> Option<String> {
         })?;
         out.push(c);
     }
-    if rest.bytes().any(|b| b < 0x20) {
+    push_plain(&mut out, rest)?;
+    Some(out)
+}
+
+/// A run of a literal without escapes onto `out`; `None` if it holds a raw control character, which JSON
+/// does not allow in a string (every run, not only the last: serde refuses them anywhere).
+fn push_plain(out: &mut String, run: &str) -> Option<()> {
+    if run.bytes().any(|b| b < 0x20) {
         return None;
     }
-    out.push_str(rest);
-    Some(out)
+    out.push_str(run);
+    Some(())
 }
 
 /// The bodies in `Data.events` when it is a JSON string literal (`raw`, quotes included) holding a JSON array of
@@ -1029,6 +1036,7 @@ mod tests {
             r#""a"b""#,
             "\"unterminated",
             "\"raw\ncontrol\"",
+            "\"raw\u{1}before\\nan escape\"",
             r#""\u12""#,
         ] {
             assert_eq!(unescape_json_string(bad), None, "{bad}");
