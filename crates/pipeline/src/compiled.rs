@@ -30,12 +30,8 @@ use crate::{DETECTION_SEVERITY_FIELD, DETECTIONS_FIELD, Profile, RecordFormat, S
 use kaf_config::{DateFormat, ValueType};
 use kaf_config::{DeriveRule, FieldFilter, HashRule, MaskRule};
 use scan::Raw;
-use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::{Number, Value};
 use std::borrow::Cow;
-use std::fmt;
 
 /// A profile compiled for one kind of document.
 #[derive(Debug, Clone)]
@@ -140,6 +136,8 @@ pub(crate) struct Context<'a> {
     pub detector: Option<&'a Detector>,
     /// What the detector worked out from text alone, kept for the batch.
     pub detect_memo: &'a DetectMemo,
+    /// The vectors the batch's documents pass on to each other.
+    pub spare: &'a std::cell::Cell<Spare>,
     pub detections_only: bool,
     pub policy: Option<&'a crate::policy::Policy>,
 }
@@ -403,7 +401,22 @@ impl Plan {
     ) -> Option<Compiled<'d>> {
         // Outlives the document: the AKS event's own text, unescaped from the record.
         let inner = std::cell::OnceCell::new();
-        let mut doc = Doc::default();
+        let mut doc = Doc::reusing(ctx.spare.take());
+        let mapped = self.map_text(&mut doc, &inner, text, pointer, ctx, seen);
+        ctx.spare.set(doc.into_spare());
+        mapped
+    }
+
+    /// [`Plan::map_event`] in `doc`.
+    fn map_text<'a, 'd>(
+        &self,
+        doc: &mut Doc<'a>,
+        inner: &'a std::cell::OnceCell<String>,
+        text: &'a str,
+        pointer: Option<&str>,
+        ctx: &Context<'d>,
+        seen: &Seen,
+    ) -> Option<Compiled<'d>> {
         let document = doc.root(text)?;
         let audit = match pointer {
             None => document,
@@ -431,7 +444,7 @@ impl Plan {
             audit,
             text_len: text.len(),
         };
-        self.map_document(&mut doc, event, ctx, seen)
+        self.map_document(doc, event, ctx, seen)
     }
 
     fn map_document<'a, 'd>(
@@ -1197,29 +1210,6 @@ fn key_of(raw: Raw<'_>) -> (usize, usize) {
     (raw.get().as_ptr() as usize, raw.get().len())
 }
 
-/// The members of a JSON object, borrowed: keys (copied only when they have escapes) and raw values.
-struct Members<'a>(Vec<(Str<'a>, Raw<'a>)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Members<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'a>, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some(key) = map.next_key::<Str<'de>>()? {
-                    members.push((key, Raw::new(map.next_value::<&'de RawValue>()?.get())));
-                }
-                Ok(Members(members))
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
 enum Node<'a> {
     /// The members, and a bit per key length (mod 64) present: most lookups miss, and most misses are
     /// answered by that bit without comparing a key.
@@ -1262,10 +1252,43 @@ impl Key {
     }
 }
 
+/// The vectors a batch's documents pass on to each other (each split's members, the node list, the bracket
+/// ends): allocated for the first events of a batch, not for every object of every event.
+#[derive(Default)]
+pub(crate) struct Spare {
+    members: Vec<Vec<(Str<'static>, Raw<'static>)>>,
+    items: Vec<Vec<Raw<'static>>>,
+    nodes: Vec<((usize, usize), Node<'static>)>,
+    ends: scan::Ends,
+}
+
+impl Spare {
+    /// How many split vectors of each kind are kept, and the largest kept: a document's worth, so that one
+    /// huge event does not leave its memory to the rest of the batch.
+    const VECTORS: usize = 64;
+    const CAPACITY: usize = 256;
+
+    fn keep<T>(spares: &mut Vec<Vec<T>>, vector: Vec<T>) {
+        if spares.len() < Self::VECTORS && vector.capacity() <= Self::CAPACITY {
+            spares.push(vector);
+        }
+    }
+}
+
+/// `vector` emptied, as a vector of the same type for another lifetime, its allocation kept (collecting a
+/// vector's own iterator into one of the same layout reuses its allocation).
+fn emptied<T, U>(mut vector: Vec<T>) -> Vec<U> {
+    vector.clear();
+    vector.into_iter().filter_map(|_| None).collect()
+}
+
 /// One event's document, parsed as far as lookups went: each object or array visited becomes a node once.
 #[derive(Default)]
 struct Doc<'a> {
     nodes: Vec<((usize, usize), Node<'a>)>,
+    /// Empty vectors for the next splits (see [`Spare`]).
+    spare_members: Vec<Vec<(Str<'a>, Raw<'a>)>>,
+    spare_items: Vec<Vec<Raw<'a>>>,
     /// A JSON string that stands for a parsed object (AKS `properties.log`, the audit event).
     substitute: Option<((usize, usize), NodeId)>,
     /// Byte ranges (addresses) of the text that the policy removed from objects written as text.
@@ -1279,9 +1302,41 @@ struct Doc<'a> {
 struct NodeId(usize);
 
 impl<'a> Doc<'a> {
-    /// The object that is the whole `text` (one pass over it).
+    /// An empty document in the vectors of `spare`.
+    fn reusing(spare: Spare) -> Self {
+        Self {
+            nodes: emptied(spare.nodes),
+            spare_members: spare.members.into_iter().map(emptied).collect(),
+            spare_items: spare.items.into_iter().map(emptied).collect(),
+            ends: spare.ends,
+            ..Self::default()
+        }
+    }
+
+    /// The document's vectors, emptied, for the next one.
+    fn into_spare(mut self) -> Spare {
+        let mut spare = Spare {
+            members: self.spare_members.into_iter().map(emptied).collect(),
+            items: self.spare_items.into_iter().map(emptied).collect(),
+            ..Spare::default()
+        };
+        for (_, node) in self.nodes.drain(..) {
+            match node {
+                Node::Object(members, _) => Spare::keep(&mut spare.members, emptied(members)),
+                Node::Array(items) => Spare::keep(&mut spare.items, emptied(items)),
+            }
+        }
+        spare.nodes = emptied(self.nodes);
+        self.ends.clear();
+        spare.ends = self.ends;
+        spare
+    }
+
+    /// The object that is the whole `text`, checked as serde checks it (one pass over it, which notes where
+    /// every object and array inside ends).
     fn root(&mut self, text: &'a str) -> Option<NodeId> {
-        let members = serde_json::from_str::<Members<'a>>(text).ok()?.0;
+        let into = self.spare_members.pop().unwrap_or_default();
+        let members = scan::validated_object(text, &mut self.ends, into)?;
         self.nodes
             .push(((text.as_ptr() as usize, text.len()), object_node(members)));
         Some(NodeId(self.nodes.len() - 1))
@@ -1298,8 +1353,14 @@ impl<'a> Doc<'a> {
         }
         let node = match raw.get().as_bytes().first()? {
             // Inside a text serde has already parsed whole: split, not parsed again.
-            b'{' => object_node(scan::object(raw.get(), &mut self.ends)?),
-            b'[' => Node::Array(scan::array(raw.get(), &mut self.ends)?),
+            b'{' => {
+                let into = self.spare_members.pop().unwrap_or_default();
+                object_node(scan::object(raw.get(), &mut self.ends, into)?)
+            }
+            b'[' => {
+                let into = self.spare_items.pop().unwrap_or_default();
+                Node::Array(scan::array(raw.get(), &mut self.ends, into)?)
+            }
             _ => return None,
         };
         self.nodes.push((key, node));

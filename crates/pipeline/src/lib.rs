@@ -208,6 +208,7 @@ impl Pipeline {
             Some(_) => self.enveloped_plan.as_ref(),
         };
         let detect_memo = compiled::DetectMemo::default();
+        let spare = std::cell::Cell::default();
         for event in batch.events {
             out.stats.events_in += 1;
             out.stats.bytes_in += payload_len(&event.payload);
@@ -220,6 +221,7 @@ impl Pipeline {
                     envelope_time_ms: event.envelope_time_ms,
                     detector: self.detector.as_deref(),
                     detect_memo: &detect_memo,
+                    spare: &spare,
                     detections_only: self.detections_only,
                     policy: self.policy.as_ref(),
                 };

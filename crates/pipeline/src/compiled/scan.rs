@@ -16,6 +16,9 @@
 use crate::render::Str;
 use std::borrow::Cow;
 
+mod validate;
+pub(crate) use validate::validated_object;
+
 /// The text of one JSON value, from its first byte to its last: a string with its quotes, a number, a
 /// literal, or an object or array with everything inside. Where it sits in the event's text identifies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +40,17 @@ impl<'a> Raw<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Ends {
     ends: Vec<(usize, usize)>,
-    /// Scratch: the brackets open while one value is skipped.
-    open: Vec<usize>,
+    /// Scratch: the brackets open while one value is skipped (their index in `ends`, and the bracket).
+    open: Vec<(usize, u8)>,
 }
 
 impl Ends {
+    /// Empty, its vectors kept.
+    pub(crate) fn clear(&mut self) {
+        self.ends.clear();
+        self.open.clear();
+    }
+
     /// The address just past the object or array that opens at address `open`, if it was skipped before.
     fn get(&self, open: usize) -> Option<usize> {
         self.ends
@@ -56,8 +65,20 @@ impl Ends {
         if let Some(end) = self.get(base + start) {
             return end.checked_sub(base);
         }
+        self.noted(bytes, base, start, Self::note)
+    }
+
+    /// Runs `note` over the value at `bytes[start]` (not noted before), and puts the brackets it added where
+    /// their addresses belong; on failure, as it was.
+    fn noted(
+        &mut self,
+        bytes: &[u8],
+        base: usize,
+        start: usize,
+        note: fn(&mut Self, &[u8], usize, usize) -> Option<usize>,
+    ) -> Option<usize> {
         let first = self.ends.len();
-        let Some(end) = self.note(bytes, base, start) else {
+        let Some(end) = note(self, bytes, base, start) else {
             self.ends.truncate(first);
             return None;
         };
@@ -76,12 +97,12 @@ impl Ends {
         loop {
             match *bytes.get(at)? {
                 b'"' => at = string_end(bytes, at + 1)?.0,
-                b'{' | b'[' => {
-                    self.open.push(self.ends.len());
+                bracket @ (b'{' | b'[') => {
+                    self.open.push((self.ends.len(), bracket));
                     self.ends.push((base + at, 0));
                 }
                 b'}' | b']' => {
-                    let opened = self.open.pop()?;
+                    let (opened, _) = self.open.pop()?;
                     self.ends.get_mut(opened)?.1 = base + at + 1;
                     if self.open.is_empty() {
                         return Some(at + 1);
@@ -94,10 +115,15 @@ impl Ends {
     }
 }
 
-/// The members of the object whose text is `text`, in order (duplicates kept), keys unescaped.
-pub(crate) fn object<'a>(text: &'a str, ends: &mut Ends) -> Option<Vec<(Str<'a>, Raw<'a>)>> {
+/// The members of the object whose text is `text`, in order (duplicates kept), keys unescaped, into `members`
+/// (an empty vector, whose allocation is reused).
+pub(crate) fn object<'a>(
+    text: &'a str,
+    ends: &mut Ends,
+    mut members: Vec<(Str<'a>, Raw<'a>)>,
+) -> Option<Vec<(Str<'a>, Raw<'a>)>> {
+    members.reserve(16);
     let mut at = Cursor::after(text, b'{')?;
-    let mut members = Vec::with_capacity(16);
     if at.empty(b'}') {
         return at.end().then_some(members);
     }
@@ -111,10 +137,15 @@ pub(crate) fn object<'a>(text: &'a str, ends: &mut Ends) -> Option<Vec<(Str<'a>,
     }
 }
 
-/// The elements of the array whose text is `text`, in order.
-pub(crate) fn array<'a>(text: &'a str, ends: &mut Ends) -> Option<Vec<Raw<'a>>> {
+/// The elements of the array whose text is `text`, in order, into `items` (an empty vector, whose allocation
+/// is reused).
+pub(crate) fn array<'a>(
+    text: &'a str,
+    ends: &mut Ends,
+    mut items: Vec<Raw<'a>>,
+) -> Option<Vec<Raw<'a>>> {
+    items.reserve(8);
     let mut at = Cursor::after(text, b'[')?;
-    let mut items = Vec::with_capacity(8);
     if at.empty(b']') {
         return at.end().then_some(items);
     }
@@ -242,7 +273,7 @@ mod tests {
     use serde_json::value::RawValue;
 
     /// What serde makes of the same text: the reference.
-    fn serde_object(text: &str) -> Option<Vec<(String, String)>> {
+    pub(super) fn serde_object(text: &str) -> Option<Vec<(String, String)>> {
         let map: Vec<(String, &RawValue)> = serde_json::from_str::<Pairs<'_>>(text).ok()?.0;
         Some(
             map.into_iter()
@@ -279,7 +310,7 @@ mod tests {
 
     fn ours(text: &str) -> Option<Vec<(String, String)>> {
         Some(
-            object(text, &mut Ends::default())?
+            object(text, &mut Ends::default(), Vec::new())?
                 .into_iter()
                 .map(|(k, v)| (k.0.into_owned(), v.get().to_string()))
                 .collect(),
@@ -311,7 +342,7 @@ mod tests {
     }
 
     /// JSON text of an object, compact or with whitespace everywhere it may go, keys escaped or not.
-    fn object_text() -> impl Strategy<Value = String> {
+    pub(super) fn object_text() -> impl Strategy<Value = String> {
         (
             prop::collection::vec(("[a-z\"\\\\é]{0,4}", json_value()), 0..6),
             any::<bool>(),
@@ -358,7 +389,7 @@ mod tests {
                 .map(|raw| raw.get().to_string())
                 .collect();
             let ours: Option<Vec<String>> =
-                array(&text, &mut Ends::default()).map(|items| items.iter().map(|raw| raw.get().to_string()).collect());
+                array(&text, &mut Ends::default(), Vec::new()).map(|items| items.iter().map(|raw| raw.get().to_string()).collect());
             prop_assert_eq!(ours, Some(theirs));
         }
 
@@ -374,7 +405,7 @@ mod tests {
             while let Some(next) = pending.pop() {
                 let children: Vec<&str> = if next.starts_with('{') {
                     let theirs = serde_object(next);
-                    let split = object(next, &mut ends);
+                    let split = object(next, &mut ends, Vec::new());
                     let ours: Option<Vec<(String, String)>> = split.as_ref().map(|members| {
                         members.iter().map(|(k, v)| (k.0.to_string(), v.get().to_string())).collect()
                     });
@@ -385,7 +416,7 @@ mod tests {
                         .ok()
                         .map(|items| items.iter().map(|raw| raw.get()).collect());
                     let ours: Option<Vec<&str>> =
-                        array(next, &mut ends).map(|items| items.iter().map(|raw| raw.get()).collect());
+                        array(next, &mut ends, Vec::new()).map(|items| items.iter().map(|raw| raw.get()).collect());
                     prop_assert_eq!(&ours, &theirs);
                     ours.unwrap_or_default()
                 };
@@ -404,8 +435,8 @@ mod tests {
         /// nothing may crash the forwarder).
         #[test]
         fn any_text_is_split_or_refused(text in "[{}\\[\\]\",:\\\\ a1]{0,24}") {
-            let _ = object(&text, &mut Ends::default());
-            let _ = array(&text, &mut Ends::default());
+            let _ = object(&text, &mut Ends::default(), Vec::new());
+            let _ = array(&text, &mut Ends::default(), Vec::new());
         }
     }
 
@@ -426,11 +457,18 @@ mod tests {
             assert_eq!(ours(text), None, "{text}");
         }
         for text in ["[1,]", "[1 2]", "[,1]", "[", "]"] {
-            assert_eq!(array(text, &mut Ends::default()), None, "{text}");
+            assert_eq!(
+                array(text, &mut Ends::default(), Vec::new()),
+                None,
+                "{text}"
+            );
         }
-        assert_eq!(object("{}", &mut Ends::default()).map(|m| m.len()), Some(0));
         assert_eq!(
-            array(" [ ] ", &mut Ends::default()).map(|m| m.len()),
+            object("{}", &mut Ends::default(), Vec::new()).map(|m| m.len()),
+            Some(0)
+        );
+        assert_eq!(
+            array(" [ ] ", &mut Ends::default(), Vec::new()).map(|m| m.len()),
             Some(0)
         );
     }

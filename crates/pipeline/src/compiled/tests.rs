@@ -169,6 +169,7 @@ pub(super) fn agree_under(
         envelope_time_ms: Some(1_796_255_000_000),
         detector: detector.as_deref(),
         detect_memo: &Default::default(),
+        spare: &Default::default(),
         detections_only: false,
         policy: audit_policy,
     };
@@ -1104,6 +1105,7 @@ fn tagged_events_are_compiled_not_declined() {
             envelope_time_ms: None,
             detector: Some(&detector),
             detect_memo: &Default::default(),
+            spare: &Default::default(),
             detections_only: false,
             policy: None,
         };
@@ -1143,6 +1145,7 @@ fn detections_read_from_text_agree_with_the_built_event() {
         envelope_time_ms: None,
         detector: Some(&detector),
         detect_memo: &Default::default(),
+        spare: &Default::default(),
         detections_only: false,
         policy: None,
     };
@@ -1344,4 +1347,21 @@ fn plain_strings_take_the_usual_source_ips() {
     ] {
         assert!(!push_plain_strings(text, &mut Vec::new()), "{text}");
     }
+}
+
+#[test]
+fn a_vector_passed_on_keeps_its_allocation() {
+    let text = String::from("{\"a\":1}");
+    let mut members: Vec<(Str<'_>, Raw<'_>)> = Vec::with_capacity(40);
+    members.push((
+        Str(std::borrow::Cow::Borrowed(&text[2..3])),
+        Raw::new(&text[5..6]),
+    ));
+    let (at, capacity) = (members.as_ptr() as usize, members.capacity());
+    let passed: Vec<(Str<'static>, Raw<'static>)> = emptied(members);
+    assert_eq!(
+        (passed.as_ptr() as usize, passed.capacity()),
+        (at, capacity)
+    );
+    assert!(passed.is_empty());
 }
