@@ -425,9 +425,10 @@ impl Plan {
                 // place, so lookups from the record see the parsed event where its text was.
                 let at = doc.pointer(document, pointer)?;
                 let event_text: &str = inner.get_or_init(|| {
-                    string_of(at)
-                        .map(|t| t.trim_end().to_string())
-                        .unwrap_or_default()
+                    // Unescaping made a new string (the log always has escapes): trimmed in place, not copied.
+                    let mut text = string_of(at).map(Cow::into_owned).unwrap_or_default();
+                    text.truncate(text.trim_end().len());
+                    text
                 });
                 let event = doc.root(event_text)?;
                 doc.substitute = Some((key_of(at), event));
