@@ -308,13 +308,16 @@ mod tests {
         }
     }
 
+    /// Members as owned text, to compare with [`serde_object`]'s.
+    pub(super) fn owned(members: Vec<(Str<'_>, Raw<'_>)>) -> Vec<(String, String)> {
+        members
+            .into_iter()
+            .map(|(k, v)| (k.0.into_owned(), v.get().to_string()))
+            .collect()
+    }
+
     fn ours(text: &str) -> Option<Vec<(String, String)>> {
-        Some(
-            object(text, &mut Ends::default(), Vec::new())?
-                .into_iter()
-                .map(|(k, v)| (k.0.into_owned(), v.get().to_string()))
-                .collect(),
-        )
+        object(text, &mut Ends::default(), Vec::new()).map(owned)
     }
 
     fn json_value() -> impl Strategy<Value = Value> {

@@ -236,18 +236,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// serde_json's verdict and split of the same text: the reference.
-    fn serde_members(text: &str) -> Option<Vec<(String, String)>> {
-        super::super::tests::serde_object(text)
-    }
+    // serde_json's verdict and split of the same text is the reference.
+    use super::super::tests::{object_text, owned, serde_object as serde_members};
 
     fn ours(text: &str) -> Option<Vec<(String, String)>> {
-        Some(
-            validated_object(text, &mut Ends::default(), Vec::new())?
-                .into_iter()
-                .map(|(k, v)| (k.0.into_owned(), v.get().to_string()))
-                .collect(),
-        )
+        validated_object(text, &mut Ends::default(), Vec::new()).map(owned)
     }
 
     #[test]
@@ -306,7 +299,7 @@ mod tests {
         /// the text, with the same members.
         #[test]
         fn accepts_exactly_what_serde_accepts(
-            text in super::super::tests::object_text(),
+            text in object_text(),
             at in any::<prop::sample::Index>(),
             byte in mutation_byte(),
             how in 0..4u8,
@@ -336,7 +329,7 @@ mod tests {
         /// After the root is read, every object and array below splits as serde parses it, jumping over what
         /// the root's read noted.
         #[test]
-        fn nested_levels_split_as_serde_parses_them_after_the_root(text in super::super::tests::object_text()) {
+        fn nested_levels_split_as_serde_parses_them_after_the_root(text in object_text()) {
             prop_assume!(serde_members(&text).is_some());
             let mut ends = Ends::default();
             let mut pending: Vec<&str> = validated_object(&text, &mut ends, Vec::new())
