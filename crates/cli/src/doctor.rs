@@ -201,9 +201,10 @@ fn describe(h: &Handshake) -> String {
         })
         .collect();
     format!(
-        "{} resolves to {}; {} handshake verified; chain: {}",
+        "{} resolves to {} (connected to {}); {} handshake verified; chain: {}",
         h.host,
         addresses.join(", "),
+        h.connected,
         h.protocol,
         chain.join(" <- ")
     )

@@ -17,8 +17,9 @@ pub enum ProbeError {
     NoHost(String),
     #[error("resolving {host}: {reason}")]
     Resolve { host: String, reason: String },
-    #[error("connecting to {addr}: {reason}")]
-    Connect { addr: SocketAddr, reason: String },
+    /// No address of the host took a connection: each address with its reason.
+    #[error("connecting to {host}: {reasons}")]
+    Connect { host: String, reasons: String },
     #[error("TLS handshake with {host}: {reason}")]
     Tls { host: String, reason: String },
     #[error("{0}")]
@@ -34,6 +35,8 @@ pub struct Handshake {
     pub host: String,
     pub port: u16,
     pub addresses: Vec<SocketAddr>,
+    /// The address that took the connection (the first that did, in the resolver's order).
+    pub connected: SocketAddr,
     pub protocol: String,
     pub chain: Vec<Vec<u8>>,
 }
@@ -63,20 +66,49 @@ pub async fn tls_handshake(
         reason: e.to_string(),
     })?
     .collect();
-    let addr = *addresses.first().ok_or_else(|| ProbeError::Resolve {
-        host: host.clone(),
-        reason: "no addresses".into(),
-    })?;
-    let tcp = within(
-        timeout,
-        format!("{addr}"),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await?
-    .map_err(|e| ProbeError::Connect {
-        addr,
-        reason: e.to_string(),
-    })?;
+    if addresses.is_empty() {
+        return Err(ProbeError::Resolve {
+            host,
+            reason: "no addresses".into(),
+        });
+    }
+    handshake_at(host, port, addresses, trust, timeout).await
+}
+
+/// [`tls_handshake`] with `host` resolved to `addresses`. Each address is tried in turn, as the uploader's
+/// connector tries them: one that refuses (an IPv6 address on a network without IPv6) must not fail the
+/// check while the next one works.
+async fn handshake_at(
+    host: String,
+    port: u16,
+    addresses: Vec<SocketAddr>,
+    trust: &TrustRoots,
+    timeout: Duration,
+) -> Result<Handshake, ProbeError> {
+    let mut refusals = Vec::new();
+    let mut connected = None;
+    for &addr in &addresses {
+        match within(
+            timeout,
+            addr.to_string(),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(tcp)) => {
+                connected = Some((addr, tcp));
+                break;
+            }
+            Ok(Err(e)) => refusals.push(format!("{addr}: {e}")),
+            Err(timed_out) => refusals.push(timed_out.to_string()),
+        }
+    }
+    let Some((connected, tcp)) = connected else {
+        return Err(ProbeError::Connect {
+            host,
+            reasons: refusals.join("; "),
+        });
+    };
     let config = Arc::new(crate::client::tls_config(trust)?);
     let name =
         rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| ProbeError::Tls {
@@ -109,6 +141,7 @@ pub async fn tls_handshake(
         host,
         port,
         addresses,
+        connected,
     })
 }
 
@@ -136,5 +169,48 @@ impl Uploader {
             })?;
         let id = crate::batch::upload_id("doctor", &record.event_id, &record.event_id, 1, "probe");
         self.post_once(&id, plan.log_size(0..1), body).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use kaf_testkit::receiver::Receiver;
+
+    #[tokio::test]
+    async fn an_address_that_refuses_is_passed_over_for_the_next() {
+        let rx = Receiver::start("key", "type").await;
+        // A port nothing listens on any more.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let trust = TrustRoots::PemFile(rx.ca_file.clone());
+        let timeout = Duration::from_secs(10);
+        let host = || "127.0.0.1".to_string();
+
+        let handshake = handshake_at(
+            host(),
+            rx.addr.port(),
+            vec![closed, rx.addr],
+            &trust,
+            timeout,
+        )
+        .await
+        .unwrap();
+        assert_eq!(handshake.connected, rx.addr);
+        assert_eq!(handshake.addresses, vec![closed, rx.addr]);
+        assert!(!handshake.chain.is_empty());
+
+        let refused = handshake_at(host(), closed.port(), vec![closed, closed], &trust, timeout)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.starts_with("connecting to 127.0.0.1: "),
+            "{refused}"
+        );
+        assert_eq!(refused.matches(&closed.to_string()).count(), 2, "{refused}");
     }
 }
