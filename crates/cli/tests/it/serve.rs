@@ -824,3 +824,56 @@ async fn webhook_events_are_tagged_and_counted_per_rule_in_metrics() {
         assert_eq!(serve.metric(&metric).await, *n as f64, "{metric}");
     }
 }
+
+/// The audit policy applies to webhook batches as it does to a replayed file: replaying the same sample
+/// with the same policy is the reference for what is kept and what is dropped.
+#[tokio::test]
+async fn the_audit_policy_applies_to_webhook_batches_as_to_a_replay() {
+    let policy = repo_root().join("templates/policies/managed-cluster.yaml");
+    let policy = policy.to_str().unwrap();
+    let reference = crate::harness::cli_async(
+        vec![
+            "replay".into(),
+            "--policy".into(),
+            policy.into(),
+            fixtures::audit2rbac_demo().display().to_string(),
+        ],
+        vec![],
+    )
+    .await;
+    assert!(reference.status.success());
+    let kept = crate::harness::stdout_records(&reference);
+    let dropped = crate::harness::summary(&reference)["policyDropped"]
+        .as_u64()
+        .unwrap();
+    assert!(dropped > 0 && !kept.is_empty(), "{dropped} {}", kept.len());
+
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let serve = Serve::start(&rx, &["--policy", policy]).await;
+    let events = fixtures::events(&fixtures::audit2rbac_demo());
+    for batch in events.chunks(50) {
+        assert!(serve.client().send_batch(batch).await.acknowledged);
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "every kept event delivered",
+        || (rx.records().len() >= kept.len()).then_some(()),
+    )
+    .await;
+    wait_for(Duration::from_secs(5), "spool emptied", || {
+        (serve.spooled_segments() == 0).then_some(())
+    })
+    .await;
+    let delivered = counts(&rx.records());
+    assert_eq!(delivered, counts(&kept));
+    // Counted as a group completes, which may be just after the receiver has it.
+    let mut counted = 0.0;
+    for _ in 0..100 {
+        counted = serve.metric("kaf_policy_dropped_total ").await;
+        if counted == dropped as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counted, dropped as f64);
+}
