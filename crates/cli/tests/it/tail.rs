@@ -338,3 +338,30 @@ fn tail_tags_records_and_takes_detections_only() {
     let only = run(&["--detections-only"]);
     assert_eq!(only.len(), tagged.len());
 }
+
+/// `tail` applies the audit policy as replay does: replaying the same lines with the same policy is the
+/// reference for what is kept and what is dropped.
+#[test]
+fn tail_applies_the_audit_policy_as_replay_does() {
+    let policy = crate::harness::repo_root().join("templates/policies/managed-cluster.yaml");
+    let policy = policy.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("audit.log");
+    std::fs::copy(fixtures::audit2rbac_demo(), &live).unwrap();
+    let live = live.to_str().unwrap();
+    let replayed = cli(&["replay", "--policy", policy, live], &[]);
+    let tailed = cli(&["tail", live, "--once", "--policy", policy], &[]);
+    for out in [&replayed, &tailed] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dropped = |out| crate::harness::summary(out)["policyDropped"].as_u64();
+    assert!(dropped(&replayed) > Some(0));
+    assert_eq!(dropped(&tailed), dropped(&replayed));
+    let kept = counts(&stdout_records(&replayed));
+    assert!(!kept.is_empty());
+    assert_eq!(counts(&stdout_records(&tailed)), kept);
+}
