@@ -320,3 +320,40 @@ fn a_bad_detection_rule_file_stops_start_up() {
         "{stderr}"
     );
 }
+
+/// An audit policy from the environment applies to AKS records (events inside `properties.log`) as to
+/// CloudWatch events: `get`s dropped and counted, everything else delivered.
+#[tokio::test]
+async fn an_audit_policy_from_the_environment_applies_to_aks_records() {
+    let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: None\n  verbs: [get]\n- level: Metadata\n";
+    let rx = Receiver::start(KEY, LOG_TYPE).await;
+    let handler = start(
+        &rx.ca_file,
+        &[
+            ("logTypeConfig", config(&rx, LOG_TYPE)),
+            ("AUDIT_POLICY", policy.to_string()),
+        ],
+    )
+    .await;
+    let events = fixtures::events(&fixtures::audit2rbac_demo());
+    let gets = events.iter().filter(|e| e["verb"] == json!("get")).count();
+    assert!(gets > 0);
+    let answer = handler
+        .invoke(&functions_invocation(
+            &[event_hub_body(&demo_records("kube-audit"))],
+            "1",
+            100,
+        ))
+        .await;
+    assert_eq!(
+        answer.summary()["policyDropped"].as_u64(),
+        Some(gets as u64)
+    );
+    let records = rx.records();
+    assert_eq!(records.len(), events.len() - gets);
+    assert!(
+        records
+            .iter()
+            .all(|r| r["verb"].is_string() && r["verb"] != json!("get"))
+    );
+}
