@@ -17,6 +17,7 @@ use crate::render::Str;
 use std::borrow::Cow;
 
 mod validate;
+use validate::skip_whitespace;
 pub(crate) use validate::validated_object;
 
 /// The text of one JSON value, from its first byte to its last: a string with its quotes, a number, a
@@ -175,9 +176,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.at) {
-            self.at += 1;
-        }
+        self.at = skip_whitespace(self.bytes(), self.at);
     }
 
     /// `byte`, with whitespace before and after it.

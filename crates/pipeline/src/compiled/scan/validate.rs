@@ -109,7 +109,8 @@ impl Ends {
     }
 }
 
-fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+/// The index of the first byte at or after `at` that is not JSON whitespace.
+pub(super) fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(at) {
         at += 1;
     }
@@ -233,6 +234,7 @@ fn special(bytes: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
 
@@ -282,6 +284,20 @@ mod tests {
             assert_eq!(ours(text), serde_members(text), "{text}");
             assert!(ours(text).is_some(), "{text}");
         }
+    }
+
+    /// Hostile nesting: a member a million brackets deep is read without recursion (no stack to overflow),
+    /// and a cut-short one is refused.
+    #[test]
+    fn a_million_brackets_deep_is_read_without_recursion() {
+        let depth = 1_000_000;
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+        let mut ends = Ends::default();
+        let members = validated_object(&deep, &mut ends, Vec::new()).unwrap();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].1.get().len(), 2 * depth);
+        let cut = &deep[..deep.len() - 2];
+        assert!(validated_object(cut, &mut Ends::default(), Vec::new()).is_none());
     }
 
     /// Bytes that change what text means, for mutations.
