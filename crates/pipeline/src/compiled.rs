@@ -8,9 +8,10 @@
 //! with a `Capitalized` parent, numeric array indexes, the last of duplicate keys).
 //!
 //! Where the result might differ from the generic path, [`Plan::map_event`] declines (`None`) and the
-//! generic path runs: a JSON string that must be parsed on the way, anything secret redaction might change,
-//! text that does not parse whole, a record over the size limit. v1beta1 timestamps are normalised here, as
-//! the generic path does.
+//! generic path runs: a JSON string that must be parsed on the way, text that does not parse whole, a record
+//! over the size limit. v1beta1 timestamps are normalised here, as the generic path does.
+//! Secret redaction runs here on the few events it might change: the objects it changes are parsed and
+//! redacted by [`redact`]'s own code, then written back as text (see [`redact_event`]).
 //! An audit policy is applied here too ([`policy`]): it drops events, and removes what a lower level does
 //! not carry, without building the event.
 //! So are the config's record rules (filters, masks, hashes, derived fields, `ignoredFields`), on the mapped
@@ -196,6 +197,8 @@ pub(crate) enum Skip {
         timestamp_fallback: bool,
         /// The audit policy had reduced the event.
         reduced: bool,
+        /// Values redaction replaced (it ran before the filter).
+        redacted: u64,
     },
 }
 
@@ -211,6 +214,8 @@ pub(crate) struct Mapped<'d> {
     pub detections: Vec<&'d str>,
     /// The audit policy reduced the event.
     pub reduced: bool,
+    /// Values redaction replaced.
+    pub redacted: u64,
 }
 
 impl Plan {
@@ -399,10 +404,10 @@ impl Plan {
         ctx: &Context<'d>,
         seen: &Seen,
     ) -> Option<Compiled<'d>> {
-        // Outlives the document: the AKS event's own text, unescaped from the record.
-        let inner = std::cell::OnceCell::new();
+        // Outlives the document, which borrows from it.
+        let texts = Texts::default();
         let mut doc = Doc::reusing(ctx.spare.take());
-        let mapped = self.map_text(&mut doc, &inner, text, pointer, ctx, seen);
+        let mapped = self.map_text(&mut doc, &texts, text, pointer, ctx, seen);
         ctx.spare.set(doc.into_spare());
         mapped
     }
@@ -411,7 +416,7 @@ impl Plan {
     fn map_text<'a, 'd>(
         &self,
         doc: &mut Doc<'a>,
-        inner: &'a std::cell::OnceCell<String>,
+        texts: &'a Texts,
         text: &'a str,
         pointer: Option<&str>,
         ctx: &Context<'d>,
@@ -424,7 +429,7 @@ impl Plan {
                 // AKS: the event is JSON text at `pointer` (ending in `\n`); the generic path parses it in
                 // place, so lookups from the record see the parsed event where its text was.
                 let at = doc.pointer(document, pointer)?;
-                let event_text: &str = inner.get_or_init(|| {
+                let event_text: &str = texts.inner.get_or_init(|| {
                     // Unescaping made a new string (the log always has escapes): trimmed in place, not copied.
                     let mut text = string_of(at).map(Cow::into_owned).unwrap_or_default();
                     text.truncate(text.trim_end().len());
@@ -445,13 +450,14 @@ impl Plan {
             audit,
             text_len: text.len(),
         };
-        self.map_document(doc, event, ctx, seen)
+        self.map_document(doc, event, &texts.redacted, ctx, seen)
     }
 
     fn map_document<'a, 'd>(
         &self,
         doc: &mut Doc<'a>,
         event: Event,
+        redacted_texts: &'a RedactedTexts,
         ctx: &Context<'d>,
         seen: &Seen,
     ) -> Option<Compiled<'d>> {
@@ -466,10 +472,6 @@ impl Plan {
         let parts = identity(doc, audit);
         let identity = seen.key(parts.as_ref().map(|p| [&*p[0], &*p[1], &*p[2], &*p[3]]));
         normalise(doc, audit)?;
-        // Without a policy, before the detections: an event redaction may change is the generic path's.
-        if ctx.policy.is_none() && ctx.redact_secrets && may_need_redaction(doc, audit)? {
-            return None;
-        }
         let detections = self.detections(ctx, doc, audit)?;
         if detections.is_empty() && ctx.detections_only {
             return Some(Compiled::Skipped {
@@ -489,11 +491,12 @@ impl Plan {
                 Applied::Reduced => reduced = true,
                 Applied::Kept => {}
             }
-            // What redaction sees is what the policy left.
-            if ctx.redact_secrets && may_need_redaction(doc, audit)? {
-                return None;
-            }
         }
+        // After the detections (they see the original event) and on what the policy left, as the generic path.
+        let redacted = match ctx.redact_secrets && may_need_redaction(doc, audit)? {
+            true => redact_event(doc, audit, redacted_texts)?,
+            false => 0,
+        };
 
         let mut values: Vec<Option<FieldValue<'a>>> = Vec::with_capacity(self.fields.len());
         let mut captured: Vec<(usize, String)> = Vec::new();
@@ -538,6 +541,7 @@ impl Plan {
                 why: Skip::Filtered {
                     timestamp_fallback,
                     reduced,
+                    redacted,
                 },
             });
         }
@@ -577,6 +581,7 @@ impl Plan {
             timestamp_fallback,
             detections: detections.ids,
             reduced,
+            redacted,
         }))
     }
 }
@@ -1586,6 +1591,62 @@ fn identity<'a>(doc: &Doc<'a>, event: NodeId) -> Option<[Cow<'a, str>; 4]> {
         text("requestReceivedTimestamp"),
         text("stageTimestamp"),
     ])
+}
+
+/// Texts made while an event is mapped, which its document borrows: they outlive the document.
+#[derive(Default)]
+struct Texts {
+    /// The AKS event's own text, unescaped from the record.
+    inner: std::cell::OnceCell<String>,
+    redacted: RedactedTexts,
+}
+
+/// `requestObject`, `responseObject` and `requestURI` as redaction rewrote them.
+type RedactedTexts = [std::cell::OnceCell<String>; 3];
+
+/// [`redact::redact_event`] on the document: an object it changes is parsed, redacted by the same code, and
+/// put back as the JSON text the generic path would write for it; so is a `requestURI` it changes. How many
+/// values were replaced; `None` declines (an object the policy cut holes in, whose text is not what the
+/// generic path would redact).
+fn redact_event<'a>(doc: &mut Doc<'a>, event: NodeId, texts: &'a RedactedTexts) -> Option<u64> {
+    let target = match doc.get(event, "objectRef") {
+        Some(object_ref) if object_ref.get().starts_with('{') => {
+            let id = doc.object(object_ref)?;
+            let field = |key: &str| doc.text(id, key).unwrap_or_default();
+            redact::Target::new(
+                &field("resource"),
+                &field("subresource"),
+                &field("apiGroup"),
+            )
+        }
+        _ => redact::Target::new("", "", ""),
+    };
+    let [request, response, uri] = texts;
+    let mut count = 0;
+    for (key, text) in [("requestObject", request), ("responseObject", response)] {
+        let Some(raw) = doc.get(event, key) else {
+            continue;
+        };
+        if !policy::holes_in(doc, raw).is_empty() {
+            return None;
+        }
+        let mut object: Value = serde_json::from_str(raw.get()).ok()?;
+        let replaced = target.redact_object(&mut object);
+        if replaced > 0 {
+            let text = text.get_or_init(|| object.to_string());
+            policy::set_member(doc, event, key, Raw::new(text));
+            count += replaced;
+        }
+    }
+    if let Some((redacted, replaced)) = doc
+        .text(event, "requestURI")
+        .and_then(|text| redact::redact_uri(&text))
+    {
+        let text = uri.get_or_init(|| Value::String(redacted).to_string());
+        policy::set_member(doc, event, "requestURI", Raw::new(text));
+        count += replaced;
+    }
+    Some(count)
 }
 
 /// Could [`redact::redact_event`] change this event? Read as `redact_event` reads it; `None` declines.

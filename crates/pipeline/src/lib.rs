@@ -233,6 +233,7 @@ impl Pipeline {
                         }
                         out.stats.timestamp_fallbacks += u64::from(mapped.timestamp_fallback);
                         out.stats.policy_reduced += u64::from(mapped.reduced);
+                        out.stats.redacted += mapped.redacted;
                         out.stats.forwarded += 1;
                         count_detections(&mut out.stats, &mapped.detections);
                         out.records.push(OutRecord {
@@ -254,8 +255,10 @@ impl Pipeline {
                             compiled::Skip::Filtered {
                                 timestamp_fallback,
                                 reduced,
+                                redacted,
                             } => {
                                 stats.filtered += 1;
+                                stats.redacted += redacted;
                                 stats.timestamp_fallbacks += u64::from(timestamp_fallback);
                                 stats.policy_reduced += u64::from(reduced);
                             }

@@ -60,44 +60,76 @@ pub fn redact_event(event: &mut Value) -> u64 {
             .and_then(|o| o.get(k))
             .and_then(Value::as_str)
             .unwrap_or("")
-            .to_string()
     };
-    let (resource, subresource, group) =
-        (field("resource"), field("subresource"), field("apiGroup"));
-    let core = group.is_empty();
-
+    let target = Target::new(field("resource"), field("subresource"), field("apiGroup"));
     for key in ["requestObject", "responseObject"] {
-        let Some(object) = map.get_mut(key) else {
-            continue;
-        };
+        if let Some(object) = map.get_mut(key) {
+            count += target.redact_object(object);
+        }
+    }
+    if let Some(Value::String(uri)) = map.get_mut("requestURI")
+        && let Some((redacted, n)) = redact_uri(uri)
+    {
+        *uri = redacted;
+        count += n;
+    }
+    count
+}
+
+/// What an event's `objectRef` says its objects are: the redaction by shape follows from it.
+pub(crate) struct Target {
+    resource: String,
+    subresource: String,
+    core: bool,
+}
+
+impl Target {
+    /// `objectRef`'s `resource`, `subresource` and `apiGroup` (`""` where missing or not a string).
+    pub(crate) fn new(resource: &str, subresource: &str, api_group: &str) -> Self {
+        Self {
+            resource: resource.to_string(),
+            subresource: subresource.to_string(),
+            core: api_group.is_empty(),
+        }
+    }
+
+    /// Redact the event's request or response object in place; how many values were replaced.
+    pub(crate) fn redact_object(&self, object: &mut Value) -> u64 {
+        let mut count = 0;
         walk(object, &mut count);
         // Only the listed resources are redacted by shape: the list is what `may_change` asks about, so an
         // arm for a resource missing from it never runs (and its tests fail) instead of going unflagged.
-        if !REDACTED_RESOURCES.contains(&resource.as_str()) {
-            continue;
+        if !REDACTED_RESOURCES.contains(&self.resource.as_str()) {
+            return count;
         }
-        match (resource.as_str(), subresource.as_str()) {
-            ("secrets", _) if core => secret_shaped(object, &mut count),
-            ("configmaps", _) if core => configmap_shaped(object, &mut count),
-            ("serviceaccounts", "token") if core => {
+        match (self.resource.as_str(), self.subresource.as_str()) {
+            ("secrets", _) if self.core => secret_shaped(object, &mut count),
+            ("configmaps", _) if self.core => configmap_shaped(object, &mut count),
+            ("serviceaccounts", "token") if self.core => {
                 token_at(object, &["status", "token"], &mut count)
             }
             ("tokenreviews", _) => token_at(object, &["spec", "token"], &mut count),
             _ => {}
         }
+        count
     }
-    if let Some(Value::String(uri)) = map.get_mut("requestURI")
-        && uri.contains('?')
-    {
-        let replaced = URI_SECRET.replace_all(uri, |c: &regex::Captures<'_>| {
-            count += 1;
-            format!("{}{}", &c[1], fingerprint(&c[2]))
-        });
-        if let std::borrow::Cow::Owned(new) = replaced {
-            *uri = new;
-        }
+}
+
+/// `uri` with the values of its secret-carrying query parameters replaced, and how many; `None` when
+/// nothing changes.
+pub(crate) fn redact_uri(uri: &str) -> Option<(String, u64)> {
+    if !uri.contains('?') {
+        return None;
     }
-    count
+    let mut count = 0;
+    let replaced = URI_SECRET.replace_all(uri, |c: &regex::Captures<'_>| {
+        count += 1;
+        format!("{}{}", &c[1], fingerprint(&c[2]))
+    });
+    match replaced {
+        std::borrow::Cow::Owned(new) => Some((new, count)),
+        std::borrow::Cow::Borrowed(_) => None,
+    }
 }
 
 /// The kinds [`redact_event`] redacts wherever an object says it is one (see `walk`).
@@ -129,7 +161,7 @@ static LETTER_ESCAPE: LazyLock<memchr::memmem::Finder<'static>> =
 
 /// Could [`redact_event`] change an event with this `objectRef.resource`, these request/response objects
 /// (as JSON text) and this `requestURI`? Conservative, and cheap enough to ask of every event: the mapping
-/// paths that work from text send an event to the generic path (which redacts) when it says `true`.
+/// path, which works from text, parses and redacts the event's objects only when it says `true`.
 /// Kinds are found as JSON string tokens (`"Secret…`); text that spells a letter as a `\u00xx` escape
 /// (which could hide a kind from that search) always says `true`.
 pub(crate) fn may_change(resource: &str, objects: &[&str], request_uri: Option<&str>) -> bool {

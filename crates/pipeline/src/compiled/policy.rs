@@ -108,7 +108,7 @@ fn level_text(level: Level) -> Raw<'static> {
 }
 
 /// Set `key` of the event's node, as a map insert does (the last of duplicate keys is the one lookups find).
-fn set_member<'a>(doc: &mut Doc<'a>, id: NodeId, key: &'static str, value: Raw<'a>) {
+pub(super) fn set_member<'a>(doc: &mut Doc<'a>, id: NodeId, key: &'static str, value: Raw<'a>) {
     if let Node::Object(members, lengths) = &mut doc.nodes[id.0].1 {
         members.retain(|(k, _)| &**k != key);
         *lengths |= super::length_bit(key.len());
