@@ -10,7 +10,7 @@
 //! `LogData` copies every message. [`SubscriptionPayload`] is the same payload as plain serde types, for files
 //! that hold it already decoded and for building fixtures. Both end in the same audit-stream selection.
 
-use crate::escape::{hex_unit, short_escape, utf16_char};
+use crate::escape::unescape_literal_in_place;
 use crate::{Batch, EnvelopeError, EnvelopeStats, Payload, RawEvent, Source};
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::sync::Arc;
+
+mod read;
 
 /// The stream prefix of EKS audit logs (`kube-apiserver-` alone also matches the API server's own log).
 pub const AUDIT_STREAM_PREFIX: &str = "kube-apiserver-audit-";
@@ -116,41 +118,27 @@ impl Decoded {
             &base64::alphabet::STANDARD,
             GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
         );
-        let compressed = engine
-            .decode(data.trim())
-            .map_err(|_| EnvelopeError::Base64)?;
-        let mut buffer = crate::gunzip::gunzip(&compressed, limit)?;
-        drop(compressed);
-        let (message_type, log_group, log_stream, mut events) = {
-            let wire: Wire<'_> = serde_json::from_slice(&buffer).map_err(EnvelopeError::Json)?;
-            let base = buffer.as_ptr() as usize;
-            let events: Vec<(String, i64, std::ops::Range<usize>)> = wire
-                .log_events
-                .iter()
-                .map(|e| {
-                    let raw = e.message.get();
-                    let start = raw.as_ptr() as usize - base;
-                    (e.id.to_string(), e.timestamp, start..start + raw.len())
-                })
-                .collect();
-            (
-                wire.message_type.into_owned(),
-                wire.log_group.into_owned(),
-                wire.log_stream.into_owned(),
-                events,
-            )
+        let compressed = |data: &str| {
+            engine
+                .decode(data.trim())
+                .map_err(|_| EnvelopeError::Base64)
         };
-        // Unescape each message over the bytes already read: output never outruns input.
-        let mut written = 0;
-        for (index, (_, _, range)) in events.iter_mut().enumerate() {
-            let end = unescape_in_place(&mut buffer, range.clone(), written).ok_or_else(|| {
-                EnvelopeError::Json(serde::de::Error::custom(format!(
-                    "logEvents[{index}].message is not a JSON string"
-                )))
-            })?;
-            *range = written..end;
-            written = end;
-        }
+        let mut buffer = crate::gunzip::gunzip(&compressed(data)?, limit)?;
+        let read = match read::in_place(&mut buffer) {
+            Some(read) => read,
+            None => {
+                // Not the usual shape, or not valid: read again from the start, by serde, which says why.
+                buffer = crate::gunzip::gunzip(&compressed(data)?, limit)?;
+                with_serde(&mut buffer)?
+            }
+        };
+        let read::Read {
+            message_type,
+            log_group,
+            log_stream,
+            events,
+            written,
+        } = read;
         buffer.truncate(written);
         let buffer = Arc::new(String::from_utf8(buffer).map_err(|_| {
             EnvelopeError::Json(serde::de::Error::custom("a message is not valid UTF-8"))
@@ -204,51 +192,51 @@ impl Decoded {
     }
 }
 
-/// The JSON string literal at `literal` in `buffer`, unescaped into `buffer[out..]` (`out` ≤ its start);
-/// returns where the output ends, or `None` if it is not a well-formed string. Every escape is at least as
-/// long as what it stands for, so writing never overtakes reading.
-fn unescape_in_place(
-    buffer: &mut [u8],
-    literal: std::ops::Range<usize>,
-    out: usize,
-) -> Option<usize> {
-    let (start, end) = (literal.start, literal.end);
-    if end < start + 2 || buffer.get(start) != Some(&b'"') || buffer.get(end - 1) != Some(&b'"') {
-        return None;
-    }
-    let (mut read, mut write) = (start + 1, out);
-    let stop = end - 1;
-    while read < stop {
-        let run = memchr::memchr(b'\\', &buffer[read..stop]).map_or(stop - read, |at| at);
-        buffer.copy_within(read..read + run, write);
-        read += run;
-        write += run;
-        if read >= stop {
-            break;
-        }
-        let escape = *buffer.get(read + 1)?;
-        read += 2;
-        if escape != b'u' {
-            buffer[write] = short_escape(escape)?;
-            write += 1;
-            continue;
-        }
-        let first = hex_unit(buffer.get(read..read + 4)?)?;
-        read += 4;
-        let c = utf16_char(first, || {
-            if buffer.get(read..read + 2)? != b"\\u" {
-                return None;
+/// [`read::in_place`] by serde: for any payload the one-pass reader does not take. The messages are located
+/// by serde (which checks the whole payload), then unescaped in place.
+fn with_serde(buffer: &mut [u8]) -> Result<read::Read, EnvelopeError> {
+    let (message_type, log_group, log_stream, located) = {
+        let wire: Wire<'_> = serde_json::from_slice(buffer).map_err(EnvelopeError::Json)?;
+        let base = buffer.as_ptr() as usize;
+        let located: Vec<(String, i64, std::ops::Range<usize>)> = wire
+            .log_events
+            .iter()
+            .map(|e| {
+                let raw = e.message.get();
+                let start = raw.as_ptr() as usize - base;
+                (e.id.to_string(), e.timestamp, start..start + raw.len())
+            })
+            .collect();
+        (
+            wire.message_type.into_owned(),
+            wire.log_group.into_owned(),
+            wire.log_stream.into_owned(),
+            located,
+        )
+    };
+    // Unescape each message over the bytes already read: output never outruns input.
+    let mut written = 0;
+    let mut events = Vec::with_capacity(located.len());
+    for (index, (id, timestamp, literal)) in located.into_iter().enumerate() {
+        match unescape_literal_in_place(buffer, literal.start, written) {
+            Some((end, until)) if end == literal.end => {
+                events.push((id, timestamp, written..until));
+                written = until;
             }
-            let low = hex_unit(buffer.get(read + 2..read + 6)?)?;
-            read += 6;
-            Some(low)
-        })?;
-        let mut utf8 = [0u8; 4];
-        let encoded = c.encode_utf8(&mut utf8).as_bytes();
-        buffer[write..write + encoded.len()].copy_from_slice(encoded);
-        write += encoded.len();
+            _ => {
+                return Err(EnvelopeError::Json(serde::de::Error::custom(format!(
+                    "logEvents[{index}].message is not a JSON string"
+                ))));
+            }
+        }
     }
-    Some(write)
+    Ok(read::Read {
+        message_type,
+        log_group,
+        log_stream,
+        events,
+        written,
+    })
 }
 
 /// The audit-stream selection, shared by both payload shapes: the source, and whether its events are

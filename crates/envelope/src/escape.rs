@@ -1,5 +1,6 @@
-//! The pieces of JSON string escapes every unescaper here shares (`contracts` payloads nest JSON in JSON
-//! strings, so several places undo escapes without building values).
+//! The pieces of JSON string escapes every unescaper shares (`contracts` payloads nest JSON in JSON strings,
+//! so several places undo escapes without building values), and the search for where a string's plain run
+//! ends, which the pipeline's JSON checker uses too.
 
 /// The byte a one-character escape (`\n`, `\"`, …) stands for; `None` for `u` and anything invalid.
 pub(crate) fn short_escape(escape: u8) -> Option<u8> {
@@ -35,4 +36,81 @@ pub(crate) fn utf16_char(first: u16, low: impl FnOnce() -> Option<u16>) -> Optio
         return None;
     }
     char::from_u32(0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(low) - 0xDC00))
+}
+
+/// The index of the first `"`, `\` or control character in `bytes`, eight bytes at a time (the test
+/// serde_json makes): where a JSON string's plain run ends.
+pub fn first_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    let has = |word: u64, byte: u8| {
+        let x = word ^ (ONES * u64::from(byte));
+        x.wrapping_sub(ONES) & !x
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().ok()?);
+        let control = word.wrapping_sub(ONES * 0x20) & !word;
+        // Only the lowest flag is exact (a borrow can flag a later byte), and only the lowest is read.
+        let found = (control | has(word, b'"') | has(word, b'\\')) & HIGH;
+        if found != 0 {
+            return Some(offset + found.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|i| offset + i)
+}
+
+/// Unescape the JSON string literal whose opening quote is `buffer[open]`, writing its value from
+/// `buffer[out]` on (`out <= open`: what is written never passes what is read), and checking it as serde_json
+/// does: no raw control character, every escape complete and known, surrogates paired. Returns the index just
+/// past the closing quote and the end of what was written; `None` if the literal is not valid (the buffer is
+/// then partly rewritten). UTF-8 is the caller's to check.
+pub(crate) fn unescape_literal_in_place(
+    buffer: &mut [u8],
+    open: usize,
+    out: usize,
+) -> Option<(usize, usize)> {
+    (buffer.get(open) == Some(&b'"') && out <= open).then_some(())?;
+    let (mut read, mut write) = (open + 1, out);
+    loop {
+        let run = first_special(buffer.get(read..)?)?;
+        if write != read {
+            buffer.copy_within(read..read + run, write);
+        }
+        read += run;
+        write += run;
+        match buffer[read] {
+            b'"' => return Some((read + 1, write)),
+            b'\\' => {}
+            // A raw control character.
+            _ => return None,
+        }
+        let escape = *buffer.get(read + 1)?;
+        read += 2;
+        if escape != b'u' {
+            buffer[write] = short_escape(escape)?;
+            write += 1;
+            continue;
+        }
+        let first = hex_unit(buffer.get(read..read + 4)?)?;
+        read += 4;
+        let c = utf16_char(first, || {
+            if buffer.get(read..read + 2)? != b"\\u" {
+                return None;
+            }
+            let low = hex_unit(buffer.get(read + 2..read + 6)?)?;
+            read += 6;
+            Some(low)
+        })?;
+        let mut utf8 = [0u8; 4];
+        let encoded = c.encode_utf8(&mut utf8).as_bytes();
+        buffer[write..write + encoded.len()].copy_from_slice(encoded);
+        write += encoded.len();
+    }
 }

@@ -13,12 +13,13 @@
 
 pub mod azure;
 pub mod cloudwatch;
-mod escape;
+pub mod escape;
 pub mod failover;
 pub mod gunzip;
 pub mod lines;
 #[cfg(test)]
 mod props;
+mod skip;
 pub mod sniff;
 pub mod webhook;
 

@@ -12,6 +12,7 @@
 //! skipped here (other bindings, fields the host may add) are not validated: a request whose events can be
 //! read is taken.
 
+use crate::skip::Cursor;
 use std::ops::Range;
 
 /// The byte ranges of `Data.<binding>` (when it is a string literal, quotes included) and of `Metadata`.
@@ -22,20 +23,17 @@ pub(super) struct Located {
 }
 
 pub(super) fn locate(request: &[u8], binding: &str) -> Option<Located> {
-    let mut at = Cursor {
-        bytes: request,
-        at: 0,
-    };
+    let mut at = Cursor::new(request);
     let (mut events, mut metadata) = (None, None);
     let mut seen_data = false;
     at.members(|at, key| {
-        match key {
+        match &request[key] {
             b"Data" => {
                 if std::mem::replace(&mut seen_data, true) {
                     return None;
                 }
                 at.members(|at, key| {
-                    if key == binding.as_bytes() {
+                    if &request[key] == binding.as_bytes() {
                         let value = at.value()?;
                         let literal = request.get(value.clone())?.first() == Some(&b'"');
                         // A second member of that name, or one that is not a string: serde's to read.
@@ -53,118 +51,11 @@ pub(super) fn locate(request: &[u8], binding: &str) -> Option<Located> {
         }
     })?;
     at.whitespace();
-    (at.at == request.len()).then_some(())?;
+    at.at_end().then_some(())?;
     Some(Located {
         events: events?,
         metadata,
     })
-}
-
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Cursor<'_> {
-    fn whitespace(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
-            self.at += 1;
-        }
-    }
-
-    fn byte(&mut self, wanted: u8) -> Option<()> {
-        self.whitespace();
-        (*self.bytes.get(self.at)? == wanted).then_some(())?;
-        self.at += 1;
-        Some(())
-    }
-
-    /// An object's members: `each` gets the cursor at the value and the key (which has no escapes).
-    fn members(&mut self, mut each: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
-        self.byte(b'{')?;
-        self.whitespace();
-        if self.bytes.get(self.at) == Some(&b'}') {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.whitespace();
-            (self.bytes.get(self.at) == Some(&b'"')).then_some(())?;
-            let key = self.value()?;
-            let key = self.bytes.get(key.start + 1..key.end - 1)?;
-            if key.contains(&b'\\') {
-                return None;
-            }
-            self.byte(b':')?;
-            self.whitespace();
-            each(self, key)?;
-            self.whitespace();
-            match *self.bytes.get(self.at)? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// The range of the value here, skipped.
-    fn value(&mut self) -> Option<Range<usize>> {
-        let start = self.at;
-        self.at = match *self.bytes.get(start)? {
-            b'"' => literal_end(self.bytes, start)? + 1,
-            b'{' | b'[' => nested_end(self.bytes, start)?,
-            _ => {
-                let len = self.bytes[start..]
-                    .iter()
-                    .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                    .unwrap_or(self.bytes.len() - start);
-                (len > 0).then_some(start + len)?
-            }
-        };
-        Some(start..self.at)
-    }
-}
-
-/// The index of the quote that closes the string literal opening at `open`: the first quote after it with an
-/// even number of backslashes right before it.
-fn literal_end(bytes: &[u8], open: usize) -> Option<usize> {
-    let mut from = open + 1;
-    loop {
-        let quote = from + memchr::memchr(b'"', bytes.get(from..)?)?;
-        let backslashes = bytes[open + 1..quote]
-            .iter()
-            .rev()
-            .take_while(|b| **b == b'\\')
-            .count();
-        if backslashes % 2 == 0 {
-            return Some(quote);
-        }
-        from = quote + 1;
-    }
-}
-
-/// The index just past the object or array opening at `open`.
-fn nested_end(bytes: &[u8], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut at = open;
-    while let Some(&byte) = bytes.get(at) {
-        match byte {
-            b'"' => at = literal_end(bytes, at)?,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(at + 1);
-                }
-            }
-            _ => {}
-        }
-        at += 1;
-    }
-    None
 }
 
 #[cfg(test)]

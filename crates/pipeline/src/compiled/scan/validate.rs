@@ -8,6 +8,7 @@
 //! generic path reports it as serde does. Property tests hold the two equal on generated and mutated text.
 
 use super::{Ends, Raw, Str};
+use kaf_envelope::escape::first_special;
 use std::borrow::Cow;
 
 /// The members of the object that is the whole of `text` (whitespace around it allowed), when `text` is JSON
@@ -183,7 +184,7 @@ fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
     let mut at = from;
     let mut escaped = false;
     loop {
-        at += special(bytes.get(at..)?)?;
+        at += first_special(bytes.get(at..)?)?;
         match bytes[at] {
             b'"' => return Some((at + 1, escaped)),
             b'\\' => match *bytes.get(at + 1)? {
@@ -203,33 +204,6 @@ fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
             _ => return None,
         }
     }
-}
-
-/// The first `"`, `\` or control character in `bytes`, eight bytes at a time (the test serde_json makes).
-fn special(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::MAX / 255;
-    const HIGH: u64 = ONES << 7;
-    let has = |word: u64, byte: u8| {
-        let x = word ^ (ONES * u64::from(byte));
-        x.wrapping_sub(ONES) & !x
-    };
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().ok()?);
-        let control = word.wrapping_sub(ONES * 0x20) & !word;
-        // Only the lowest flag is exact (a borrow can flag a later byte), and only the lowest is read.
-        let found = (control | has(word, b'"') | has(word, b'\\')) & HIGH;
-        if found != 0 {
-            return Some(offset + found.trailing_zeros() as usize / 8);
-        }
-        offset += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-        .map(|i| offset + i)
 }
 
 #[cfg(test)]
