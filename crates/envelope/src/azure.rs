@@ -14,7 +14,7 @@
 
 mod locate;
 
-use crate::escape::{hex_unit, short_escape, utf16_char};
+use crate::escape::{first_special, hex_unit, short_escape, utf16_char};
 use crate::{Batch, Payload, RawEvent, Source};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -118,10 +118,11 @@ pub fn unescape_json_string(raw: &str) -> Option<String> {
     let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
     let mut out = String::with_capacity(inner.len());
     let mut rest = inner;
-    while let Some(at) = rest.find(['\\', '"']) {
-        push_plain(&mut out, &rest[..at])?;
+    while let Some(at) = first_special(rest.as_bytes()) {
+        out.push_str(&rest[..at]);
         let bytes = rest.as_bytes();
-        if bytes[at] == b'"' {
+        if bytes[at] != b'\\' {
+            // A quote inside, or a raw control character (serde refuses them anywhere).
             return None;
         }
         let escape = *bytes.get(at + 1)?;
@@ -140,18 +141,8 @@ pub fn unescape_json_string(raw: &str) -> Option<String> {
         })?;
         out.push(c);
     }
-    push_plain(&mut out, rest)?;
+    out.push_str(rest);
     Some(out)
-}
-
-/// A run of a literal without escapes onto `out`; `None` if it holds a raw control character, which JSON
-/// does not allow in a string (every run, not only the last: serde refuses them anywhere).
-fn push_plain(out: &mut String, run: &str) -> Option<()> {
-    if run.bytes().any(|b| b < 0x20) {
-        return None;
-    }
-    out.push_str(run);
-    Some(())
 }
 
 /// The bodies in `Data.events` when it is a JSON string literal (`raw`, quotes included) holding a JSON array of
@@ -235,10 +226,7 @@ impl<'a> Unescaped<'a> {
             return &[];
         }
         let rest = &self.bytes[self.at..];
-        let run = rest
-            .iter()
-            .position(|&b| b == b'\\' || b == b'"' || b < 0x20)
-            .unwrap_or(rest.len());
+        let run = first_special(rest).unwrap_or(rest.len());
         self.at += run;
         &rest[..run]
     }
