@@ -1354,7 +1354,7 @@ impl<'a> Doc<'a> {
         if let Some((_, id)) = self.substitute.filter(|(at, _)| *at == key) {
             return Some(id);
         }
-        if let Some(i) = self.nodes.iter().position(|(k, _)| *k == key) {
+        if let Some(i) = self.nodes.iter().rposition(|(k, _)| *k == key) {
             return Some(NodeId(i));
         }
         let node = match raw.get().as_bytes().first()? {
