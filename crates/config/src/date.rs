@@ -5,6 +5,7 @@
 //! also takes `Z` and `+hh:mm`. With no `dateFormat` at all, any RFC 3339 timestamp is accepted.
 
 use crate::ConfigError;
+use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use serde_json::Value;
 
@@ -22,6 +23,8 @@ pub enum DateFormat {
     /// A strptime pattern translated to chrono.
     Pattern {
         chrono_format: String,
+        /// `chrono_format` parsed once: chrono's `parse_from_str` reads the format again for every value.
+        items: Vec<Item<'static>>,
         has_zone: bool,
         has_year: bool,
         zone: Option<FixedOffset>,
@@ -130,8 +133,13 @@ impl DateFormat {
         if !has_year {
             chrono_format.insert_str(0, "%Y ");
         }
+        // A format chrono cannot read fails every value, as `parse_from_str` would.
+        let items = StrftimeItems::new(&chrono_format)
+            .parse_to_owned()
+            .unwrap_or_else(|_| vec![Item::Error]);
         Ok(Self::Pattern {
             chrono_format,
+            items,
             has_zone,
             has_year,
             zone,
@@ -152,6 +160,7 @@ impl DateFormat {
                 parse_rfc3339_ms(text.trim(), *zone).ok_or(DateParseError::NoMatch),
                 now_ms,
             ),
+            Self::Pattern { .. } => checked(self.pattern_ms(text.trim(), now_ms), now_ms),
             other => other.parse_ms(&Value::String(text.to_string()), now_ms),
         }
     }
@@ -171,12 +180,7 @@ impl DateFormat {
                 let text = value.as_str().ok_or(DateParseError::WrongType)?.trim();
                 parse_rfc3339_ms(text, *zone).ok_or(DateParseError::NoMatch)
             }
-            Self::Pattern {
-                chrono_format,
-                has_zone,
-                has_year,
-                zone,
-            } => {
+            Self::Pattern { .. } => {
                 let owned;
                 let text = match value {
                     Value::String(s) => s.trim(),
@@ -186,34 +190,54 @@ impl DateFormat {
                     }
                     _ => return Err(DateParseError::WrongType),
                 };
-                if *has_zone {
-                    return DateTime::parse_from_str(text, chrono_format)
-                        .map(|t| t.timestamp_millis())
-                        .map_err(|_| DateParseError::NoMatch);
-                }
-                let local = |naive: NaiveDateTime| naive_to_ms(naive, *zone);
-                if *has_year {
-                    return NaiveDateTime::parse_from_str(text, chrono_format)
-                        .map(local)
-                        .map_err(|_| DateParseError::NoMatch);
-                }
-                // No year in the pattern: this year, unless that puts the event more than a day ahead.
-                let year = Utc
-                    .timestamp_millis_opt(now_ms)
-                    .single()
-                    .map_or(1970, |t| t.year());
-                let parse = |y: i32| {
-                    NaiveDateTime::parse_from_str(&format!("{y} {text}"), chrono_format)
-                        .map(local)
-                        .map_err(|_| DateParseError::NoMatch)
-                };
-                let this_year = parse(year)?;
-                if this_year > now_ms.saturating_add(MAX_FUTURE_MS) {
-                    parse(year - 1)
-                } else {
-                    Ok(this_year)
-                }
+                self.pattern_ms(text, now_ms)
             }
+        }
+    }
+
+    /// A [`DateFormat::Pattern`]'s reading of `text` (trimmed), unchecked.
+    fn pattern_ms(&self, text: &str, now_ms: i64) -> Result<i64, DateParseError> {
+        let Self::Pattern {
+            items,
+            has_zone,
+            has_year,
+            zone,
+            ..
+        } = self
+        else {
+            return Err(DateParseError::NoMatch);
+        };
+        let parsed = |text: &str| {
+            let mut parsed = Parsed::new();
+            chrono::format::parse(&mut parsed, text, items.iter())
+                .map(|()| parsed)
+                .map_err(|_| DateParseError::NoMatch)
+        };
+        if *has_zone {
+            return parsed(text)?
+                .to_datetime()
+                .map(|t| t.timestamp_millis())
+                .map_err(|_| DateParseError::NoMatch);
+        }
+        let local = |text: &str| {
+            parsed(text)?
+                .to_naive_datetime_with_offset(0)
+                .map(|naive| naive_to_ms(naive, *zone))
+                .map_err(|_| DateParseError::NoMatch)
+        };
+        if *has_year {
+            return local(text);
+        }
+        // No year in the pattern: this year, unless that puts the event more than a day ahead.
+        let year = Utc
+            .timestamp_millis_opt(now_ms)
+            .single()
+            .map_or(1970, |t| t.year());
+        let this_year = local(&format!("{year} {text}"))?;
+        if this_year > now_ms.saturating_add(MAX_FUTURE_MS) {
+            local(&format!("{} {text}", year - 1))
+        } else {
+            Ok(this_year)
         }
     }
 }
@@ -270,4 +294,85 @@ fn parse_zone(text: &str) -> Result<FixedOffset, ConfigError> {
     }
     let minutes: i32 = digits[2..].parse().map_err(|_| ConfigError::Timezone)?;
     FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)).ok_or(ConfigError::Timezone)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What a pattern read before its format was parsed once: chrono's `parse_from_str` with the format text.
+    fn by_format_text(format: &DateFormat, text: &str, now_ms: i64) -> Option<i64> {
+        let DateFormat::Pattern {
+            chrono_format,
+            has_zone,
+            has_year,
+            zone,
+            ..
+        } = format
+        else {
+            return None;
+        };
+        let text = text.trim();
+        if *has_zone {
+            return DateTime::parse_from_str(text, chrono_format)
+                .map(|t| t.timestamp_millis())
+                .ok();
+        }
+        let local = |text: &str| {
+            NaiveDateTime::parse_from_str(text, chrono_format)
+                .map(|naive| naive_to_ms(naive, *zone))
+                .ok()
+        };
+        if *has_year {
+            return local(text);
+        }
+        let year = Utc
+            .timestamp_millis_opt(now_ms)
+            .single()
+            .map_or(1970, |t| t.year());
+        let this_year = local(&format!("{year} {text}"))?;
+        if this_year > now_ms.saturating_add(MAX_FUTURE_MS) {
+            local(&format!("{} {text}", year - 1))
+        } else {
+            Some(this_year)
+        }
+    }
+
+    proptest! {
+        /// The formats parsed once read every value as chrono reading the format text did: the production
+        /// pattern, two with a zone, one without a year, on timestamps as written and cut or extended.
+        #[test]
+        fn a_pattern_parsed_once_reads_as_parsing_its_text_did(
+            seconds in 0i64..4_102_444_800,
+            nanos in 0u32..1_000_000_000,
+            digits in 0usize..10,
+            cut in 0usize..40,
+            junk in "[0-9 :.TZ+-]{0,3}",
+        ) {
+            let now = 1_796_256_000_000;
+            let time = DateTime::from_timestamp(seconds, nanos).unwrap().naive_utc();
+            let fraction = format!("{:09}", nanos);
+            let texts = [
+                format!("{}.{}Z", time.format("%Y-%m-%dT%H:%M:%S"), &fraction[..digits]),
+                format!("{} +02:00", time.format("%Y-%m-%d %H:%M:%S")),
+                format!("{}", time.format("%b %d %H:%M:%S")),
+                format!("{} -0700", time.format("%d/%b/%Y:%H:%M:%S")),
+            ];
+            for pattern in ["%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%d %H:%M:%S %z", "%b %d %H:%M:%S", "%d/%b/%Y:%H:%M:%S %z"] {
+                let format = DateFormat::compile(pattern, None).unwrap();
+                for text in &texts {
+                    let mangled = format!("{}{junk}", &text[..cut.min(text.len())]);
+                    for text in [text.as_str(), mangled.as_str()] {
+                        prop_assert_eq!(
+                            format.parse_text_ms(text, now).ok(),
+                            by_format_text(&format, text, now).filter(|ms| plausible_ms(*ms, now)),
+                            "{} on {}", pattern, text
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
