@@ -1,6 +1,6 @@
 //! The pieces of JSON string escapes every unescaper shares (`contracts` payloads nest JSON in JSON strings,
-//! so several places undo escapes without building values), and the search for where a string's plain run
-//! ends, which the pipeline's JSON checker uses too.
+//! so several places undo escapes without building values), and the searches for where a string's plain run
+//! and a number or literal end, which the pipeline's JSON reader uses too.
 
 /// The byte a one-character escape (`\n`, `\"`, …) stands for; `None` for `u` and anything invalid.
 pub(crate) fn short_escape(escape: u8) -> Option<u8> {
@@ -113,4 +113,13 @@ pub(crate) fn unescape_literal_in_place(
         buffer[write..write + encoded.len()].copy_from_slice(encoded);
         write += encoded.len();
     }
+}
+
+/// The length of the number or literal (`true`, `null`, …) that starts `bytes`: up to the first delimiter
+/// (`,`, `}`, `]` or whitespace), unchecked.
+pub fn scalar_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+        .unwrap_or(bytes.len())
 }

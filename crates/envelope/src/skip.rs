@@ -105,10 +105,7 @@ impl<B: AsRef<[u8]>> Cursor<B> {
             b'"' => literal_end(bytes, start)? + 1,
             b'{' | b'[' => nested_end(bytes, start)?,
             _ => {
-                let len = bytes[start..]
-                    .iter()
-                    .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                    .unwrap_or(bytes.len() - start);
+                let len = crate::escape::scalar_len(&bytes[start..]);
                 (len > 0).then_some(start + len)?
             }
         };

@@ -237,10 +237,7 @@ impl<'a> Cursor<'a> {
             b'"' => string_end(bytes, start + 1)?.0 + 1,
             b'{' | b'[' => ends.skip(bytes, self.text.as_ptr() as usize, start)?,
             _ => {
-                let len = bytes[start..]
-                    .iter()
-                    .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                    .unwrap_or(bytes.len() - start);
+                let len = kaf_envelope::escape::scalar_len(&bytes[start..]);
                 (len > 0).then_some(start + len)?
             }
         };
