@@ -30,6 +30,7 @@ use crate::rules::{self, RecordRules};
 use crate::{DETECTION_SEVERITY_FIELD, DETECTIONS_FIELD, Profile, RecordFormat, Seen, redact};
 use kaf_config::{DateFormat, ValueType};
 use kaf_config::{DeriveRule, FieldFilter, HashRule, MaskRule};
+use places::Places;
 use scan::Raw;
 use serde_json::{Number, Value};
 use std::borrow::Cow;
@@ -871,13 +872,20 @@ impl Values for DocValues<'_, '_> {
 /// Whether `raw` equals one of `wanted` as built values compare (the usual scalars without building one).
 fn equals_any(raw: Raw<'_>, wanted: &[Value]) -> Option<bool> {
     let text = raw.get();
-    let mut built = None;
+    // Each read once, when a wanted value first needs it (a role's verbs are tested against a list).
+    let (mut string, mut built) = (None, None);
     for want in wanted {
         let equal = match want {
             Value::Bool(true) => text == "true",
             Value::Bool(false) => text == "false",
             Value::Null => text == "null",
-            Value::String(s) => text.starts_with('"') && string_of(raw)? == s.as_str(),
+            Value::String(s) if text.starts_with('"') => {
+                if string.is_none() {
+                    string = Some(string_of(raw)?);
+                }
+                string.as_deref() == Some(s.as_str())
+            }
+            Value::String(_) => false,
             other => {
                 if built.is_none() {
                     built = Some(serde_json::from_str::<Value>(text).ok()?);
@@ -1271,6 +1279,7 @@ pub(crate) struct Spare {
     members: Vec<Vec<(Str<'static>, Raw<'static>)>>,
     items: Vec<Vec<Raw<'static>>>,
     nodes: Vec<((usize, usize), Node<'static>)>,
+    places: Places,
     ends: scan::Ends,
 }
 
@@ -1298,6 +1307,8 @@ fn emptied<T, U>(mut vector: Vec<T>) -> Vec<U> {
 #[derive(Default)]
 struct Doc<'a> {
     nodes: Vec<((usize, usize), Node<'a>)>,
+    /// Which node each key is, once there are more than [`Doc::FEW_NODES`].
+    places: Places,
     /// Empty vectors for the next splits (see [`Spare`]).
     spare_members: Vec<Vec<(Str<'a>, Raw<'a>)>>,
     spare_items: Vec<Vec<Raw<'a>>>,
@@ -1314,10 +1325,14 @@ struct Doc<'a> {
 struct NodeId(usize);
 
 impl<'a> Doc<'a> {
+    /// Up to this many nodes (most events' documents), a scan of the list finds a node faster than the table.
+    const FEW_NODES: usize = 12;
+
     /// An empty document in the vectors of `spare`.
     fn reusing(spare: Spare) -> Self {
         Self {
             nodes: emptied(spare.nodes),
+            places: spare.places,
             spare_members: spare.members.into_iter().map(emptied).collect(),
             spare_items: spare.items.into_iter().map(emptied).collect(),
             ends: spare.ends,
@@ -1339,6 +1354,8 @@ impl<'a> Doc<'a> {
             }
         }
         spare.nodes = emptied(self.nodes);
+        self.places.clear();
+        spare.places = self.places;
         self.ends.clear();
         spare.ends = self.ends;
         spare
@@ -1349,9 +1366,24 @@ impl<'a> Doc<'a> {
     fn root(&mut self, text: &'a str) -> Option<NodeId> {
         let into = self.spare_members.pop().unwrap_or_default();
         let members = scan::validated_object(text, &mut self.ends, into)?;
-        self.nodes
-            .push(((text.as_ptr() as usize, text.len()), object_node(members)));
-        Some(NodeId(self.nodes.len() - 1))
+        Some(self.add((text.as_ptr() as usize, text.len()), object_node(members)))
+    }
+
+    /// `node`, the split of the text at `key`, kept.
+    // Inlined: a split's node is then built in place, not moved into a call.
+    #[inline(always)]
+    fn add(&mut self, key: (usize, usize), node: Node<'a>) -> NodeId {
+        let id = self.nodes.len();
+        self.nodes.push((key, node));
+        if self.nodes.len() > Self::FEW_NODES {
+            let nodes = &self.nodes;
+            // The table starts with the node that outgrows a scan.
+            let new = if self.places.is_empty() { 0 } else { id };
+            for (i, (key, _)) in nodes.iter().enumerate().skip(new) {
+                self.places.insert(*key, i, |i| nodes[i].0);
+            }
+        }
+        NodeId(id)
     }
 
     /// The node of `raw`, parsed on first use. `None` when it does not parse (the generic path decides).
@@ -1360,7 +1392,11 @@ impl<'a> Doc<'a> {
         if let Some((_, id)) = self.substitute.filter(|(at, _)| *at == key) {
             return Some(id);
         }
-        if let Some(i) = self.nodes.iter().rposition(|(k, _)| *k == key) {
+        let cached = match self.nodes.len() > Self::FEW_NODES {
+            true => self.places.find(key, |i| self.nodes[i].0),
+            false => self.nodes.iter().rposition(|(k, _)| *k == key),
+        };
+        if let Some(i) = cached {
             return Some(NodeId(i));
         }
         let node = match raw.get().as_bytes().first()? {
@@ -1375,8 +1411,7 @@ impl<'a> Doc<'a> {
             }
             _ => return None,
         };
-        self.nodes.push((key, node));
-        Some(NodeId(self.nodes.len() - 1))
+        Some(self.add(key, node))
     }
 
     /// `raw` as an object node; `None` if it is not one.
@@ -1678,6 +1713,7 @@ fn may_need_redaction<'a>(doc: &mut Doc<'a>, event: NodeId) -> Option<bool> {
     ))
 }
 
+mod places;
 mod policy;
 #[cfg(test)]
 mod props;

@@ -7,7 +7,7 @@
 //! On a shared 2-vCPU machine timings drift by more than the effects measured, so there is also a count that
 //! does not drift: `BENCH_ONE_PASS=off` (or `on`) maps each selected case once, untimed, for
 //! `valgrind --tool=callgrind --toggle-collect='kaf_pipeline::Pipeline::process_with*'`, whose instruction
-//! count is the same on every run. `BENCH_POOL_RESOURCE=pods` keeps only that resource's events in the
+//! count is the same on every run (`BENCH_PASSES=n` repeats it, for a sampling profiler). `BENCH_POOL_RESOURCE=pods` keeps only that resource's events in the
 //! production-sized pool.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -131,9 +131,16 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
     if let Ok(which) = std::env::var("BENCH_ONE_PASS") {
+        // `BENCH_PASSES=n`: n passes instead of one (long enough for a sampling profiler such as `perf`).
+        let passes = std::env::var("BENCH_PASSES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
         for case in &cases {
             let pipeline = if which == "on" { &case.on } else { &case.off };
-            black_box(map_only(black_box(&case.data), pipeline));
+            for _ in 0..passes {
+                black_box(map_only(black_box(&case.data), pipeline));
+            }
         }
         return;
     }
