@@ -4,8 +4,10 @@
 //! against the body size. A bench binary: it asserts nothing about speed.
 //!
 //! `cargo bench -p kaf-aks --bench invocation`. `BENCH_INVOCATIONS=n` (5): the same invocation n times, the
-//! first in a fresh process, the rest what a running host pays; `BENCH_BODIES=n`: another size; `BENCH_MIMALLOC_PURGE_DELAY=0`:
-//! the templates' allocator setting; `BENCH_RSS_TRACE=1`: RSS every 50 ms; `BENCH_SHOW_LOG=1`: the handler's log.
+//! first in a fresh process, the rest what a running host pays; `BENCH_BODIES=n`: another size;
+//! `BENCH_MIMALLOC_PURGE_DELAY=n` (or any `MIMALLOC_*` variable): another allocator setting than the
+//! templates' (`infra/azure/main.bicep`); `BENCH_RSS_TRACE=1`: RSS every 50 ms; `BENCH_SHOW_LOG=1`: the
+//! handler's log.
 
 use kaf_testkit::payloads::production_aks_invocation;
 use kaf_testkit::process::{cpu_ns, spawn, status_kib};
@@ -38,9 +40,14 @@ async fn main() {
         ("logTypeConfig".into(), config),
         ("RUST_LOG".into(), "warn".into()),
     ];
+    // The allocator as the Azure templates set it; the knob and any `MIMALLOC_*` variable override it.
+    env.extend(kaf_testkit::fixtures::template_allocator_env(
+        "azure/main.bicep",
+    ));
     if let Ok(v) = std::env::var("BENCH_MIMALLOC_PURGE_DELAY") {
         env.push(("MIMALLOC_PURGE_DELAY".into(), v));
     }
+    env.extend(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")));
     let handler = spawn(Path::new(env!("CARGO_BIN_EXE_aks-handler")), &env);
     let pid = handler.child.id().unwrap_or_default();
     let client = kaf_upload::local_http_client(Some(Duration::from_secs(600))).expect("client");

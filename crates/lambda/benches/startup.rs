@@ -38,6 +38,8 @@ fn env(runtime: &RuntimeApi, rx: &Receiver, config: &Value) -> Vec<(String, Stri
         fixtures::encoded_config(config, &rx.upload_domain()),
     ));
     env.push(("SSL_CERT_FILE".into(), rx.ca_file.display().to_string()));
+    // The allocator as the SAM template sets it; the knobs below override it.
+    env.extend(fixtures::template_allocator_env("aws/template.yaml"));
     if let Ok(v) = std::env::var("BENCH_MIMALLOC_PURGE_DELAY") {
         env.push(("MIMALLOC_PURGE_DELAY".into(), v));
     }

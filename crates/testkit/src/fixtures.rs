@@ -86,3 +86,48 @@ pub fn encoded_config(config: &Value, upload_domain: &str) -> String {
         config.to_string(),
     )
 }
+
+/// The allocator settings (`MIMALLOC_*` variables) a deploy template gives the function, read from
+/// `infra/<path>` (`aws/template.yaml`, `azure/main.bicep`): what the benchmarks run with unless told
+/// otherwise, so that their figures are those of a deployed function.
+pub fn template_allocator_env(path: &str) -> Vec<(String, String)> {
+    let file = dir().join("../../infra").join(path);
+    let text = std::fs::read_to_string(&file).expect("deploy template");
+    text.lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim().split_once(':')?;
+            let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+            name.starts_with("MIMALLOC_")
+                .then(|| (name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template_allocator_env;
+
+    /// The settings the benchmarks read are there, in both template languages: a template that loses them, or
+    /// a change of syntax the reader misses, would make the benchmarks measure another allocator setting.
+    #[test]
+    fn the_templates_allocator_settings_are_read() {
+        let aws = template_allocator_env("aws/template.yaml");
+        assert!(
+            aws.contains(&("MIMALLOC_PURGE_DELAY".into(), "1000".into())),
+            "{aws:?}"
+        );
+        assert!(
+            aws.contains(&("MIMALLOC_ALLOW_THP".into(), "0".into())),
+            "{aws:?}"
+        );
+        let azure = template_allocator_env("azure/main.bicep");
+        assert!(
+            azure.contains(&("MIMALLOC_PURGE_DELAY".into(), "0".into())),
+            "{azure:?}"
+        );
+        assert!(
+            azure.contains(&("MIMALLOC_ALLOW_THP".into(), "0".into())),
+            "{azure:?}"
+        );
+    }
+}
