@@ -34,6 +34,7 @@ use places::Places;
 use scan::Raw;
 use serde_json::{Number, Value};
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// A profile compiled for one kind of document.
 #[derive(Debug, Clone)]
@@ -693,10 +694,13 @@ struct DocValues<'x, 'a> {
     doc: &'x mut Doc<'a>,
     event: NodeId,
     memo: &'x DetectMemo,
-    pods: Option<Vec<Raw<'a>>>,
-    containers: Option<Vec<Raw<'a>>>,
-    /// What each pointer slot reached, once read.
-    reached: Vec<(usize, Vec<Raw<'a>>)>,
+    /// Every value reached so far, each pointer's in one run (and the pod specs' and the containers'): one
+    /// vector for the event instead of one per predicate.
+    found: Vec<Raw<'a>>,
+    pods: Option<Range<usize>>,
+    containers: Option<Range<usize>>,
+    /// Where in `found` each pointer slot's values are, once read.
+    reached: Vec<(usize, Range<usize>)>,
     /// Each slot's address test, once made (two rules test `sourceIPs`).
     public: Vec<(usize, bool)>,
 }
@@ -707,6 +711,7 @@ impl<'x, 'a> DocValues<'x, 'a> {
             doc,
             event,
             memo,
+            found: Vec::new(),
             pods: None,
             containers: None,
             reached: Vec::new(),
@@ -714,80 +719,82 @@ impl<'x, 'a> DocValues<'x, 'a> {
         }
     }
 
-    /// The raw values, `null` included, that `pointer` reaches.
-    fn raw(&mut self, pointer: &Pointer) -> Option<Vec<Raw<'a>>> {
-        let Some(slot) = pointer.slot else {
-            return self.resolve(pointer);
-        };
-        if let Some((_, values)) = self.reached.iter().find(|(s, _)| *s == slot) {
+    /// Where in `found` the raw values, `null` included, that `pointer` reaches are.
+    fn raw(&mut self, pointer: &Pointer) -> Option<Range<usize>> {
+        if let Some(slot) = pointer.slot
+            && let Some((_, values)) = self.reached.iter().find(|(s, _)| *s == slot)
+        {
             return Some(values.clone());
         }
         let values = self.resolve(pointer)?;
-        self.reached.push((slot, values.clone()));
+        if let Some(slot) = pointer.slot {
+            self.reached.push((slot, values.clone()));
+        }
         Some(values)
     }
 
-    fn resolve(&mut self, pointer: &Pointer) -> Option<Vec<Raw<'a>>> {
-        let mut out = Vec::new();
-        match pointer.root() {
-            Root::Event => walk(self.doc, self.event, pointer.tail(), &mut out)?,
-            root => {
-                let starts = self.starts(root)?;
-                let walked = starts
-                    .iter()
-                    .try_for_each(|start| below(self.doc, *start, pointer.tail(), &mut out));
-                // Back in the cache, walked or not.
-                match root {
-                    Root::Pods => self.pods = Some(starts),
-                    _ => self.containers = Some(starts),
+    fn resolve(&mut self, pointer: &Pointer) -> Option<Range<usize>> {
+        let starts = match pointer.root() {
+            Root::Event => None,
+            root => Some(self.starts(root)?),
+        };
+        let first = self.found.len();
+        match starts {
+            None => walk(self.doc, self.event, pointer.tail(), &mut self.found)?,
+            Some(starts) => {
+                for i in starts {
+                    let start = self.found[i];
+                    below(self.doc, start, pointer.tail(), &mut self.found)?;
                 }
-                walked?;
             }
         }
-        Some(out)
+        Some(first..self.found.len())
     }
 
-    /// The pod specs, or the containers, of the event, taken out of the cache (the caller puts them back).
-    fn starts(&mut self, root: Root) -> Option<Vec<Raw<'a>>> {
+    /// Where in `found` the pod specs, or the containers, of the event are.
+    fn starts(&mut self, root: Root) -> Option<Range<usize>> {
         if self.pods.is_none() {
-            let mut pods = Vec::new();
+            let first = self.found.len();
             for path in POD_SPEC_PATHS.iter() {
-                walk(self.doc, self.event, path, &mut pods)?;
+                walk(self.doc, self.event, path, &mut self.found)?;
             }
-            self.pods = Some(pods);
+            self.pods = Some(first..self.found.len());
         }
         if root == Root::Pods {
-            return self.pods.take();
+            return self.pods.clone();
         }
         if self.containers.is_none() {
-            let pods = self.pods.as_deref().unwrap_or_default().to_vec();
-            let mut containers = Vec::new();
-            for pod in pods {
+            let first = self.found.len();
+            for i in self.pods.clone().unwrap_or_default() {
+                let pod = self.found[i];
                 for path in CONTAINER_PATHS.iter() {
-                    below(self.doc, pod, path, &mut containers)?;
+                    below(self.doc, pod, path, &mut self.found)?;
                 }
             }
-            self.containers = Some(containers);
+            self.containers = Some(first..self.found.len());
         }
-        self.containers.take()
+        self.containers.clone()
     }
 }
 
 impl Values for DocValues<'_, '_> {
     fn reach(&mut self, pointer: &Pointer) -> Option<Vec<Cow<'_, Value>>> {
-        self.raw(pointer)?
-            .into_iter()
+        let values = self.raw(pointer)?;
+        self.found[values]
+            .iter()
             .filter(|raw| raw.get() != "null")
             .map(|raw| serde_json::from_str(raw.get()).ok().map(Cow::Owned))
             .collect()
     }
 
     fn exists(&mut self, pointer: &Pointer) -> Option<bool> {
-        Some(self.raw(pointer)?.iter().any(|raw| raw.get() != "null"))
+        let values = self.raw(pointer)?;
+        Some(self.found[values].iter().any(|raw| raw.get() != "null"))
     }
 
     fn any_equals(&mut self, pointer: &Pointer, wanted: &[Value], spread: bool) -> Option<bool> {
-        for raw in self.raw(pointer)? {
+        for i in self.raw(pointer)? {
+            let raw = self.found[i];
             if spread && raw.get().starts_with('[') {
                 let node = self.doc.node(raw)?;
                 let Node::Array(items) = &self.doc.nodes[node.0].1 else {
@@ -807,7 +814,8 @@ impl Values for DocValues<'_, '_> {
 
     fn strings(&mut self, pointer: &Pointer, spread: bool) -> Option<Vec<Cow<'_, str>>> {
         let mut out = Vec::new();
-        for raw in self.raw(pointer)? {
+        for i in self.raw(pointer)? {
+            let raw = self.found[i];
             if raw.get().starts_with('"') {
                 out.push(string_of(raw)?);
             } else if spread && raw.get().starts_with('[') {
@@ -988,9 +996,27 @@ fn walk<'a>(
             }
         }
         Token::Each => {
+            if let Node::Array(items) = &doc.nodes[node.0].1 {
+                // By index: the walk below adds nodes, never changes this one.
+                for i in 0..items.len() {
+                    let Node::Array(items) = &doc.nodes[node.0].1 else {
+                        break;
+                    };
+                    let item = items[i];
+                    below(doc, item, rest, out)?;
+                }
+                return Some(());
+            }
             let children: Vec<Raw<'a>> = match &doc.nodes[node.0].1 {
-                Node::Array(items) => items.clone(),
-                // A built object keeps the last of duplicate keys.
+                Node::Array(_) => Vec::new(),
+                // A built object keeps the last of duplicate keys: a look ahead for each member of a small
+                // object (a ConfigMap's data), a set for a large one.
+                Node::Object(members, _) if members.len() <= 16 => members
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, (key, _))| !members[i + 1..].iter().any(|(k, _)| k == key))
+                    .map(|(_, (_, value))| *value)
+                    .collect(),
                 Node::Object(members, _) => {
                     let mut seen = std::collections::HashSet::with_capacity(members.len());
                     let mut last: Vec<Raw<'a>> = members

@@ -14,6 +14,7 @@
 //! generic path decides, and nothing here can panic.
 
 use crate::render::Str;
+use kaf_envelope::escape::first_special;
 use std::borrow::Cow;
 
 mod validate;
@@ -251,13 +252,18 @@ fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
     let mut at = from;
     let mut escaped = false;
     loop {
-        at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
-        if bytes[at] == b'"' {
-            return Some((at, escaped));
+        // Eight bytes at a time (most keys and values are short, where `memchr`'s set-up costs more than the
+        // search); it also stops at control characters, which text serde has parsed cannot hold in a string.
+        at += first_special(bytes.get(at..)?)?;
+        match bytes[at] {
+            b'"' => return Some((at, escaped)),
+            b'\\' => {
+                escaped = true;
+                // The escaped character, whatever it is (`\"`, `\\`, or the first of `\uXXXX`).
+                at += 2;
+            }
+            _ => at += 1,
         }
-        escaped = true;
-        // The escaped character, whatever it is (`\"`, `\\`, or the first of `\uXXXX`).
-        at += 2;
     }
 }
 
