@@ -111,23 +111,17 @@ mod tests {
     /// a change of syntax the reader misses, would make the benchmarks measure another allocator setting.
     #[test]
     fn the_templates_allocator_settings_are_read() {
-        let aws = template_allocator_env("aws/template.yaml");
-        assert!(
-            aws.contains(&("MIMALLOC_PURGE_DELAY".into(), "1000".into())),
-            "{aws:?}"
-        );
-        assert!(
-            aws.contains(&("MIMALLOC_ALLOW_THP".into(), "0".into())),
-            "{aws:?}"
-        );
-        let azure = template_allocator_env("azure/main.bicep");
-        assert!(
-            azure.contains(&("MIMALLOC_PURGE_DELAY".into(), "0".into())),
-            "{azure:?}"
-        );
-        assert!(
-            azure.contains(&("MIMALLOC_ALLOW_THP".into(), "0".into())),
-            "{azure:?}"
-        );
+        for (template, purge_delay) in [("aws/template.yaml", "1000"), ("azure/main.bicep", "0")] {
+            let env = template_allocator_env(template);
+            for (name, value) in [
+                ("MIMALLOC_PURGE_DELAY", purge_delay),
+                ("MIMALLOC_ALLOW_THP", "0"),
+            ] {
+                assert!(
+                    env.contains(&(name.into(), value.into())),
+                    "{template}: {env:?}"
+                );
+            }
+        }
     }
 }
