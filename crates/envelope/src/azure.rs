@@ -13,7 +13,9 @@
 //! split, then holds about one.
 
 mod locate;
+mod route;
 
+pub use crate::escape::unescape_json_string;
 use crate::escape::{first_special, hex_unit, short_escape, utf16_char};
 use crate::{Batch, Payload, RawEvent, Source};
 use serde::Deserialize;
@@ -111,40 +113,6 @@ fn element_text(raw: &RawValue) -> String {
     }
 }
 
-/// The text a JSON string literal (`raw`, quotes included) stands for, or `None` if it is not one. Unlike
-/// serde's, whose scratch buffer grows by doubling (a 34 MB `Data.events` then briefly takes 96 MB), the
-/// output is allocated once: it is never longer than the literal.
-pub fn unescape_json_string(raw: &str) -> Option<String> {
-    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
-    let mut out = String::with_capacity(inner.len());
-    let mut rest = inner;
-    while let Some(at) = first_special(rest.as_bytes()) {
-        out.push_str(&rest[..at]);
-        let bytes = rest.as_bytes();
-        if bytes[at] != b'\\' {
-            // A quote inside, or a raw control character (serde refuses them anywhere).
-            return None;
-        }
-        let escape = *bytes.get(at + 1)?;
-        rest = &rest[at + 2..];
-        if escape != b'u' {
-            out.push(char::from(short_escape(escape)?));
-            continue;
-        }
-        let unit = |text: &str| hex_unit(text.as_bytes().get(..4)?);
-        let first = unit(rest)?;
-        rest = &rest[4..];
-        let c = utf16_char(first, || {
-            let low = rest.strip_prefix("\\u").and_then(unit)?;
-            rest = &rest[6..];
-            Some(low)
-        })?;
-        out.push(c);
-    }
-    out.push_str(rest);
-    Some(out)
-}
-
 /// The bodies in `Data.events` when it is a JSON string literal (`raw`, quotes included) holding a JSON array of
 /// strings, the host's usual shape: both levels of escaping are undone in one pass, straight into each body's
 /// text. Reading the literal first (an unescaped copy of the whole array, scanned again as JSON, then each
@@ -152,9 +120,16 @@ pub fn unescape_json_string(raw: &str) -> Option<String> {
 /// anything irregular (an element that is not a string, invalid escapes, a raw control character): the caller
 /// then takes the general route, which decides what such a request is.
 pub fn string_bodies(raw: &str) -> Option<Vec<String>> {
-    let inner = raw.strip_prefix('"')?.strip_suffix('"')?.as_bytes();
+    let (bodies, end) = string_bodies_at(raw.as_bytes(), 0)?;
+    (end == raw.len()).then_some(bodies)
+}
+
+/// [`string_bodies`] of the literal whose opening quote is `bytes[open]`, and the index just past its
+/// closing quote (the bytes may go on after it).
+fn string_bodies_at(bytes: &[u8], open: usize) -> Option<(Vec<String>, usize)> {
+    (bytes.get(open) == Some(&b'"')).then_some(())?;
     let mut outer = Unescaped {
-        bytes: inner,
+        bytes: &bytes[open + 1..],
         at: 0,
         pending: ([0; 4], 0, 0),
     };
@@ -165,8 +140,13 @@ pub fn string_bodies(raw: &str) -> Option<Vec<String>> {
     loop {
         if state == ArrayState::InString {
             // Inside an element, input bytes other than `\`, `"` and control characters are the body's own:
-            // copied as a run.
+            // copied as a run. Then the two escapes a body is dense with, undone at once: its `"` and its `\`
+            // (a record's `properties.log` escapes every quote of the event) are `\\\"` and `\\\\` here.
             body.extend_from_slice(outer.plain_run());
+            if let Some(byte) = outer.doubly_escaped() {
+                body.push(byte);
+                continue;
+            }
         }
         let Some(byte) = outer.next_byte()? else {
             break;
@@ -197,7 +177,7 @@ pub fn string_bodies(raw: &str) -> Option<Vec<String>> {
             _ => return None,
         };
     }
-    (state == ArrayState::End).then_some(bodies)
+    (state == ArrayState::End).then_some((bodies, open + 1 + outer.at))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +190,8 @@ enum ArrayState {
     End,
 }
 
-/// The bytes a JSON string literal's inside stands for, one at a time (a `\u` escape as its UTF-8 bytes).
+/// The bytes a JSON string literal's inside stands for, one at a time (a `\u` escape as its UTF-8 bytes), up to
+/// its closing quote.
 struct Unescaped<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -231,20 +212,32 @@ impl<'a> Unescaped<'a> {
         &rest[..run]
     }
 
-    /// `Some(None)` at the end, `None` for an invalid literal.
+    /// The `"` or `\\` that `\\\"` or `\\\\` here stands for once unescaped twice (none while a `\u` escape's
+    /// bytes are pending), stepped over.
+    fn doubly_escaped(&mut self) -> Option<u8> {
+        let (_, used, len) = self.pending;
+        let byte = match self.bytes.get(self.at..self.at + 4)? {
+            br#"\\\""# => b'"',
+            br"\\\\" => b'\\',
+            _ => return None,
+        };
+        (used >= len).then_some(())?;
+        self.at += 4;
+        Some(byte)
+    }
+
+    /// `Some(None)` at the closing quote (stepped over), `None` for an invalid or unclosed literal.
     fn next_byte(&mut self) -> Option<Option<u8>> {
         let (buf, used, len) = &mut self.pending;
         if *used < *len {
             *used += 1;
             return Some(Some(buf[usize::from(*used) - 1]));
         }
-        let Some(&byte) = self.bytes.get(self.at) else {
-            return Some(None);
-        };
+        let &byte = self.bytes.get(self.at)?;
         self.at += 1;
         match byte {
             b'\\' => {}
-            b'"' => return None,
+            b'"' => return Some(None),
             byte if byte < 0x20 => return None,
             byte => return Some(Some(byte)),
         }
@@ -353,9 +346,8 @@ type Parts = (Option<String>, Vec<Option<i64>>, Events);
 /// The usual request, read without serde going over `Data.events` ([`locate`]): its bodies, or `None` for
 /// the general route.
 fn located_bodies(request: &[u8], binding: &str) -> Option<Parts> {
-    let found = locate::locate(request, binding)?;
-    let literal = std::str::from_utf8(request.get(found.events)?).ok()?;
-    let bodies = string_bodies(literal)?;
+    let found = locate::locate(request, binding, string_bodies_at)?;
+    let bodies = found.events;
     let metadata = match found.metadata {
         Some(range) => Some(serde_json::from_slice::<&RawValue>(request.get(range)?).ok()?),
         None => None,
@@ -485,6 +477,17 @@ impl Head<'_> {
     fn category(&self) -> Option<&str> {
         self.category.as_deref().or(self.category_upper.as_deref())
     }
+
+    fn route(&self) -> route::Route<'_> {
+        route::Route {
+            category: self.category(),
+            resource_id: self
+                .resource_id
+                .as_deref()
+                .or(self.resource_id_upper.as_deref()),
+            time: self.time.as_deref(),
+        }
+    }
 }
 
 /// An invocation split into record batches.
@@ -566,7 +569,7 @@ impl Splitter {
                     &mut self.stats,
                     &format!("{body_id}-r0"),
                     &text,
-                    head,
+                    head.route(),
                 );
             } else {
                 self.stats.not_records += 1;
@@ -575,19 +578,28 @@ impl Splitter {
         };
         for (record_index, raw) in records.into_iter().enumerate() {
             let record_text = raw.get();
-            let record_head = match serde_json::from_str::<Head<'_>>(record_text) {
-                Ok(head) if record_text.starts_with('{') => head,
-                _ => {
-                    self.stats.not_records += 1;
-                    continue;
-                }
+            // The body's parse validated the record: its route is found by quotes and brackets, and serde
+            // reads only an unusual one.
+            let parsed;
+            let route = match route::route(record_text) {
+                Some(route) => route,
+                None => match serde_json::from_str::<Head<'_>>(record_text) {
+                    Ok(head) if record_text.starts_with('{') => {
+                        parsed = head;
+                        parsed.route()
+                    }
+                    _ => {
+                        self.stats.not_records += 1;
+                        continue;
+                    }
+                },
             };
             add_record(
                 &mut self.groups,
                 &mut self.stats,
                 &format!("{body_id}-r{record_index}"),
                 record_text,
-                record_head,
+                route,
             );
         }
     }
@@ -616,20 +628,17 @@ fn add_record(
     stats: &mut RecordStats,
     id: &str,
     text: &str,
-    head: Head<'_>,
+    route: route::Route<'_>,
 ) {
     stats.records += 1;
-    let category = head.category().unwrap_or("").to_string();
-    let cluster = head
+    let category = route.category.unwrap_or("").to_string();
+    let cluster = route
         .resource_id
-        .as_deref()
-        .or(head.resource_id_upper.as_deref())
         .map(cluster_from_resource_id)
         .unwrap_or("")
         .to_string();
-    let envelope_time_ms = head
+    let envelope_time_ms = route
         .time
-        .as_deref()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.timestamp_millis());
     let shared: Arc<str> = Arc::from(text);

@@ -1237,9 +1237,10 @@ fn field_value<'a>(
 fn string_of(raw: Raw<'_>) -> Option<Cow<'_, str>> {
     let text = raw.get();
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    // Most values are short: a byte scan, not a searcher.
+    // Most values are short: a byte scan, not a searcher. Escaped ones can be long (an AKS record's
+    // `properties.log`): unescaped eight bytes at a time, refusing what serde refuses.
     if inner.as_bytes().contains(&b'\\') {
-        serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+        kaf_envelope::escape::unescape_json_string(text).map(Cow::Owned)
     } else {
         Some(Cow::Borrowed(inner))
     }

@@ -15,14 +15,21 @@
 use crate::skip::Cursor;
 use std::ops::Range;
 
-/// The byte ranges of `Data.<binding>` (when it is a string literal, quotes included) and of `Metadata`.
+/// What `read_events` made of `Data.<binding>` (a string literal), and the byte range of `Metadata`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Located {
-    pub events: Range<usize>,
+pub(super) struct Located<T> {
+    pub events: T,
     pub metadata: Option<Range<usize>>,
 }
 
-pub(super) fn locate(request: &[u8], binding: &str) -> Option<Located> {
+/// `read_events` reads the literal whose opening quote is at the index it is given, and returns what it
+/// read with the index just past the closing quote: the literal is read once, by its consumer, which finds
+/// its end on the way (searching for the end first cost as much again, its escapes being dense).
+pub(super) fn locate<T>(
+    request: &[u8],
+    binding: &str,
+    mut read_events: impl FnMut(&[u8], usize) -> Option<(T, usize)>,
+) -> Option<Located<T>> {
     let mut at = Cursor::new(request);
     let (mut events, mut metadata) = (None, None);
     let mut seen_data = false;
@@ -33,14 +40,15 @@ pub(super) fn locate(request: &[u8], binding: &str) -> Option<Located> {
                     return None;
                 }
                 at.members(|at, key| {
-                    if &request[key] == binding.as_bytes() {
-                        let value = at.value()?;
-                        let literal = request.get(value.clone())?.first() == Some(&b'"');
-                        // A second member of that name, or one that is not a string: serde's to read.
-                        (events.replace(value).is_none() && literal).then_some(())
-                    } else {
-                        at.value().map(drop)
+                    if &request[key] != binding.as_bytes() {
+                        return at.value().map(drop);
                     }
+                    // A second member of that name, or one that is not a string: serde's to read.
+                    (events.is_none() && at.peek() == Some(b'"')).then_some(())?;
+                    let (read, end) = read_events(request, at.at)?;
+                    at.at = end;
+                    events = Some(read);
+                    Some(())
                 })
             }
             b"Metadata" => {
@@ -67,12 +75,18 @@ mod tests {
         /// Any bytes at all: found or left to serde, never a panic (the request is whatever was POSTed).
         #[test]
         fn any_request_is_located_or_left_to_serde(text in "[{}\\[\\]\",:\\\\ a1]{0,40}|\\{\"Data\":\\{\"events\":[\"\\\\a{}]{0,12}") {
-            let _ = locate(text.as_bytes(), "events");
+            let _ = locate(text.as_bytes(), "events", literal);
         }
     }
 
+    /// The literal's range, as a consumer that only finds its end reads it.
+    fn literal(bytes: &[u8], open: usize) -> Option<(Range<usize>, usize)> {
+        let end = crate::skip::literal_end(bytes, open)? + 1;
+        Some((open..end, end))
+    }
+
     fn texts(request: &str) -> Option<(String, Option<String>)> {
-        let found = locate(request.as_bytes(), "events")?;
+        let found = locate(request.as_bytes(), "events", literal)?;
         Some((
             request[found.events].to_string(),
             found.metadata.map(|m| request[m].to_string()),
