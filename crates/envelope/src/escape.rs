@@ -38,22 +38,25 @@ pub(crate) fn utf16_char(first: u16, low: impl FnOnce() -> Option<u16>) -> Optio
     char::from_u32(0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(low) - 0xDC00))
 }
 
+const ONES: u64 = u64::MAX / 255;
+const HIGH_BITS: u64 = ONES << 7;
+
+/// The high bit set in (at least) the lowest byte of `word` equal to `byte`, and possibly in later ones.
+fn has_byte(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x
+}
+
 /// The index of the first `"`, `\` or control character in `bytes`, eight bytes at a time (the test
 /// serde_json makes): where a JSON string's plain run ends.
 pub fn first_special(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::MAX / 255;
-    const HIGH: u64 = ONES << 7;
-    let has = |word: u64, byte: u8| {
-        let x = word ^ (ONES * u64::from(byte));
-        x.wrapping_sub(ONES) & !x
-    };
     let mut chunks = bytes.chunks_exact(8);
     let mut offset = 0;
     for chunk in &mut chunks {
         let word = u64::from_le_bytes(chunk.try_into().ok()?);
         let control = word.wrapping_sub(ONES * 0x20) & !word;
         // Only the lowest flag is exact (a borrow can flag a later byte), and only the lowest is read.
-        let found = (control | has(word, b'"') | has(word, b'\\')) & HIGH;
+        let found = (control | has_byte(word, b'"') | has_byte(word, b'\\')) & HIGH_BITS;
         if found != 0 {
             return Some(offset + found.trailing_zeros() as usize / 8);
         }
@@ -99,6 +102,27 @@ pub fn unescape_json_string(raw: &str) -> Option<String> {
     }
     out.push_str(rest);
     Some(out)
+}
+
+/// The index of the first `"` or `\` in `bytes`, eight bytes at a time: where a JSON string's plain run ends
+/// when control characters need no check (a text already validated).
+pub fn first_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().ok()?);
+        // Only the lowest flag is exact (a borrow can flag a later byte), and only the lowest is read.
+        let found = (has_byte(word, b'"') | has_byte(word, b'\\')) & HIGH_BITS;
+        if found != 0 {
+            return Some(offset + found.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|i| offset + i)
 }
 
 /// Unescape the JSON string literal whose opening quote is `buffer[open]`, writing its value from

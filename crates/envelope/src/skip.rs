@@ -113,21 +113,18 @@ impl<B: AsRef<[u8]>> Cursor<B> {
     }
 }
 
-/// The index of the quote that closes the string literal opening at `open`: the first quote after it with an
-/// even number of backslashes right before it.
+/// The index of the quote that closes the string literal opening at `open`: the first quote after it that no
+/// backslash escapes. Escapes are stepped over as they come, each `\` with the byte after it: the literals
+/// skipped here (an AKS record's escaped event) have an escaped quote every few bytes, and searching for each
+/// quote and then counting the backslashes before it cost several times as much.
 pub(crate) fn literal_end(bytes: &[u8], open: usize) -> Option<usize> {
-    let mut from = open + 1;
+    let mut at = open + 1;
     loop {
-        let quote = from + memchr::memchr(b'"', bytes.get(from..)?)?;
-        let backslashes = bytes[open + 1..quote]
-            .iter()
-            .rev()
-            .take_while(|b| **b == b'\\')
-            .count();
-        if backslashes % 2 == 0 {
-            return Some(quote);
+        at += crate::escape::first_quote_or_backslash(bytes.get(at..)?)?;
+        if bytes[at] == b'"' {
+            return Some(at);
         }
-        from = quote + 1;
+        at += 2;
     }
 }
 
@@ -150,4 +147,80 @@ pub(crate) fn nested_end(bytes: &[u8], open: usize) -> Option<usize> {
         at += 1;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The closing quote found one quote at a time, counting the backslashes before each.
+    fn literal_end_by_counting(bytes: &[u8], open: usize) -> Option<usize> {
+        let mut from = open + 1;
+        loop {
+            let quote = from + bytes.get(from..)?.iter().position(|&b| b == b'"')?;
+            let backslashes = bytes[open + 1..quote]
+                .iter()
+                .rev()
+                .take_while(|b| **b == b'\\')
+                .count();
+            if backslashes % 2 == 0 {
+                return Some(quote);
+            }
+            from = quote + 1;
+        }
+    }
+
+    /// JSON values nested a few levels, with strings holding brackets, quotes and backslashes.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<i32>().prop_map(serde_json::Value::from),
+            "[a-z{}\\[\\]\"\\\\]{0,8}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map("[a-z\\]\"]{0,4}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// An object or array ends where serde wrote it to, whatever follows.
+        #[test]
+        fn a_nested_value_ends_where_it_was_written(
+            value in json_value(),
+            pretty in any::<bool>(),
+            after in "[,}\\] \"]{0,3}",
+        ) {
+            let written = if pretty {
+                serde_json::to_string_pretty(&value).unwrap()
+            } else {
+                value.to_string()
+            };
+            let text = format!("{written}{after}");
+            let expected = matches!(value, serde_json::Value::Array(_) | serde_json::Value::Object(_))
+                .then_some(written.len());
+            prop_assert_eq!(nested_end(text.as_bytes(), 0), expected);
+        }
+
+        /// Runs of backslashes of every length, quotes anywhere, long plain runs, and the end of the text.
+        #[test]
+        fn the_closing_quote_is_the_first_unescaped_one(
+            parts in prop::collection::vec(prop_oneof![
+                3 => "[a-z\u{e9}]{0,20}",
+                2 => "\\\\{1,5}",
+                1 => Just("\"".to_string()),
+                1 => Just("\\\\\"".to_string()),
+            ], 0..40),
+            open in 0usize..100,
+        ) {
+            let text = format!("\"{}", parts.concat());
+            let open = open.min(text.len() - 1);
+            prop_assert_eq!(literal_end(text.as_bytes(), open), literal_end_by_counting(text.as_bytes(), open));
+        }
+    }
 }
