@@ -113,7 +113,9 @@ pub(crate) fn backup_key_of(live: &Path, dev: u64, ino: u64) -> io::Result<Optio
         .map(|c| c.key))
 }
 
-/// The candidate whose first line hashes to `head`; the same inode wins among several.
+/// The candidate whose first line hashes to `head`; the same inode wins among several. `NotFound` when a
+/// candidate has gone since it was listed (the answer would be a guess: list again); a name that stays but
+/// cannot be opened (a dangling link) is passed over.
 pub(crate) fn find_by_head(
     candidates: &[Candidate],
     head: &str,
@@ -124,7 +126,12 @@ pub(crate) fn find_by_head(
     for c in candidates {
         let c_head = match Reader::open(c) {
             Ok((_, h)) => h,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if std::fs::symlink_metadata(&c.path).is_ok() {
+                    continue;
+                }
+                return Err(e);
+            }
             Err(e) => return Err(e),
         };
         if c_head.as_deref() == Some(head) {

@@ -197,8 +197,25 @@ impl Follower {
     }
 
     /// Open what [`Next`] names; `false` when it does not exist (yet).
+    ///
+    /// Files are renamed, compressed and deleted while they are listed and read (lumberjack removes a backup's
+    /// plain copy once its `.gz` is written). A candidate gone between the listing and its reading means the
+    /// listing is stale: it is listed again, rather than the checkpointed file taken for deleted, which
+    /// re-reads the whole backlog from its oldest file and sends it all again.
     fn open_next(&mut self) -> io::Result<bool> {
-        let candidates = files::candidates(&self.live)?;
+        const LISTINGS: usize = 8;
+        for _ in 0..LISTINGS {
+            match self.open_listed(&files::candidates(&self.live)?) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                opened => return opened,
+            }
+        }
+        // Still moving: the next poll lists again.
+        Ok(false)
+    }
+
+    /// [`Follower::open_next`] among `candidates`; `NotFound` when one of them has gone since it was listed.
+    fn open_listed(&mut self, candidates: &[Candidate]) -> io::Result<bool> {
         let (candidate, offset) = match &self.next {
             Next::LiveFile => match candidates.last().filter(|c| c.is_live) {
                 Some(c) => (c.clone(), 0),
@@ -210,7 +227,7 @@ impl Follower {
             },
             Next::At { checkpoint } => {
                 match files::find_by_head(
-                    &candidates,
+                    candidates,
                     &checkpoint.head,
                     checkpoint.dev,
                     checkpoint.ino,
@@ -221,7 +238,7 @@ impl Follower {
                         tracing::warn!(file = %self.live.display(), "checkpointed file is gone; reading the oldest file left");
                         self.limit = None;
                         self.next = Next::FromStart;
-                        return self.open_next();
+                        return self.open_listed(candidates);
                     }
                 }
             }
@@ -236,7 +253,7 @@ impl Follower {
                     .position(|c| !c.compressed && (c.dev, c.ino) == (*dev, *ino));
                 let position = match (position, head) {
                     (Some(p), _) => Some(p),
-                    (None, Some(head)) => files::find_by_head(&candidates, head, *dev, *ino)?
+                    (None, Some(head)) => files::find_by_head(candidates, head, *dev, *ino)?
                         .and_then(|found| candidates.iter().position(|c| c.path == found.path)),
                     (None, None) => None,
                 };
@@ -258,15 +275,9 @@ impl Follower {
                 }
             }
         };
-        match Cursor::open(&candidate, offset) {
-            Ok(cursor) => {
-                self.cursor = Some(cursor);
-                Ok(true)
-            }
-            // Renamed or compressed between listing and opening: list again next time.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
+        // Renamed or compressed between listing and opening: `NotFound`, and the caller lists again.
+        self.cursor = Some(Cursor::open(&candidate, offset)?);
+        Ok(true)
     }
 }
 

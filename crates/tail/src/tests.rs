@@ -223,3 +223,49 @@ fn a_rotated_file_that_vanishes_at_once_does_not_stall_the_follower() {
     append(&live, &(2..4).map(line).collect::<String>());
     assert_eq!(drain(&mut f), expect(2..4));
 }
+
+#[test]
+fn a_backup_compressed_while_the_checkpointed_file_is_sought_is_listed_again_not_taken_for_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("audit.log");
+    append(&live, &(0..5).map(line).collect::<String>());
+    let checkpoint = Follower::new(&live, Start::LiveFile)
+        .poll(2, 1 << 20)
+        .unwrap()
+        .unwrap()
+        .delivered();
+    let backup = dir.path().join("audit-2026-11-26T14-00-00.000.log");
+    std::fs::rename(&live, &backup).unwrap();
+    append(&live, &(5..7).map(line).collect::<String>());
+    let mut f = Follower::new(&live, Start::Checkpoint(checkpoint));
+    // Listed with its plain copy, which is gone (compressed) before it is read.
+    let listed = files::candidates(&live).unwrap();
+    gzip(&backup);
+    assert_eq!(
+        f.open_listed(&listed).unwrap_err().kind(),
+        io::ErrorKind::NotFound
+    );
+    // Listed again: it resumes in the compressed copy, and nothing before the checkpoint is read again.
+    assert_eq!(drain(&mut f), expect(2..7));
+}
+
+#[test]
+fn a_dangling_backup_link_is_passed_over_not_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("audit.log");
+    append(&live, &(0..3).map(line).collect::<String>());
+    let checkpoint = Follower::new(&live, Start::LiveFile)
+        .poll(1, 1 << 20)
+        .unwrap()
+        .unwrap()
+        .delivered();
+    std::os::unix::fs::symlink(
+        dir.path().join("nowhere"),
+        dir.path().join("audit-2026-11-26T10-00-00.000.log"),
+    )
+    .unwrap();
+    assert_eq!(
+        drain(&mut Follower::new(&live, Start::Checkpoint(checkpoint))),
+        expect(1..3)
+    );
+}
