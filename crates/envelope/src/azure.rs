@@ -139,14 +139,7 @@ fn string_bodies_at(bytes: &[u8], open: usize) -> Option<(Vec<String>, usize)> {
     // The decoded (once-unescaped) text, one byte at a time, read as a JSON array of strings.
     loop {
         if state == ArrayState::InString {
-            // Inside an element, input bytes other than `\`, `"` and control characters are the body's own:
-            // copied as a run. Then the two escapes a body is dense with, undone at once: its `"` and its `\`
-            // (a record's `properties.log` escapes every quote of the event) are `\\\"` and `\\\\` here.
-            body.extend_from_slice(outer.plain_run());
-            if let Some(byte) = outer.doubly_escaped() {
-                body.push(byte);
-                continue;
-            }
+            outer.plain_and_doubly_escaped(&mut body);
         }
         let Some(byte) = outer.next_byte()? else {
             break;
@@ -161,7 +154,10 @@ fn string_bodies_at(bytes: &[u8], open: usize) -> Option<(Vec<String>, usize)> {
             (ArrayState::BeforeFirst, b']') => ArrayState::End,
             (ArrayState::BeforeFirst | ArrayState::BeforeNext, b'"') => ArrayState::InString,
             (ArrayState::InString, b'"') => {
-                bodies.push(String::from_utf8(std::mem::take(&mut body)).ok()?);
+                // The next body is likely about as long (the host packs them full): room for it at once,
+                // rather than growing by doubling and copying.
+                let next = Vec::with_capacity(body.len());
+                bodies.push(String::from_utf8(std::mem::replace(&mut body, next)).ok()?);
                 ArrayState::AfterElement
             }
             (ArrayState::InString, b'\\') => {
@@ -199,31 +195,31 @@ struct Unescaped<'a> {
 }
 
 impl<'a> Unescaped<'a> {
-    /// The input bytes up to the next `\`, `"` or control character (none while a `\u` escape's bytes are
-    /// pending): each stands for itself.
-    fn plain_run(&mut self) -> &'a [u8] {
+    /// Inside an element: onto `body`, the input bytes up to the next `\`, `"` or control character (each
+    /// stands for itself), and the two escapes a body is dense with, undone at once, for as long as they come:
+    /// its `"` and its `\` (a record's `properties.log` escapes every quote of the event) are `\\\"` and `\\\\`
+    /// here. Nothing while a `\u` escape's bytes are pending.
+    fn plain_and_doubly_escaped(&mut self, body: &mut Vec<u8>) {
         let (_, used, len) = self.pending;
         if used < len {
-            return &[];
+            return;
         }
-        let rest = &self.bytes[self.at..];
-        let run = first_special(rest).unwrap_or(rest.len());
-        self.at += run;
-        &rest[..run]
-    }
-
-    /// The `"` or `\\` that `\\\"` or `\\\\` here stands for once unescaped twice (none while a `\u` escape's
-    /// bytes are pending), stepped over.
-    fn doubly_escaped(&mut self) -> Option<u8> {
-        let (_, used, len) = self.pending;
-        let byte = match self.bytes.get(self.at..self.at + 4)? {
-            br#"\\\""# => b'"',
-            br"\\\\" => b'\\',
-            _ => return None,
-        };
-        (used >= len).then_some(())?;
-        self.at += 4;
-        Some(byte)
+        let bytes = self.bytes;
+        let mut at = self.at;
+        loop {
+            let rest = &bytes[at..];
+            let run = first_special(rest).unwrap_or(rest.len());
+            body.extend_from_slice(&rest[..run]);
+            at += run;
+            let byte = match bytes.get(at..at + 4) {
+                Some(br#"\\\""#) => b'"',
+                Some(br"\\\\") => b'\\',
+                _ => break,
+            };
+            body.push(byte);
+            at += 4;
+        }
+        self.at = at;
     }
 
     /// `Some(None)` at the closing quote (stepped over), `None` for an invalid or unclosed literal.
