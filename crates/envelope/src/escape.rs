@@ -47,16 +47,20 @@ fn has_byte(word: u64, byte: u8) -> u64 {
     x.wrapping_sub(ONES) & !x
 }
 
-/// The index of the first `"`, `\` or control character in `bytes`, eight bytes at a time (the test
-/// serde_json makes): where a JSON string's plain run ends.
-pub fn first_special(bytes: &[u8]) -> Option<usize> {
+/// The index of the first byte `is` picks, eight bytes at a time: `flags` sets the high bit of (at least) the
+/// lowest such byte of a little-endian word.
+#[inline(always)]
+fn first_flagged(
+    bytes: &[u8],
+    flags: impl Fn(u64) -> u64,
+    is: impl Fn(u8) -> bool,
+) -> Option<usize> {
     let mut chunks = bytes.chunks_exact(8);
     let mut offset = 0;
     for chunk in &mut chunks {
         let word = u64::from_le_bytes(chunk.try_into().ok()?);
-        let control = word.wrapping_sub(ONES * 0x20) & !word;
         // Only the lowest flag is exact (a borrow can flag a later byte), and only the lowest is read.
-        let found = (control | has_byte(word, b'"') | has_byte(word, b'\\')) & HIGH_BITS;
+        let found = flags(word) & HIGH_BITS;
         if found != 0 {
             return Some(offset + found.trailing_zeros() as usize / 8);
         }
@@ -65,8 +69,20 @@ pub fn first_special(bytes: &[u8]) -> Option<usize> {
     chunks
         .remainder()
         .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .position(|&b| is(b))
         .map(|i| offset + i)
+}
+
+/// The index of the first `"`, `\` or control character in `bytes`, eight bytes at a time (the test
+/// serde_json makes): where a JSON string's plain run ends.
+pub fn first_special(bytes: &[u8]) -> Option<usize> {
+    first_flagged(
+        bytes,
+        |word| {
+            (word.wrapping_sub(ONES * 0x20) & !word) | has_byte(word, b'"') | has_byte(word, b'\\')
+        },
+        |b| b < 0x20 || b == b'"' || b == b'\\',
+    )
 }
 
 /// The text a JSON string literal (`raw`, quotes included) stands for, or `None` if it is not one. Unlike
@@ -107,22 +123,11 @@ pub fn unescape_json_string(raw: &str) -> Option<String> {
 /// The index of the first `"` or `\` in `bytes`, eight bytes at a time: where a JSON string's plain run ends
 /// when control characters need no check (a text already validated).
 pub fn first_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().ok()?);
-        // Only the lowest flag is exact (a borrow can flag a later byte), and only the lowest is read.
-        let found = (has_byte(word, b'"') | has_byte(word, b'\\')) & HIGH_BITS;
-        if found != 0 {
-            return Some(offset + found.trailing_zeros() as usize / 8);
-        }
-        offset += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\')
-        .map(|i| offset + i)
+    first_flagged(
+        bytes,
+        |word| has_byte(word, b'"') | has_byte(word, b'\\'),
+        |b| b == b'"' || b == b'\\',
+    )
 }
 
 /// Unescape the JSON string literal whose opening quote is `buffer[open]`, writing its value from
