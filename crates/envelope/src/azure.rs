@@ -15,8 +15,7 @@
 mod locate;
 mod route;
 
-pub use crate::escape::unescape_json_string;
-use crate::escape::{first_special, hex_unit, short_escape, utf16_char};
+use crate::escape::{first_special, hex_unit, short_escape, unescape_json_string, utf16_char};
 use crate::{Batch, Payload, RawEvent, Source};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -135,6 +134,7 @@ fn string_bodies_at(bytes: &[u8], open: usize) -> Option<(Vec<String>, usize)> {
     };
     let mut bodies = Vec::new();
     let mut body: Vec<u8> = Vec::new();
+    let mut last_len = 0;
     let mut state = ArrayState::Start;
     // The decoded (once-unescaped) text, one byte at a time, read as a JSON array of strings.
     loop {
@@ -152,12 +152,15 @@ fn string_bodies_at(bytes: &[u8], open: usize) -> Option<(Vec<String>, usize)> {
             | (ArrayState::AfterElement | ArrayState::End, b' ' | b'\t' | b'\n' | b'\r') => state,
             (ArrayState::Start, b'[') => ArrayState::BeforeFirst,
             (ArrayState::BeforeFirst, b']') => ArrayState::End,
-            (ArrayState::BeforeFirst | ArrayState::BeforeNext, b'"') => ArrayState::InString,
+            (ArrayState::BeforeFirst | ArrayState::BeforeNext, b'"') => {
+                // A body is likely about as long as the last one (the host packs them full): room for it at
+                // once, rather than growing by doubling and copying.
+                body.reserve(last_len);
+                ArrayState::InString
+            }
             (ArrayState::InString, b'"') => {
-                // The next body is likely about as long (the host packs them full): room for it at once,
-                // rather than growing by doubling and copying.
-                let next = Vec::with_capacity(body.len());
-                bodies.push(String::from_utf8(std::mem::replace(&mut body, next)).ok()?);
+                last_len = body.len();
+                bodies.push(String::from_utf8(std::mem::take(&mut body)).ok()?);
                 ArrayState::AfterElement
             }
             (ArrayState::InString, b'\\') => {

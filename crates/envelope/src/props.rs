@@ -81,7 +81,7 @@ proptest! {
         let _ = event_list_items(&bytes);
         let _ = gunzip::gunzip(&bytes, 1 << 16);
         if let Ok(text) = std::str::from_utf8(&bytes) {
-            let _ = azure::unescape_json_string(text);
+            let _ = crate::escape::unescape_json_string(text);
         }
     }
 
@@ -209,7 +209,7 @@ proptest! {
     #[test]
     fn json_strings_unescape_like_serde(text in "\\PC{0,30}", raw in "\"([ -~]|[\\x00-\\x1f]|\\\\[nu\"]){0,20}\"") {
         let literal = serde_json::to_string(&text).unwrap();
-        prop_assert_eq!(azure::unescape_json_string(&literal), Some(text));
-        prop_assert_eq!(azure::unescape_json_string(&raw), serde_json::from_str::<String>(&raw).ok());
+        prop_assert_eq!(crate::escape::unescape_json_string(&literal), Some(text));
+        prop_assert_eq!(crate::escape::unescape_json_string(&raw), serde_json::from_str::<String>(&raw).ok());
     }
 }

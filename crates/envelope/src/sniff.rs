@@ -120,7 +120,7 @@ pub fn decode_file(
             let raw = parked.record.get();
             let Some(text) = raw
                 .starts_with('"')
-                .then(|| azure::unescape_json_string(raw))
+                .then(|| crate::escape::unescape_json_string(raw))
                 .flatten()
             else {
                 bodies.push(Ok(raw.to_string()));

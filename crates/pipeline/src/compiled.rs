@@ -996,19 +996,18 @@ fn walk<'a>(
             }
         }
         Token::Each => {
-            if let Node::Array(items) = &doc.nodes[node.0].1 {
-                // By index: the walk below adds nodes, never changes this one.
-                for i in 0..items.len() {
-                    let Node::Array(items) = &doc.nodes[node.0].1 else {
-                        break;
-                    };
-                    let item = items[i];
-                    below(doc, item, rest, out)?;
-                }
-                return Some(());
-            }
             let children: Vec<Raw<'a>> = match &doc.nodes[node.0].1 {
-                Node::Array(_) => Vec::new(),
+                Node::Array(items) => {
+                    // By index, not copied out: the walk below adds nodes, never changes this one.
+                    for i in 0..items.len() {
+                        let Node::Array(items) = &doc.nodes[node.0].1 else {
+                            break;
+                        };
+                        let item = items[i];
+                        below(doc, item, rest, out)?;
+                    }
+                    return Some(());
+                }
                 // A built object keeps the last of duplicate keys: a look ahead for each member of a small
                 // object (a ConfigMap's data), a set for a large one.
                 Node::Object(members, _) if members.len() <= 16 => members
@@ -1237,8 +1236,8 @@ fn field_value<'a>(
 fn string_of(raw: Raw<'_>) -> Option<Cow<'_, str>> {
     let text = raw.get();
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    // Most values are short: a byte scan, not a searcher. Escaped ones can be long (an AKS record's
-    // `properties.log`): unescaped eight bytes at a time, refusing what serde refuses.
+    // Escaped ones can be long (an AKS record's `properties.log`): unescaped eight bytes at a time, refusing
+    // what serde refuses. (An eight-byte search for the backslash measured the same as `contains`.)
     if inner.as_bytes().contains(&b'\\') {
         kaf_envelope::escape::unescape_json_string(text).map(Cow::Owned)
     } else {

@@ -28,6 +28,15 @@ fn gzip(path: &Path) {
     std::fs::remove_file(path).unwrap();
 }
 
+/// The checkpoint once the first `lines` lines of the live file are delivered.
+fn delivered_after(live: &Path, lines: usize) -> Checkpoint {
+    Follower::new(live, Start::LiveFile)
+        .poll(lines, 1 << 20)
+        .unwrap()
+        .unwrap()
+        .delivered()
+}
+
 fn ids(chunk: &Chunk) -> Vec<String> {
     chunk
         .events
@@ -167,11 +176,7 @@ fn a_deleted_checkpointed_file_resumes_at_the_oldest_file_left() {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("audit.log");
     append(&live, &(0..2).map(line).collect::<String>());
-    let checkpoint = Follower::new(&live, Start::LiveFile)
-        .poll(1, 1 << 20)
-        .unwrap()
-        .unwrap()
-        .delivered();
+    let checkpoint = delivered_after(&live, 1);
     let backup = dir.path().join("audit-2026-11-26T12-00-00.000.log");
     std::fs::rename(&live, &backup).unwrap();
     std::fs::remove_file(&backup).unwrap();
@@ -229,11 +234,7 @@ fn a_backup_compressed_while_the_checkpointed_file_is_sought_is_listed_again_not
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("audit.log");
     append(&live, &(0..5).map(line).collect::<String>());
-    let checkpoint = Follower::new(&live, Start::LiveFile)
-        .poll(2, 1 << 20)
-        .unwrap()
-        .unwrap()
-        .delivered();
+    let checkpoint = delivered_after(&live, 2);
     let backup = dir.path().join("audit-2026-11-26T14-00-00.000.log");
     std::fs::rename(&live, &backup).unwrap();
     append(&live, &(5..7).map(line).collect::<String>());
@@ -254,11 +255,7 @@ fn a_dangling_backup_link_is_passed_over_not_waited_for() {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("audit.log");
     append(&live, &(0..3).map(line).collect::<String>());
-    let checkpoint = Follower::new(&live, Start::LiveFile)
-        .poll(1, 1 << 20)
-        .unwrap()
-        .unwrap()
-        .delivered();
+    let checkpoint = delivered_after(&live, 1);
     std::os::unix::fs::symlink(
         dir.path().join("nowhere"),
         dir.path().join("audit-2026-11-26T10-00-00.000.log"),

@@ -131,6 +131,32 @@ mod tests {
         }
     }
 
+    /// As the host writes one: members in serde's order (`properties` before `resourceId` and `time`), the
+    /// event a JSON string in `properties.log` with escaped strings of its own and brackets inside strings.
+    /// Left to serde, the output would not change, only its cost: this is the test that notices.
+    #[test]
+    fn a_production_shaped_record_is_located_not_left_to_serde() {
+        let event = serde_json::json!({
+            "kind": "Event", "auditID": "a1", "verb": "create",
+            "requestObject": {
+                "metadata": {"annotations": {"note": "quoted \"x\" and \\ and ]} {["}},
+                "spec": {"containers": vec![serde_json::json!({"args": ["--a=\"b\"", "c\\d"]}); 20]},
+            },
+            "responseStatus": {"message": "pods \"p\" is forbidden: User \"bob\" cannot"},
+        });
+        let record = serde_json::json!({
+            "category": "kube-audit",
+            "operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
+            "properties": {"containerID": "0123", "log": format!("{event}\n"), "pod": "p", "stream": "stdout"},
+            "resourceId": "/SUBSCRIPTIONS/S/PROVIDERS/X/MANAGEDCLUSTERS/AKS-1",
+            "time": "2026-04-20T16:29:59.995191417Z",
+        })
+        .to_string();
+        assert!(record.len() > 1000, "{}", record.len());
+        let found = route(&record).expect("located");
+        assert_eq!(Some(owned(found)), serde_route(&record));
+    }
+
     #[test]
     fn an_aks_record_is_located_and_odd_ones_are_left_to_serde() {
         let record = r#"{"time": "2026-04-20T16:29:59Z", "resourceId": "/R/AKS", "category": "kube-audit", "operationName": "x", "properties": {"log": "{\"kind\":\"Event\"}\n", "stream": "stdout"}}"#;
