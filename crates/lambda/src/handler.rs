@@ -93,9 +93,23 @@ pub async fn handle(forwarder: &Forwarder, invocation: &Invocation) -> Result<St
     summary.pipeline = forwarded.pipeline;
     summary.upload = forwarded.sink;
     summary.duration_ms = started.elapsed().as_millis() as u64;
-    // Metrics first, so a failed invocation is counted too.
-    crate::metrics::print_emf(&summary, &forwarder.function_name, &cluster, now_ms());
-    if let Some(cause) = kaf_upload::worst_error(&forwarded.failed) {
+    let failure = kaf_upload::worst_error(&forwarded.failed);
+    // Metrics first, so a failed invocation is counted too. The metrics line carries every number of the
+    // summary, so it is also the invocation's log line: a second line repeating them (a JSON string escaped
+    // inside a JSON log line) cost 4% of a one-event invocation's instructions and another write to the log
+    // pipe.
+    let message = match failure {
+        Some(_) => "delivery failed",
+        None => "invocation done",
+    };
+    crate::metrics::print_emf(
+        &summary,
+        message,
+        &forwarder.function_name,
+        &cluster,
+        now_ms(),
+    );
+    if let Some(cause) = failure {
         tracing::error!(summary = %summary.to_json(), "delivery failed");
         return Err(ForwardError {
             undelivered,
@@ -104,9 +118,7 @@ pub async fn handle(forwarder: &Forwarder, invocation: &Invocation) -> Result<St
         }
         .into());
     }
-    let summary = summary.to_json();
-    tracing::info!(summary = %summary, "invocation done");
-    Ok(summary)
+    Ok(summary.to_json())
 }
 
 fn now_ms() -> i64 {

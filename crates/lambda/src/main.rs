@@ -46,6 +46,15 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The loop runs as a spawned task, not as `block_on`'s own future: waking a task on its own thread only
+    // queues it, while waking the top-level future writes to the driver's eventfd, twice per invocation.
+    tokio::spawn(serve(api, forwarder))
+        .await
+        .unwrap_or(ExitCode::FAILURE)
+}
+
+/// `next` → handler → result, until the Runtime API goes away.
+async fn serve(api: RuntimeApi, forwarder: init::Forwarder) -> ExitCode {
     loop {
         let invocation = match api.next().await {
             Ok(invocation) => invocation,

@@ -1,7 +1,8 @@
 //! One CloudWatch Embedded Metric Format line per invocation: CloudWatch turns it into metrics (namespace
 //! `KubeAuditForwarder`, dimension `FunctionName`) with no API call and no extra permission. The numbers are
-//! the invocation's [`Summary`]; the cluster rides along as a property for Logs Insights. Detections add one
-//! line per rule id that fired, as metric `Detections` with dimensions `FunctionName` and `Rule`.
+//! the invocation's [`Summary`]; the cluster and a `message` (`invocation done`, or `delivery failed`) ride
+//! along as properties, so the line is also the invocation's log line. Detections add one line per rule id
+//! that fired, as metric `Detections` with dimensions `FunctionName` and `Rule`.
 
 use kaf_upload::Summary;
 use std::fmt::Write as _;
@@ -58,10 +59,12 @@ fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// The invocation's EMF line, then one line per rule that fired. Written directly: this runs on every
-/// invocation, and building it as a JSON value cost more than the pipeline does for a one-event batch.
+/// The invocation's EMF line (led by `message`), then one line per rule that fired. Written directly: this
+/// runs on every invocation, and building it as a JSON value cost more than the pipeline does for a one-event
+/// batch.
 pub fn emf_lines(
     summary: &Summary,
+    message: &str,
     function_name: &str,
     cluster: &str,
     timestamp_ms: i64,
@@ -70,7 +73,7 @@ pub fn emf_lines(
     // The names as JSON strings, once: every line carries them.
     let (function, cluster) = (json_string(function_name), json_string(cluster));
     let mut lines = String::with_capacity(1024);
-    lines.push('{');
+    let _ = write!(lines, r#"{{"message":{},"#, json_string(message));
     for ((_, value), name) in summary.counts().iter().zip(&layout.names) {
         let _ = write!(lines, r#""{name}":{value},"#);
     }
@@ -91,8 +94,14 @@ pub fn emf_lines(
 }
 
 /// [`emf_lines`] on stdout in one write: each write to the log pipe wakes its reader, on every invocation.
-pub fn print_emf(summary: &Summary, function_name: &str, cluster: &str, timestamp_ms: i64) {
-    let mut lines = emf_lines(summary, function_name, cluster, timestamp_ms);
+pub fn print_emf(
+    summary: &Summary,
+    message: &str,
+    function_name: &str,
+    cluster: &str,
+    timestamp_ms: i64,
+) {
+    let mut lines = emf_lines(summary, message, function_name, cluster, timestamp_ms);
     lines.push('\n');
     // A log pipe that refuses the line loses the metrics, never the invocation.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), lines.as_bytes());
@@ -110,8 +119,14 @@ mod tests {
         s.pipeline.events_in = 7;
         s.upload.bytes_compressed = 99;
         s.duration_ms = 12;
-        let line: Value =
-            serde_json::from_str(&emf_lines(&s, "fn", "prod", 1_700_000_000_000)).unwrap();
+        let line: Value = serde_json::from_str(&emf_lines(
+            &s,
+            "invocation done",
+            "fn",
+            "prod",
+            1_700_000_000_000,
+        ))
+        .unwrap();
         let directive = &line["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], json!(NAMESPACE));
         assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
@@ -139,6 +154,9 @@ mod tests {
             (json!(7), json!("fn"), json!("prod"))
         );
         assert_eq!(line["_aws"]["Timestamp"], json!(1_700_000_000_000_i64));
+        // The line is the invocation's log line too: it says what happened, first.
+        assert_eq!(line["message"], json!("invocation done"));
+        assert!(emf_lines(&s, "m", "fn", "prod", 1).starts_with(r#"{"message":"m","#));
     }
 
     /// Every number of the JSON summary is on the line under its metric name, and names that need escaping
@@ -152,7 +170,7 @@ mod tests {
         s.envelope.unreadable = 1;
         s.pipeline.detections.add("rule \"quoted\"", 4);
         let (function, cluster) = ("fn \"x\"\n\u{e9}", "c\\1");
-        let text = emf_lines(&s, function, cluster, 5);
+        let text = emf_lines(&s, "delivery failed", function, cluster, 5);
         let lines: Vec<Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -192,7 +210,7 @@ mod tests {
         s.pipeline.detected = 3;
         s.pipeline.detections.add("pod-exec", 2);
         s.pipeline.detections.add("privileged-pod", 1);
-        let text = emf_lines(&s, "fn", "prod", 1_700_000_000_000);
+        let text = emf_lines(&s, "invocation done", "fn", "prod", 1_700_000_000_000);
         let lines: Vec<Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

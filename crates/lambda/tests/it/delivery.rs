@@ -219,8 +219,16 @@ async fn malformed_and_non_audit_messages_never_fail_the_batch() {
         ]
     );
     assert_eq!(
-        (m["FunctionName"].clone(), m["Cluster"].clone()),
-        (json!("kube-audit-forwarder"), json!("demo"))
+        (
+            m["FunctionName"].clone(),
+            m["Cluster"].clone(),
+            m["message"].clone()
+        ),
+        (
+            json!("kube-audit-forwarder"),
+            json!("demo"),
+            json!("invocation done")
+        )
     );
     assert!(
         !log.contains("eyJhbGciOiJSUzI1NiJ9"),

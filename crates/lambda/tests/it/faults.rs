@@ -118,6 +118,13 @@ async fn quota_and_configuration_rejections_have_their_own_error_types() {
             done.elapsed
         );
         assert!(!body.to_string().contains(KEY));
-        assert!(!lambda.process.output().contains(KEY));
+        let log = lambda.process.output();
+        assert!(!log.contains(KEY));
+        // The invocation's metrics line says it failed, not "invocation done".
+        let messages: Vec<Value> = crate::harness::emf_lines(&log)
+            .into_iter()
+            .filter_map(|m| m.get("message").cloned())
+            .collect();
+        assert_eq!(messages, [json!("delivery failed")], "{log}");
     }
 }
