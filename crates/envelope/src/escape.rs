@@ -130,6 +130,12 @@ pub fn first_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
     )
 }
 
+/// The index of the first `\` in `bytes`, eight bytes at a time: whether a validated JSON string's content has
+/// escapes.
+pub fn first_backslash(bytes: &[u8]) -> Option<usize> {
+    first_flagged(bytes, |word| has_byte(word, b'\\'), |b| b == b'\\')
+}
+
 /// Unescape the JSON string literal whose opening quote is `buffer[open]`, writing its value from
 /// `buffer[out]` on (`out <= open`: what is written never passes what is read), and checking it as serde_json
 /// does: no raw control character, every escape complete and known, surrogates paired. Returns the index just
@@ -186,4 +192,38 @@ pub fn scalar_len(bytes: &[u8]) -> usize {
         .iter()
         .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
         .unwrap_or(bytes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes where the searched-for ones are common, at every offset within and across eight-byte words.
+    fn texts() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                4 => b'a'..=b'z',
+                1 => Just(b'"'),
+                1 => Just(b'\\'),
+                1 => 0u8..0x20,
+                1 => any::<u8>(),
+            ],
+            0..40,
+        )
+    }
+
+    proptest! {
+        /// Each eight-bytes-at-a-time search finds what a byte-by-byte search finds.
+        #[test]
+        fn the_word_searches_agree_with_a_byte_by_byte_search(text in texts()) {
+            let position = |is: fn(u8) -> bool| text.iter().position(|&b| is(b));
+            prop_assert_eq!(first_backslash(&text), position(|b| b == b'\\'));
+            prop_assert_eq!(first_quote_or_backslash(&text), position(|b| b == b'"' || b == b'\\'));
+            prop_assert_eq!(
+                first_special(&text),
+                position(|b| b < 0x20 || b == b'"' || b == b'\\')
+            );
+        }
+    }
 }

@@ -77,18 +77,48 @@ pub enum DetectError {
 
 /// A name pattern: exact, or a prefix when it ends in `*` (`system:*`, `*` for anything).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Glob(String);
+pub struct Glob {
+    /// The pattern without its `*`.
+    text: String,
+    prefix: bool,
+}
 
 impl Glob {
     pub fn new(pattern: &str) -> Self {
-        Self(pattern.to_string())
-    }
-    pub fn matches(&self, s: &str) -> bool {
-        match self.0.strip_suffix('*') {
-            Some(prefix) => s.starts_with(prefix),
-            None => self.0 == s,
+        match pattern.strip_suffix('*') {
+            Some(prefix) => Self {
+                text: prefix.to_string(),
+                prefix: true,
+            },
+            None => Self {
+                text: pattern.to_string(),
+                prefix: false,
+            },
         }
     }
+
+    /// Allowlists are read for every event a rule selects: most names differ in length or first byte, which
+    /// answers without a call to `memcmp`.
+    pub fn matches(&self, s: &str) -> bool {
+        let (s, text) = (s.as_bytes(), self.text.as_bytes());
+        match self.prefix {
+            true => s
+                .get(..text.len())
+                .is_some_and(|head| same_bytes(head, text)),
+            false => same_bytes(s, text),
+        }
+    }
+}
+
+/// `a == b`, answered by the length and the first byte when they differ (as most compared names do).
+#[inline]
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    same_bytes(a.as_bytes(), b.as_bytes())
+}
+
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.first() == b.first() && a == b
 }
 
 /// An inclusive range of HTTP status codes.
@@ -233,7 +263,7 @@ impl Candidates {
     fn taking(&self, resource: Option<&str>) -> &[usize] {
         resource
             .map(resource_key)
-            .and_then(|key| self.by_resource.iter().find(|(k, _)| k == key))
+            .and_then(|key| self.by_resource.iter().find(|(k, _)| same(k, key)))
             .map_or(&self.any_resource, |(_, rules)| rules)
     }
 }
@@ -304,7 +334,7 @@ impl Detector {
     fn candidates(&self, verb: &str, resource: Option<&str>) -> impl Iterator<Item = &Rule> {
         self.by_verb
             .iter()
-            .find(|(v, _)| v == verb)
+            .find(|(v, _)| same(v, verb))
             .map_or(&self.any_verb, |(_, rules)| rules)
             .taking(resource)
             .iter()

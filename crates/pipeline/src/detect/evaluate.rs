@@ -2,7 +2,7 @@
 
 use super::{
     CodeRange, Detections, Detector, Exception, Glob, HeadField, Match, Pointer, Predicate, Root,
-    Rule, Test,
+    Rule, Test, same,
 };
 use crate::policy::resource_matches;
 use serde_json::Value;
@@ -315,7 +315,7 @@ fn any_glob(globs: &[Glob], s: &str) -> bool {
 }
 
 fn listed(list: &[String], s: &str) -> bool {
-    list.iter().any(|x| x == s)
+    list.iter().any(|x| same(x, s))
 }
 
 /// The head's fields first; the groups and the decision, which only a few rules read, only after those match.

@@ -482,3 +482,41 @@ fn every_rule_has_a_site24x7_query() {
     }
     assert!(queries.contains("responsestatus_code=403 and verb=\"list\" groupby username"));
 }
+
+proptest::proptest! {
+    /// A glob answers as its definition reads (a trailing `*` makes a prefix, anything else is exact), for any
+    /// pattern and name: multi-byte characters included, where a prefix's length can fall inside a character.
+    #[test]
+    fn a_glob_matches_as_its_definition_reads(
+        pattern in "(system|é|ü|[a-c:]){0,4}\\*?",
+        name in "(system|é|ü|[a-c:]){0,5}",
+    ) {
+        let expected = match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == pattern,
+        };
+        proptest::prop_assert_eq!(Glob::new(&pattern).matches(&name), expected);
+    }
+}
+
+#[test]
+fn globs_exact_prefix_and_anything() {
+    let cases = [
+        ("system:*", "system:serviceaccount:kube-system:x", true),
+        ("system:*", "systemd", false),
+        ("admin", "admin", true),
+        ("admin", "admins", false),
+        ("admin", "bdmin", false),
+        ("*", "", true),
+        ("", "", true),
+        ("é*", "e\u{301}", false),
+        ("\u{e9}x*", "\u{e9}", false),
+    ];
+    for (pattern, name, expected) in cases {
+        assert_eq!(
+            Glob::new(pattern).matches(name),
+            expected,
+            "{pattern} {name}"
+        );
+    }
+}
