@@ -116,6 +116,11 @@ def first_deploy_aws(template: dict) -> list[str]:
         target = group.get("Ref") if isinstance(group, dict) else None
         if target not in groups or "RetentionInDays" not in groups[target].get("Properties", {}):
             findings.append(f"{name}: LoggingConfig.LogGroup must name a log group of this template with RetentionInDays")
+        # The metrics line has no "level", which Lambda's JSON log format reads as INFO: a stricter application
+        # log level drops it, and every metric and alarm on it with it.
+        level = str(props.get("LoggingConfig", {}).get("ApplicationLogLevel", "INFO")).upper()
+        if level not in ("TRACE", "DEBUG", "INFO"):
+            findings.append(f"{name}: LoggingConfig.ApplicationLogLevel {level} drops the metrics line (Lambda reads a line without a level as INFO)")
     return findings
 
 
@@ -658,6 +663,7 @@ BROKEN_SAM = [
     ("the shipped policy's base64 in the environment", ("    MaxLength: 2048\n", "    MaxLength: 3900\n"), "the environment can reach"),
     ("a policy parameter without a bound", ("    MaxLength: 2048\n", ""), "has no MaxLength"),
     ("function logs kept forever", ("      RetentionInDays: !Ref LogRetentionDays\n", ""), "RetentionInDays"),
+    ("metrics dropped by the log level", ("        ApplicationLogLevel: INFO\n", "        ApplicationLogLevel: WARN\n"), "drops the metrics line"),
     ("events dropped on failure", ("        DestinationConfig:\n          OnFailure:\n            Type: SQS\n            Destination: !GetAtt FailureQueue.Arn\n", ""), "OnFailure"),
 ]
 
