@@ -118,9 +118,9 @@ def first_deploy_aws(template: dict) -> list[str]:
             findings.append(f"{name}: LoggingConfig.LogGroup must name a log group of this template with RetentionInDays")
         # The metrics line has no "level", which Lambda's JSON log format reads as INFO: a stricter application
         # log level drops it, and every metric and alarm on it with it.
-        level = str(props.get("LoggingConfig", {}).get("ApplicationLogLevel", "INFO")).upper()
-        if level not in ("TRACE", "DEBUG", "INFO"):
-            findings.append(f"{name}: LoggingConfig.ApplicationLogLevel {level} drops the metrics line (Lambda reads a line without a level as INFO)")
+        level = props.get("LoggingConfig", {}).get("ApplicationLogLevel", "INFO")
+        if not isinstance(level, str) or level.upper() not in ("TRACE", "DEBUG", "INFO"):
+            findings.append(f"{name}: LoggingConfig.ApplicationLogLevel {json.dumps(level, default=str)} can drop the metrics line (Lambda reads a line without a level as INFO): set INFO, DEBUG or TRACE")
     return findings
 
 
@@ -663,7 +663,7 @@ BROKEN_SAM = [
     ("the shipped policy's base64 in the environment", ("    MaxLength: 2048\n", "    MaxLength: 3900\n"), "the environment can reach"),
     ("a policy parameter without a bound", ("    MaxLength: 2048\n", ""), "has no MaxLength"),
     ("function logs kept forever", ("      RetentionInDays: !Ref LogRetentionDays\n", ""), "RetentionInDays"),
-    ("metrics dropped by the log level", ("        ApplicationLogLevel: INFO\n", "        ApplicationLogLevel: WARN\n"), "drops the metrics line"),
+    ("metrics dropped by the log level", ("        ApplicationLogLevel: INFO\n", "        ApplicationLogLevel: WARN\n"), "can drop the metrics line"),
     ("events dropped on failure", ("        DestinationConfig:\n          OnFailure:\n            Type: SQS\n            Destination: !GetAtt FailureQueue.Arn\n", ""), "OnFailure"),
 ]
 

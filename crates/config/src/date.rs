@@ -28,6 +28,8 @@ pub enum DateFormat {
         has_zone: bool,
         has_year: bool,
         zone: Option<FixedOffset>,
+        /// `chrono_format` is [`ISO_ZULU`]: its usual values are read byte by byte ([`iso_zulu_ms`]).
+        iso_zulu: bool,
     },
 }
 
@@ -138,6 +140,7 @@ impl DateFormat {
             .parse_to_owned()
             .unwrap_or_else(|_| vec![Item::Error]);
         Ok(Self::Pattern {
+            iso_zulu: chrono_format == ISO_ZULU,
             chrono_format,
             items,
             has_zone,
@@ -198,18 +201,17 @@ impl DateFormat {
     /// A [`DateFormat::Pattern`]'s reading of `text` (trimmed), unchecked.
     fn pattern_ms(&self, text: &str, now_ms: i64) -> Result<i64, DateParseError> {
         let Self::Pattern {
-            chrono_format,
             items,
             has_zone,
             has_year,
             zone,
+            iso_zulu,
+            ..
         } = self
         else {
             return Err(DateParseError::NoMatch);
         };
-        if chrono_format == ISO_ZULU
-            && let Some(ms) = iso_zulu_ms(text, *zone)
-        {
+        if *iso_zulu && let Some(ms) = iso_zulu_ms(text, *zone) {
             return Ok(ms);
         }
         let parsed = |text: &str| {
@@ -398,6 +400,15 @@ mod tests {
 
     #[test]
     fn audit_timestamps_are_read_without_chrono() {
+        // The production pattern takes the byte-by-byte reading; others do not.
+        let takes_it = |format: &str| {
+            matches!(
+                DateFormat::compile(format, None).unwrap(),
+                DateFormat::Pattern { iso_zulu: true, .. }
+            )
+        };
+        assert!(takes_it("%Y-%m-%dT%H:%M:%S.%fZ"));
+        assert!(!takes_it("%Y-%m-%dT%H:%M:%S%z") && !takes_it("%d/%b/%Y:%H:%M:%S"));
         for text in [
             "2017-09-11T19:55:05.123456Z",
             "2026-04-20T16:29:59.995191417Z",
