@@ -1246,12 +1246,6 @@ fn string_of(raw: Raw<'_>) -> Option<Cow<'_, str>> {
     }
 }
 
-/// `a == b`, with the length and first byte compared before the bytes: most members a lookup passes over
-/// differ there, and this spares them a call to `memcmp`.
-fn same_key(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
-}
-
 /// Where a raw value sits in the text: identifies it in the document's cache.
 fn key_of(raw: Raw<'_>) -> (usize, usize) {
     (raw.get().as_ptr() as usize, raw.get().len())
@@ -1462,7 +1456,7 @@ impl<'a> Doc<'a> {
         self.members(id)
             .iter()
             .rev()
-            .find(|(k, _)| same_key(k, key))
+            .find(|(k, _)| crate::detect::same(k, key))
             .map(|(_, v)| *v)
     }
 
@@ -1473,7 +1467,7 @@ impl<'a> Doc<'a> {
         for (member, value) in self.members(id) {
             let member: &str = member;
             for (slot, key) in found.iter_mut().zip(keys) {
-                if same_key(member, key) {
+                if crate::detect::same(member, key) {
                     *slot = Some(*value);
                 }
             }

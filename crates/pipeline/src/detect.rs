@@ -100,25 +100,21 @@ impl Glob {
     /// Allowlists are read for every event a rule selects: most names differ in length or first byte, which
     /// answers without a call to `memcmp`.
     pub fn matches(&self, s: &str) -> bool {
-        let (s, text) = (s.as_bytes(), self.text.as_bytes());
         match self.prefix {
+            // A head of `s` that ends inside a character cannot equal the whole characters of `text`.
             true => s
-                .get(..text.len())
-                .is_some_and(|head| same_bytes(head, text)),
-            false => same_bytes(s, text),
+                .get(..self.text.len())
+                .is_some_and(|head| same(head, &self.text)),
+            false => same(s, &self.text),
         }
     }
 }
 
-/// `a == b`, answered by the length and the first byte when they differ (as most compared names do).
+/// `a == b`, answered by the length and the first byte when they differ, as most compared names and keys
+/// do, without a call to `memcmp` (the compiled path's member keys, the rules' verbs and resources, globs).
 #[inline]
 pub(crate) fn same(a: &str, b: &str) -> bool {
-    same_bytes(a.as_bytes(), b.as_bytes())
-}
-
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.first() == b.first() && a == b
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 /// An inclusive range of HTTP status codes.
